@@ -1,0 +1,150 @@
+//! What the monitor tells the program.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::component::ComponentId;
+
+/// How far a hang has gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HangLevel {
+    /// Busy past the transient timeout.
+    Transient,
+    /// Busy past the permanent timeout.
+    Permanent,
+}
+
+/// What an alert says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum AlertKind {
+    /// The activity has lasted longer than the transient timeout. Raised once per activity.
+    Transient,
+    /// The activity has lasted longer than the permanent timeout. Raised once per activity.
+    Permanent,
+    /// An activity that raised an alert is over: the component went back to
+    /// waiting or started a new activity. `duration` is the hang's total length.
+    Ended {
+        /// The highest level the hang reached.
+        worst: HangLevel,
+    },
+    /// The component's thread exited without unregistering. The monitor stops
+    /// watching it; this is not a hang.
+    ThreadExited,
+}
+
+/// One alert from the monitor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// The component this is about.
+    pub component: ComponentId,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: AlertKind,
+    /// What the component said it was doing when the activity started.
+    pub annotation: Option<Cow<'static, str>>,
+    /// How long the component has been busy (for `Ended`, how long it was),
+    /// not counting time the monitor judged to be a pause of the process.
+    #[serde(rename = "duration_ms", with = "millis")]
+    pub duration: Duration,
+    /// The name of the component's thread, if it has one.
+    pub thread: Option<String>,
+    /// When the monitor raised the alert.
+    #[serde(rename = "time_unix_ms", with = "unix_millis")]
+    pub time: SystemTime,
+}
+
+impl fmt::Display for Alert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            AlertKind::Transient => "transient hang",
+            AlertKind::Permanent => "PERMANENT hang",
+            AlertKind::Ended { .. } => "hang ended",
+            AlertKind::ThreadExited => "thread exited without unregistering",
+        };
+        write!(f, "{}: {what}", self.component)?;
+        if let Some(annotation) = &self.annotation {
+            write!(f, " in {annotation:?}")?;
+        }
+        match self.kind {
+            AlertKind::ThreadExited => {}
+            AlertKind::Ended { worst } => {
+                let worst = match worst {
+                    HangLevel::Transient => "transient",
+                    HangLevel::Permanent => "permanent",
+                };
+                write!(f, " after {:.1?} (reached {worst})", self.duration)?;
+            }
+            _ => write!(f, ", busy for {:.1?}", self.duration)?,
+        }
+        if let Some(thread) = &self.thread {
+            write!(f, " [thread {thread}]")?;
+        }
+        Ok(())
+    }
+}
+
+/// A duration as fractional milliseconds, the unit people read hang lengths in.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(duration: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(duration.as_secs_f64() * 1e3)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let ms = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(ms / 1e3).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A wall-clock time as fractional milliseconds since the Unix epoch.
+mod unix_millis {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        let since = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        s.serialize_f64(since.as_secs_f64() * 1e3)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let ms = f64::deserialize(d)?;
+        let since = Duration::try_from_secs_f64(ms / 1e3).map_err(serde::de::Error::custom)?;
+        Ok(UNIX_EPOCH + since)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alert_round_trips_through_json_with_stable_names() {
+        let alert = Alert {
+            component: ComponentId::new("layout", 2),
+            kind: AlertKind::Ended {
+                worst: HangLevel::Permanent,
+            },
+            annotation: Some("reflow".into()),
+            duration: Duration::from_millis(1500),
+            thread: Some("layout-2".into()),
+            time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        };
+        let json = serde_json::to_value(&alert).unwrap();
+        assert_eq!(json["kind"], "ended");
+        assert_eq!(json["worst"], "permanent");
+        assert_eq!(json["component"]["name"], "layout");
+        assert_eq!(json["duration_ms"], 1500.0);
+        assert_eq!(json["time_unix_ms"], 1_700_000_000_000.0);
+        let back: Alert = serde_json::from_value(json).unwrap();
+        assert_eq!(back, alert);
+    }
+}

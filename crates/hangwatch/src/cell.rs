@@ -1,0 +1,136 @@
+//! The cell through which a component tells the monitor what it is doing.
+//!
+//! Each component owns one cell. Its state is a single atomic word that only
+//! the component's thread writes and that the monitor reads when it looks:
+//!
+//! ```text
+//!  63                                 17 16            1   0
+//! +-------------------------------------+---------------+---+
+//! |  start of the activity (47 bits of  |  label number | A |
+//! |  the clock's stamp, see clock.rs)   |   (16 bits)   |   |
+//! +-------------------------------------+---------------+---+
+//! ```
+//!
+//! `A` is set while the component is active. `notify_activity` stores a new
+//! word with `A` set; `notify_wait` stores the same word with `A` cleared. One
+//! word means one store on the hot path and no torn reads: the monitor sees
+//! either the old activity or the new one, never a start from one and a label
+//! from the other. The word also identifies the activity: two activities of
+//! one component that start in the same stamp (tens of nanoseconds) with the
+//! same label are indistinguishable, which changes no hang by more than a
+//! stamp.
+//!
+//! 47 bits of stamps wrap after months; the monitor rebuilds the full start by
+//! assuming the activity began less than one wrap ago, which holds because it
+//! looks at every active component at least once per transient timeout.
+//!
+//! Two more fields serve the rare path where a hang *ends*. When the monitor
+//! raises an alert it stores the word of that activity in `alerted`; the
+//! component compares it with its own word at its next notification (one load
+//! of a line it already owns) and, only if they match, records the end stamp
+//! in `ended` and wakes the monitor, so that the `Ended` alert is prompt and
+//! its duration exact. That is the only field the monitor writes.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crossbeam_utils::CachePadded;
+
+use crate::annotation::LabelId;
+
+const ACTIVE: u64 = 1;
+const LABEL_SHIFT: u32 = 1;
+const LABEL_MASK: u64 = 0xffff << LABEL_SHIFT;
+const START_SHIFT: u32 = 17;
+const START_BITS: u32 = 64 - START_SHIFT;
+const START_MASK: u64 = (1 << START_BITS) - 1;
+
+/// The word a component publishes when it starts an activity.
+#[inline(always)]
+pub(crate) fn active_word(start: u64, label: LabelId) -> u64 {
+    (start << START_SHIFT) | ((label as u64) << LABEL_SHIFT) | ACTIVE
+}
+
+/// The word a component publishes when it goes back to waiting.
+#[inline(always)]
+pub(crate) fn waiting_word(word: u64) -> u64 {
+    word & !ACTIVE
+}
+
+#[inline(always)]
+pub(crate) fn is_active(word: u64) -> bool {
+    word & ACTIVE != 0
+}
+
+pub(crate) fn label_of(word: u64) -> LabelId {
+    ((word & LABEL_MASK) >> LABEL_SHIFT) as LabelId
+}
+
+/// The full start stamp of the activity in `word`, given a recent `now`.
+pub(crate) fn start_of(word: u64, now: u64) -> u64 {
+    let low = word >> START_SHIFT;
+    now.wrapping_sub(now.wrapping_sub(low) & START_MASK)
+}
+
+/// A component's cell, on its own cache line.
+#[derive(Default)]
+pub(crate) struct ActivityCell(CachePadded<Fields>);
+
+#[derive(Default)]
+pub(crate) struct Fields {
+    /// The state word. Written by the component.
+    pub(crate) state: AtomicU64,
+    /// The end stamp of an activity the monitor alerted on. Written by the component.
+    pub(crate) ended: AtomicU64,
+    /// Set by the component's thread as it exits. See `handle.rs`.
+    pub(crate) thread_exited: AtomicBool,
+    /// Set by the component when it unregisters, before it tells the monitor.
+    pub(crate) unregistered: AtomicBool,
+    /// The word of the activity the monitor last alerted on. Written by the monitor.
+    pub(crate) alerted: AtomicU64,
+}
+
+impl std::ops::Deref for ActivityCell {
+    type Target = Fields;
+    fn deref(&self) -> &Fields {
+        &self.0
+    }
+}
+
+impl ActivityCell {
+    /// The state word, as the monitor reads it (see `monitor/mod.rs` for why
+    /// this is sequentially consistent).
+    pub(crate) fn load_state(&self) -> u64 {
+        self.state.load(Ordering::SeqCst)
+    }
+
+    /// Whether the monitor should stop watching this cell.
+    pub(crate) fn is_retired(&self) -> bool {
+        self.unregistered.load(Ordering::Acquire) || self.thread_exited.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_word_keeps_its_start_and_label() {
+        let start = 123_456_789_012;
+        let word = active_word(start, 4321);
+        assert!(is_active(word));
+        assert_eq!(label_of(word), 4321);
+        assert_eq!(start_of(word, start + 10), start);
+        let waiting = waiting_word(word);
+        assert!(!is_active(waiting));
+        assert_eq!(label_of(waiting), 4321);
+        assert_eq!(start_of(waiting, start), start);
+    }
+
+    #[test]
+    fn the_start_survives_a_wrap_of_the_low_bits() {
+        let start = (5 << START_BITS) - 3;
+        let word = active_word(start, 1);
+        assert_eq!(start_of(word, start + 1000), start);
+        assert_eq!(start_of(word, (5 << START_BITS) + 7), start);
+    }
+}

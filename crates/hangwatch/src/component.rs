@@ -1,0 +1,80 @@
+//! What identifies a component and what it asks of the monitor.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::RegisterError;
+
+/// Names a monitored component: a name plus a number of your choosing, so that
+/// several components of one kind (`script` 1, `script` 2, …) are told apart.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ComponentId {
+    /// What kind of component this is: `script`, `layout`, `network`.
+    pub name: Cow<'static, str>,
+    /// Which one of that kind.
+    pub number: u64,
+}
+
+impl ComponentId {
+    /// A component id. A `&'static str` name costs no allocation.
+    pub fn new(name: impl Into<Cow<'static, str>>, number: u64) -> ComponentId {
+        ComponentId {
+            name: name.into(),
+            number,
+        }
+    }
+}
+
+impl fmt::Display for ComponentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.name, self.number)
+    }
+}
+
+/// How long a component may stay busy before the monitor says so.
+///
+/// Past `transient` the monitor raises a [`Transient`](crate::AlertKind::Transient)
+/// alert; past `permanent` a [`Permanent`](crate::AlertKind::Permanent) one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Timeouts {
+    transient: Duration,
+    permanent: Duration,
+}
+
+impl Timeouts {
+    /// Checks that both timeouts are non-zero and that `permanent` is longer
+    /// than `transient`.
+    pub(crate) fn new(transient: Duration, permanent: Duration) -> Result<Timeouts, RegisterError> {
+        if transient.is_zero() || permanent.is_zero() {
+            return Err(RegisterError::ZeroTimeout);
+        }
+        if permanent <= transient {
+            return Err(RegisterError::PermanentNotLonger {
+                transient,
+                permanent,
+            });
+        }
+        Ok(Timeouts {
+            transient,
+            permanent,
+        })
+    }
+
+    /// The transient timeout.
+    pub(crate) fn transient(&self) -> Duration {
+        self.transient
+    }
+
+    /// The permanent timeout.
+    pub(crate) fn permanent(&self) -> Duration {
+        self.permanent
+    }
+}
+
+/// Called once, on the monitor's thread, when [`Control::exit`](crate::Control::exit)
+/// asks every component to exit. It should only pass the request on (send a
+/// message, set a flag): it must not block, since the monitor waits for it.
+pub type ExitSignal = Box<dyn FnOnce() + Send + 'static>;

@@ -1,0 +1,51 @@
+//! Errors, each with a message that says what to do about it.
+
+use std::time::Duration;
+
+use crate::component::ComponentId;
+
+/// Why a monitor could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The alert channel needs room for at least one alert.
+    #[error("alert capacity must be at least 1; use Builder::alert_capacity(n) with n > 0")]
+    ZeroAlertCapacity,
+    /// The operating system refused to start the monitor's thread.
+    #[error("could not start the monitor thread: {0}")]
+    Spawn(#[source] std::io::Error),
+}
+
+/// Why a component could not be registered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    /// A timeout of zero would raise an alert for every activity.
+    #[error("hang timeouts must be longer than zero")]
+    ZeroTimeout,
+    /// The permanent timeout must come after the transient one.
+    #[error(
+        "the permanent timeout ({permanent:?}) must be longer than the transient timeout \
+         ({transient:?})"
+    )]
+    PermanentNotLonger {
+        /// The transient timeout given.
+        transient: Duration,
+        /// The permanent timeout given.
+        permanent: Duration,
+    },
+    /// Another live component already uses this id.
+    #[error(
+        "component {0} is already registered; give each component a distinct (name, number), \
+         or unregister the other one first"
+    )]
+    Duplicate(ComponentId),
+    /// The monitor thread is no longer running.
+    #[error("the hang monitor is no longer running")]
+    MonitorGone,
+}
+
+/// The monitor thread is no longer running, so it cannot answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the hang monitor is no longer running (every register and handle was dropped, or it failed)"
+)]
+pub struct MonitorGone;

@@ -1,0 +1,302 @@
+//! The sending halves: [`Register`], shared by the program, and [`Handle`],
+//! owned by one component's thread.
+//!
+//! A handle's notifications are the hot path. They write the component's cell
+//! (`cell.rs`) and consult the monitor's published schedule (`schedule.rs`);
+//! they never lock, allocate, or make a system call, except for one wake-up
+//! when the monitor must look earlier than it planned, or when a hang the
+//! monitor alerted on ends.
+//!
+//! A handle is not `Send`: it belongs to the thread that registered, which is
+//! the thread whose hangs it reports. That thread's exit is noticed even if the
+//! handle is leaked (servo#22468): a thread-local hook marks every cell the
+//! thread registered as it exits, and wakes the monitor.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+
+use crate::annotation::{Annotation, LabelCache};
+use crate::cell::{self, ActivityCell};
+use crate::clock::Clock;
+use crate::component::{ComponentId, ExitSignal, Timeouts};
+use crate::error::RegisterError;
+use crate::messages::{Registration, RegistryMsg};
+use crate::schedule::Schedule;
+
+/// What registers and handles share. Its senders keep the monitor running.
+pub(crate) struct Shared {
+    pub(crate) registry: Sender<RegistryMsg>,
+    pub(crate) wake: Sender<()>,
+    pub(crate) schedule: Arc<Schedule>,
+    /// Live ids, for the duplicate check. Taken by registering and
+    /// unregistering threads only, never by the monitor.
+    ids: Mutex<HashMap<ComponentId, Weak<ActivityCell>>>,
+    next_key: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        registry: Sender<RegistryMsg>,
+        wake: Sender<()>,
+        schedule: Arc<Schedule>,
+    ) -> Shared {
+        Shared {
+            registry,
+            wake,
+            schedule,
+            ids: Mutex::new(HashMap::new()),
+            next_key: AtomicU64::new(0),
+        }
+    }
+
+    fn ids(&self) -> std::sync::MutexGuard<'_, HashMap<ComponentId, Weak<ActivityCell>>> {
+        // The map stays consistent even if a holder panicked: every critical
+        // section is a single insert or remove.
+        self.ids
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Lets threads register themselves as monitored components.
+///
+/// Cheap to clone and `Send`: hand one to every part of the program that
+/// starts event-loop threads. The monitor runs until every register and every
+/// handle is dropped.
+#[derive(Clone)]
+pub struct Register {
+    shared: Arc<Shared>,
+}
+
+impl Register {
+    pub(crate) fn new(shared: Arc<Shared>) -> Register {
+        Register { shared }
+    }
+
+    /// Registers the calling thread as the component `id`.
+    ///
+    /// The component raises a transient alert when one activity lasts longer
+    /// than `transient`, and a permanent one past `permanent`. If the program
+    /// calls [`Control::exit`](crate::Control::exit), `exit_signal` is called
+    /// once, on the monitor's thread; if exit was already requested, it is
+    /// called as soon as the monitor sees this registration.
+    ///
+    /// Registration never waits for the monitor.
+    pub fn register_component(
+        &self,
+        id: ComponentId,
+        transient: Duration,
+        permanent: Duration,
+        exit_signal: Option<ExitSignal>,
+    ) -> Result<Handle, RegisterError> {
+        let timeouts = Timeouts::new(transient, permanent)?;
+        let cell = Arc::new(ActivityCell::default());
+        {
+            let mut ids = self.shared.ids();
+            let taken = ids
+                .get(&id)
+                .and_then(Weak::upgrade)
+                .is_some_and(|other| !other.is_retired());
+            if taken {
+                return Err(RegisterError::Duplicate(id));
+            }
+            ids.insert(id.clone(), Arc::downgrade(&cell));
+        }
+        let key = self.shared.next_key.fetch_add(1, Ordering::Relaxed);
+        let registration = Registration {
+            key,
+            id: id.clone(),
+            cell: cell.clone(),
+            timeouts,
+            exit_signal,
+            thread: std::thread::current().name().map(str::to_owned),
+        };
+        if self
+            .shared
+            .registry
+            .send(RegistryMsg::Register(registration))
+            .is_err()
+        {
+            self.shared.ids().remove(&id);
+            return Err(RegisterError::MonitorGone);
+        }
+        exit_hook::watch(&cell, &self.shared.wake);
+        let clock = Clock::global();
+        Ok(Handle {
+            transient: clock.to_stamps(transient),
+            clock,
+            schedule: self.shared.schedule.clone(),
+            cell,
+            last_word: Cell::new(0),
+            labels: LabelCache::default(),
+            shared: self.shared.clone(),
+            id,
+            key,
+            _owned_by_its_thread: PhantomData,
+        })
+    }
+}
+
+/// A component's link to the monitor, owned by the component's thread.
+///
+/// Call [`notify_activity`](Handle::notify_activity) when the component starts
+/// handling an event and [`notify_wait`](Handle::notify_wait) when it goes back
+/// to waiting, or hold an [`activity`](Handle::activity) guard while it works.
+/// Dropping the handle unregisters the component.
+pub struct Handle {
+    // The hot path's fields come first.
+    clock: &'static Clock,
+    schedule: Arc<Schedule>,
+    cell: Arc<ActivityCell>,
+    transient: u64,
+    last_word: Cell<u64>,
+    labels: LabelCache,
+    shared: Arc<Shared>,
+    id: ComponentId,
+    key: u64,
+    _owned_by_its_thread: PhantomData<*const ()>,
+}
+
+impl Handle {
+    /// The component starts handling an event. This also ends the previous
+    /// activity, if there was one.
+    #[inline]
+    pub fn notify_activity(&self, annotation: impl Into<Annotation>) {
+        if !self.schedule.is_enabled() {
+            return;
+        }
+        let label = self.labels.id_of(annotation.into());
+        let now = self.clock.now();
+        let hang_ended = self.end_alerted_activity(|| now);
+        let word = cell::active_word(now, label);
+        // SeqCst: pairs with the monitor's promise, see schedule.rs.
+        self.cell.state.store(word, Ordering::SeqCst);
+        self.last_word.set(word);
+        if hang_ended || self.schedule.looks_after(now + self.transient) {
+            self.wake_monitor();
+        }
+    }
+
+    /// The component goes back to waiting for its next event.
+    #[inline]
+    pub fn notify_wait(&self) {
+        let last = self.last_word.get();
+        if !cell::is_active(last) {
+            return;
+        }
+        let hang_ended = self.end_alerted_activity(|| self.clock.now());
+        self.cell
+            .state
+            .store(cell::waiting_word(last), Ordering::Release);
+        self.last_word.set(cell::waiting_word(last));
+        if hang_ended {
+            self.wake_monitor();
+        }
+    }
+
+    /// Notifies activity now and wait when the guard is dropped.
+    pub fn activity(&self, annotation: impl Into<Annotation>) -> ActivityGuard<'_> {
+        self.notify_activity(annotation);
+        ActivityGuard { handle: self }
+    }
+
+    /// Stops monitoring this component. Dropping the handle does the same.
+    pub fn unregister(self) {}
+
+    /// The id this component registered with.
+    pub fn id(&self) -> &ComponentId {
+        &self.id
+    }
+
+    /// If the monitor alerted on the activity that is ending, records when it
+    /// ended, for the `Ended` alert. The load hits a line this thread owns
+    /// unless the monitor just wrote it.
+    #[inline(always)]
+    fn end_alerted_activity(&self, now: impl FnOnce() -> u64) -> bool {
+        let last = self.last_word.get();
+        let alerted = cell::is_active(last) && self.cell.alerted.load(Ordering::Relaxed) == last;
+        if alerted {
+            self.cell.ended.store(now(), Ordering::Relaxed);
+        }
+        alerted
+    }
+
+    #[cold]
+    fn wake_monitor(&self) {
+        // Full means a wake-up is already pending; disconnected means the
+        // monitor is gone. Either way there is nothing more to do.
+        let _ = self.shared.wake.try_send(());
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.cell.unregistered.store(true, Ordering::Release);
+        {
+            let mut ids = self.shared.ids();
+            let ours = ids
+                .get(&self.id)
+                .is_some_and(|cell| std::ptr::eq(cell.as_ptr(), Arc::as_ptr(&self.cell)));
+            if ours {
+                ids.remove(&self.id);
+            }
+        }
+        let _ = self
+            .shared
+            .registry
+            .send(RegistryMsg::Unregister { key: self.key });
+    }
+}
+
+/// Ends the activity it was made for when dropped. See [`Handle::activity`].
+#[must_use = "the activity ends when the guard is dropped"]
+pub struct ActivityGuard<'a> {
+    handle: &'a Handle,
+}
+
+impl Drop for ActivityGuard<'_> {
+    fn drop(&mut self) {
+        self.handle.notify_wait();
+    }
+}
+
+/// Marks a thread's cells when the thread exits.
+mod exit_hook {
+    use super::*;
+
+    struct ExitHook {
+        cells: RefCell<Vec<(Weak<ActivityCell>, Sender<()>)>>,
+    }
+
+    impl Drop for ExitHook {
+        fn drop(&mut self) {
+            for (cell, wake) in self.cells.get_mut().drain(..) {
+                if let Some(cell) = cell.upgrade() {
+                    cell.thread_exited.store(true, Ordering::Release);
+                    let _ = wake.try_send(());
+                }
+            }
+        }
+    }
+
+    thread_local! {
+        static EXIT_HOOK: ExitHook = const { ExitHook { cells: RefCell::new(Vec::new()) } };
+    }
+
+    /// Marks `cell` when the calling thread exits.
+    pub(super) fn watch(cell: &Arc<ActivityCell>, wake: &Sender<()>) {
+        // A registration made while the thread's locals are being destroyed
+        // goes unwatched; the handle's own drop still unregisters it.
+        let _ = EXIT_HOOK.try_with(|hook| {
+            let mut cells = hook.cells.borrow_mut();
+            cells.retain(|(cell, _)| cell.strong_count() > 0);
+            cells.push((Arc::downgrade(cell), wake.clone()));
+        });
+    }
+}

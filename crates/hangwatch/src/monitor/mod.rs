@@ -1,0 +1,363 @@
+//! The monitor: one thread that keeps every receiving half and runs a plain
+//! loop over what arrives.
+//!
+//! All of the monitor's state is local to its thread and changed by the
+//! sequential steps of [`Monitor::run`]. Components never send it their
+//! notifications; it reads their cells when it looks. It looks:
+//!
+//! - at the exact deadline of the earliest active component;
+//! - while components are busy, at least once per shortest transient timeout,
+//!   so it finds every new activity before that activity's first deadline
+//!   without the component waking it;
+//! - when a component wakes it because it would otherwise look too late, when
+//!   a hang it alerted on ends, or when a message arrives;
+//! - never, while every component waits: after one look that finds nothing
+//!   changed it sleeps without a timer until something happens.
+//!
+//! Why no activity slips through between two looks is argued in
+//! `schedule.rs` and at each step of `look` and `promise` below.
+
+mod alert_sink;
+mod components;
+mod pauses;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{never, Receiver, Select, Sender, TryRecvError};
+
+pub(crate) use self::alert_sink::AlertSink;
+use self::components::Components;
+use self::pauses::Pauses;
+use crate::clock::Clock;
+use crate::component::{ComponentId, ExitSignal};
+use crate::messages::{ControlMsg, Registration, RegistryMsg};
+use crate::schedule::{Schedule, NEVER};
+use crate::stats::{ExitReport, Stats};
+
+/// The receiving halves, all kept by the monitor.
+pub(crate) struct Inbox {
+    pub(crate) registry: Receiver<RegistryMsg>,
+    pub(crate) control: Receiver<ControlMsg>,
+    pub(crate) wake: Receiver<()>,
+}
+
+impl Inbox {
+    /// Blocks until something arrives or `timeout` passes (forever if `None`).
+    fn wait(&self, timeout: Option<Duration>) {
+        let mut select = Select::new();
+        select.recv(&self.registry);
+        select.recv(&self.control);
+        select.recv(&self.wake);
+        match timeout {
+            Some(timeout) => {
+                let _ = select.ready_timeout(timeout);
+            }
+            None => {
+                select.ready();
+            }
+        }
+    }
+}
+
+/// What the monitor is started with.
+pub(crate) struct Settings {
+    pub(crate) enabled: bool,
+    pub(crate) pause_threshold: Duration,
+    pub(crate) thread_name: String,
+}
+
+/// Starts the monitor's thread.
+pub(crate) fn spawn(
+    settings: Settings,
+    inbox: Inbox,
+    schedule: Arc<Schedule>,
+    alerts: AlertSink,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(settings.thread_name.clone())
+        .spawn(move || {
+            // However the loop ends, handles go quiet: notifications return at
+            // once instead of writing cells nobody reads.
+            let _quiet = QuietOnExit(schedule.clone());
+            Monitor::new(&settings, schedule, alerts).run(inbox);
+        })
+}
+
+struct QuietOnExit(Arc<Schedule>);
+
+impl Drop for QuietOnExit {
+    fn drop(&mut self) {
+        self.0.set_enabled(false);
+    }
+}
+
+struct Monitor {
+    clock: &'static Clock,
+    schedule: Arc<Schedule>,
+    components: Components,
+    alerts: AlertSink,
+    pauses: Pauses,
+    enabled: bool,
+    exited: bool,
+    /// When the previous look happened, and when this one was planned for.
+    last_look: u64,
+    planned: Option<u64>,
+    stats_requests: Vec<Sender<Stats>>,
+    exit_signal_panics: Vec<ComponentId>,
+    threads_exited: u64,
+    looks: u64,
+}
+
+/// What one look decided.
+struct Plan {
+    /// When the look began.
+    now: u64,
+    /// The promise stored before looking: now plus the shortest transient timeout.
+    soon: Option<u64>,
+    /// When the monitor wants to look next.
+    next: Option<u64>,
+}
+
+impl Monitor {
+    fn new(settings: &Settings, schedule: Arc<Schedule>, alerts: AlertSink) -> Monitor {
+        let clock = Clock::global();
+        Monitor {
+            clock,
+            schedule,
+            components: Components::default(),
+            alerts,
+            pauses: Pauses::new(clock.to_stamps(settings.pause_threshold)),
+            enabled: settings.enabled,
+            exited: false,
+            last_look: clock.now(),
+            planned: None,
+            stats_requests: Vec::new(),
+            exit_signal_panics: Vec::new(),
+            threads_exited: 0,
+            looks: 0,
+        }
+    }
+
+    fn run(mut self, mut inbox: Inbox) {
+        loop {
+            // 1. Sleep until the planned look, a component's wake-up, or a message.
+            inbox.wait(self.time_until_planned());
+
+            // 2. Take in what arrived. Registrations go first, so that an exit
+            //    request sees every registration sent before it; one that
+            //    arrives after an exit is signalled on arrival, so the two
+            //    channels may interleave in any order without losing a signal.
+            if !self.take_registrations(&inbox.registry) {
+                // Every register and handle is gone: nothing left to watch,
+                // and nobody left to signal.
+                return;
+            }
+            self.take_control(&mut inbox.control);
+            while inbox.wake.try_recv().is_ok() {}
+
+            // 3. Look at every component: raise what is due, find the next deadline.
+            let plan = self.look();
+
+            // 4. Promise when we will look next, and set the timer for it.
+            self.planned = self.promise(plan);
+
+            // 5. Answer figures requests with what this look saw.
+            self.answer_stats();
+        }
+    }
+
+    fn time_until_planned(&self) -> Option<Duration> {
+        self.planned
+            .map(|at| self.clock.to_duration(at.saturating_sub(self.clock.now())))
+    }
+
+    /// Returns false once every sender is gone.
+    fn take_registrations(&mut self, registry: &Receiver<RegistryMsg>) -> bool {
+        loop {
+            match registry.try_recv() {
+                Ok(RegistryMsg::Register(registration)) => self.register(registration),
+                Ok(RegistryMsg::Unregister { key }) => {
+                    if let Some(component) = self.components.remove(key) {
+                        let now = self.clock.now();
+                        component.retire(now, &self.pauses, self.clock, &mut self.alerts);
+                    }
+                }
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    fn register(&mut self, registration: Registration) {
+        let component = self.components.add(registration, self.clock);
+        if self.exited {
+            if let Some(signal) = component.exit_signal.take() {
+                let id = component.id.clone();
+                if !call_exit_signal(signal) {
+                    self.exit_signal_panics.push(id);
+                }
+            }
+        }
+    }
+
+    fn take_control(&mut self, control: &mut Receiver<ControlMsg>) {
+        loop {
+            match control.try_recv() {
+                Ok(ControlMsg::Exit { reply }) => {
+                    let report = self.exit();
+                    let _ = reply.send(report);
+                }
+                Ok(ControlMsg::Stats { reply }) => self.stats_requests.push(reply),
+                Ok(ControlMsg::SetEnabled(enabled)) => self.set_enabled(enabled),
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => {
+                    // Every `Control` is gone; stop selecting on its channel.
+                    *control = never();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn exit(&mut self) -> ExitReport {
+        self.exited = true;
+        let mut report = ExitReport::default();
+        for component in self.components.iter_mut() {
+            if let Some(signal) = component.exit_signal.take() {
+                report.signalled += 1;
+                if !call_exit_signal(signal) {
+                    report.panicked.push(component.id.clone());
+                }
+            }
+        }
+        self.exit_signal_panics
+            .extend(report.panicked.iter().cloned());
+        report
+    }
+
+    fn set_enabled(&mut self, enabled: bool) {
+        if enabled && !self.enabled {
+            // Forget what was under way while checks were off, *then* let
+            // handles write again, so that every activity begun from now on
+            // has a word we have not marked as ignored.
+            for component in self.components.iter_mut() {
+                component.resume_checks();
+            }
+        }
+        self.enabled = enabled;
+        self.schedule.set_enabled(enabled);
+    }
+
+    fn look(&mut self) -> Plan {
+        let now = self.clock.now();
+        self.pauses.observe(self.last_look, self.planned, now);
+        self.last_look = now;
+        self.looks += 1;
+        self.retire_exited_threads();
+        if !self.enabled {
+            return Plan {
+                now,
+                soon: None,
+                next: None,
+            };
+        }
+
+        // Promise before looking. A component whose new activity this look
+        // misses stored its word after we read it, so it loads this promise
+        // (or a later one) and wakes us if its deadline comes first.
+        let soon = self.components.shortest_transient().map(|t| now + t);
+        self.schedule.promise(soon.unwrap_or(NEVER));
+
+        let mut changed = false;
+        let mut next = None;
+        let mut oldest_activity = now;
+        for component in self.components.iter_mut() {
+            let look = component.look(now, &self.pauses, self.clock, &mut self.alerts);
+            changed |= look.changed;
+            next = earliest(next, look.deadline);
+            oldest_activity = oldest_activity.min(look.active_since.unwrap_or(now));
+        }
+        self.pauses.forget_before(oldest_activity);
+
+        // While anything changes, come back within the shortest timeout, so
+        // that components keep finding a promise early enough not to wake us.
+        if changed {
+            next = earliest(next, soon);
+        }
+        Plan { now, soon, next }
+    }
+
+    /// Stores the promise for the next look and returns when to wake.
+    fn promise(&mut self, plan: Plan) -> Option<u64> {
+        match (plan.next, plan.soon) {
+            // Bringing the promise forward is always safe: whoever read the
+            // earlier promise will be looked at by then.
+            (Some(next), Some(soon)) if next <= soon => {
+                self.schedule.promise(next);
+                Some(next)
+            }
+            // Putting it back (or dropping it, to sleep until woken) is not:
+            // an activity this look missed may have read the earlier promise
+            // and counted on it. So promise first, then check again. Whoever
+            // becomes active after this store sees the new promise; whoever
+            // did before is seen by the check, and we look again at once.
+            (next, _) => {
+                self.schedule.promise(next.unwrap_or(NEVER));
+                if self.enabled && self.components.any_changed() {
+                    return Some(plan.now);
+                }
+                next
+            }
+        }
+    }
+
+    fn retire_exited_threads(&mut self) {
+        for key in self.components.exited_threads() {
+            if let Some(component) = self.components.remove(key) {
+                self.threads_exited += 1;
+                self.alerts.send(component.thread_exited_alert());
+            }
+        }
+    }
+
+    fn answer_stats(&mut self) {
+        if self.stats_requests.is_empty() {
+            return;
+        }
+        let now = self.clock.now();
+        let stats = Stats {
+            enabled: self.enabled,
+            exited: self.exited,
+            components: self
+                .components
+                .iter()
+                .map(|c| c.stats(now, &self.pauses, self.clock))
+                .collect(),
+            alerts_sent: self.alerts.sent,
+            alerts_dropped: self.alerts.dropped,
+            exit_signal_panics: self.exit_signal_panics.clone(),
+            threads_exited: self.threads_exited,
+            pauses: self.pauses.count,
+            paused: self.clock.to_duration(self.pauses.total),
+            looks: self.looks,
+        };
+        for reply in self.stats_requests.drain(..) {
+            let _ = reply.send(stats.clone());
+        }
+    }
+}
+
+/// Calls an exit signal, catching a panic. Returns whether it returned normally.
+fn call_exit_signal(signal: ExitSignal) -> bool {
+    catch_unwind(AssertUnwindSafe(signal)).is_ok()
+}
+
+fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
