@@ -61,6 +61,14 @@ impl Control {
             .map_err(|_| MonitorGone)
     }
 
+    /// Ends the monitor now, without calling exit signals, and waits until
+    /// it has stopped looking. Handles stay valid: their notifications become
+    /// no-ops, and registering returns
+    /// [`RegisterError::MonitorGone`](crate::RegisterError::MonitorGone).
+    pub fn shutdown(&self) -> Result<(), MonitorGone> {
+        self.request(|reply| ControlMsg::Shutdown { reply })
+    }
+
     fn request<T>(&self, message: impl FnOnce(Sender<T>) -> ControlMsg) -> Result<T, MonitorGone> {
         let (reply, answer) = bounded(1);
         self.sender.send(message(reply)).map_err(|_| MonitorGone)?;

@@ -16,7 +16,8 @@
 //! so a component never queues more than one, whatever it does.
 //!
 //! The monitor's lifetime is the registry channel's: it ends when every
-//! `Register` and `Handle` is gone. `Control` does not keep it alive.
+//! `Register` and `Handle` is gone, or earlier on `ControlMsg::Shutdown`.
+//! `Control` does not keep it alive.
 
 use std::sync::Arc;
 
@@ -56,4 +57,6 @@ pub(crate) enum ControlMsg {
     Stats { reply: Sender<Stats> },
     /// Turn hang checks on or off.
     SetEnabled(bool),
+    /// End the monitor now, without calling exit signals.
+    Shutdown { reply: Sender<()> },
 }

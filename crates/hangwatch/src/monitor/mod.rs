@@ -155,7 +155,9 @@ impl Monitor {
                 // and nobody left to signal.
                 return;
             }
-            self.take_control(&mut inbox.control);
+            if !self.take_control(&mut inbox.control) {
+                return;
+            }
             while inbox.wake.try_recv().is_ok() {}
 
             // 3. Look at every component: raise what is due, find the next deadline.
@@ -203,7 +205,8 @@ impl Monitor {
         }
     }
 
-    fn take_control(&mut self, control: &mut Receiver<ControlMsg>) {
+    /// Returns false when asked to shut down.
+    fn take_control(&mut self, control: &mut Receiver<ControlMsg>) -> bool {
         loop {
             match control.try_recv() {
                 Ok(ControlMsg::Exit { reply }) => {
@@ -212,11 +215,16 @@ impl Monitor {
                 }
                 Ok(ControlMsg::Stats { reply }) => self.stats_requests.push(reply),
                 Ok(ControlMsg::SetEnabled(enabled)) => self.set_enabled(enabled),
-                Err(TryRecvError::Empty) => return,
+                Ok(ControlMsg::Shutdown { reply }) => {
+                    // Nothing is looked at after this reply.
+                    let _ = reply.send(());
+                    return false;
+                }
+                Err(TryRecvError::Empty) => return true,
                 Err(TryRecvError::Disconnected) => {
                     // Every `Control` is gone; stop selecting on its channel.
                     *control = never();
-                    return;
+                    return true;
                 }
             }
         }
