@@ -124,6 +124,7 @@ mod handle;
 mod messages;
 mod monitor;
 mod schedule;
+pub mod stack;
 mod stats;
 
 pub use crate::alert::{Alert, AlertKind, HangLevel};
