@@ -1,1 +1,156 @@
+//! `hangwatch bench`: hangwatch measured side by side with a reference that
+//! behaves like Servo's background hang monitor (see [`servo`]), and with the
+//! physical limit where there is one, in one run.
+//!
+//! Absolute times vary from machine to machine and run to run; the ratios
+//! between columns measured in the same run are what to read. Every figure is
+//! a field of [`Report`], printed as one JSON object by `hangwatch bench --json`.
 
+mod detect;
+mod idle;
+mod notify;
+mod procfs;
+mod scale;
+pub mod servo;
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// How long to measure.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Fewer iterations and shorter windows: under a minute on two cores.
+    pub quick: bool,
+    /// Seed for the random timeouts of the detection run.
+    pub seed: u64,
+}
+
+/// Every figure the bench measures. Field names are stable.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Our `notify_activity` + `notify_wait`, back to back, ns per pair.
+    pub notify_dense_ns: f64,
+    /// The same through the Servo-style reference.
+    pub notify_dense_ns_servo: f64,
+    /// Two plain atomic stores: the physical limit.
+    pub notify_dense_ns_limit: f64,
+    /// Our pair with 50 µs events and 200 µs waits (the monitor asleep), ns.
+    pub notify_sparse_ns: f64,
+    /// The same through the reference.
+    pub notify_sparse_ns_servo: f64,
+    /// Transient alert delivered minus its deadline, median, ms.
+    pub detect_p50_ms: f64,
+    /// The same, 99th percentile.
+    pub detect_p99_ms: f64,
+    /// The same, worst.
+    pub detect_max_ms: f64,
+    /// Hangs our monitor did not alert on (should be 0).
+    pub detect_missed: u64,
+    /// The reference's 99th percentile.
+    pub detect_p99_ms_servo: f64,
+    /// Hangs measured per monitor.
+    pub detect_hangs: u64,
+    /// Monitor wake-ups per second, 100 components all waiting.
+    pub idle_wakeups_per_s: f64,
+    /// The same for the reference.
+    pub idle_wakeups_per_s_servo: f64,
+    /// Monitor thread CPU, percent of a core, 10,000 components of which 1,000 notify.
+    pub scale_monitor_cpu_pct: f64,
+    /// Process RSS during that run, MiB (mostly the 10,000 threads' stacks).
+    pub scale_rss_mib: f64,
+    /// Process RSS before that run, MiB.
+    pub scale_rss_before_mib: f64,
+    /// Notification pairs per second during that run.
+    pub scale_events_per_s: f64,
+    /// `notify_dense_ns_servo / notify_dense_ns` (target ≥ 10).
+    pub ratio_dense: f64,
+    /// `notify_sparse_ns_servo / notify_sparse_ns` (target ≥ 50).
+    pub ratio_sparse: f64,
+    /// Whether each target was met, by name.
+    pub targets: Vec<Target>,
+    /// Whether this was a `--quick` run.
+    pub quick: bool,
+}
+
+/// One target from the design and whether this run met it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Target {
+    /// What is compared.
+    pub name: &'static str,
+    /// Whether it held.
+    pub met: bool,
+}
+
+/// Runs every measurement. `progress` is told what runs next.
+pub fn run(options: Options, mut progress: impl FnMut(&str)) -> Report {
+    let quick = options.quick;
+    progress("notification cost, dense");
+    let (notify_dense_ns, notify_dense_ns_servo, notify_dense_ns_limit) =
+        notify::dense_pairs(quick);
+    progress("notification cost, sparse");
+    let (notify_sparse_ns, notify_sparse_ns_servo) = notify::sparse_pairs(quick);
+
+    progress("detection latency");
+    let hangs = if quick { 200 } else { 800 };
+    let ours = detect::hangwatch_latencies(hangs, options.seed);
+    let servo = detect::servo_latencies(hangs, options.seed);
+
+    progress("idle wake-ups");
+    let window = Duration::from_secs(if quick { 3 } else { 10 });
+    let (idle_wakeups_per_s, idle_wakeups_per_s_servo) = idle::wakeups_per_second(window);
+
+    progress("scale: 10,000 components");
+    let scale = scale::run(Duration::from_secs(if quick { 3 } else { 10 }));
+
+    let mut report = Report {
+        notify_dense_ns,
+        notify_dense_ns_servo,
+        notify_dense_ns_limit,
+        notify_sparse_ns,
+        notify_sparse_ns_servo,
+        detect_p50_ms: detect::percentile(&ours, 0.5),
+        detect_p99_ms: detect::percentile(&ours, 0.99),
+        detect_max_ms: detect::percentile(&ours, 1.0),
+        detect_missed: hangs - ours.len() as u64,
+        detect_p99_ms_servo: detect::percentile(&servo, 0.99),
+        detect_hangs: hangs,
+        idle_wakeups_per_s,
+        idle_wakeups_per_s_servo,
+        scale_monitor_cpu_pct: scale.monitor_cpu_pct,
+        scale_rss_mib: scale.rss_mib,
+        scale_rss_before_mib: scale.rss_before_mib,
+        scale_events_per_s: scale.events_per_s,
+        ratio_dense: notify_dense_ns_servo / notify_dense_ns,
+        ratio_sparse: notify_sparse_ns_servo / notify_sparse_ns,
+        targets: Vec::new(),
+        quick,
+    };
+    report.targets = targets(&report);
+    report
+}
+
+fn targets(r: &Report) -> Vec<Target> {
+    vec![
+        Target {
+            name: "notify_dense_ns <= notify_dense_ns_servo / 10",
+            met: r.notify_dense_ns <= r.notify_dense_ns_servo / 10.0,
+        },
+        Target {
+            name: "notify_sparse_ns <= notify_sparse_ns_servo / 50",
+            met: r.notify_sparse_ns <= r.notify_sparse_ns_servo / 50.0,
+        },
+        Target {
+            name: "detect_p99_ms <= 2",
+            met: r.detect_p99_ms <= 2.0 && r.detect_missed == 0,
+        },
+        Target {
+            name: "idle_wakeups_per_s < 0.5",
+            met: r.idle_wakeups_per_s < 0.5,
+        },
+        Target {
+            name: "scale_monitor_cpu_pct <= 5",
+            met: r.scale_monitor_cpu_pct <= 5.0,
+        },
+    ]
+}

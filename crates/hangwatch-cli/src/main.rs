@@ -1,1 +1,113 @@
-fn main() {}
+//! The `hangwatch` command: a thin layer over the library.
+
+mod demo;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "hangwatch",
+    version,
+    about = "A background hang monitor for event-loop threads"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run event-loop threads with an injected hang and print the alerts as they come.
+    Demo(demo::Options),
+    /// Measure hangwatch side by side with a Servo-style reference.
+    Bench {
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Shorter runs: under a minute on two cores.
+        #[arg(long)]
+        quick: bool,
+        /// Seed for the random timeouts of the detection run.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Demo(options) => demo::run(&options),
+        Command::Bench { json, quick, seed } => bench(json, quick, seed),
+    }
+}
+
+fn bench(json: bool, quick: bool, seed: u64) -> ExitCode {
+    let options = hangwatch_bench::Options { quick, seed };
+    let report = hangwatch_bench::run(options, |step| eprintln!("bench: {step}..."));
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(error) => {
+                eprintln!("hangwatch: cannot encode the report: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print_table(&report);
+    }
+    ExitCode::SUCCESS
+}
+
+fn print_table(r: &hangwatch_bench::Report) {
+    println!(
+        "{:<28} {:>12} {:>14} {:>10} {:>8}",
+        "measure", "hangwatch", "servo-style", "limit", "ratio"
+    );
+    let row = |name: &str, ours: f64, servo: f64, limit: Option<f64>| {
+        let limit = limit.map_or("-".to_owned(), |l| format!("{l:.2}"));
+        println!(
+            "{name:<28} {ours:>12.2} {servo:>14.2} {limit:>10} {:>7.1}x",
+            servo / ours
+        );
+    };
+    row(
+        "notify pair, dense (ns)",
+        r.notify_dense_ns,
+        r.notify_dense_ns_servo,
+        Some(r.notify_dense_ns_limit),
+    );
+    row(
+        "notify pair, sparse (ns)",
+        r.notify_sparse_ns,
+        r.notify_sparse_ns_servo,
+        None,
+    );
+    row(
+        "detect p99 (ms)",
+        r.detect_p99_ms,
+        r.detect_p99_ms_servo,
+        None,
+    );
+    row(
+        "idle wake-ups (/s)",
+        r.idle_wakeups_per_s,
+        r.idle_wakeups_per_s_servo,
+        None,
+    );
+    println!(
+        "detect p50 {:.2} ms, max {:.2} ms, {} of {} hangs missed",
+        r.detect_p50_ms, r.detect_max_ms, r.detect_missed, r.detect_hangs
+    );
+    println!(
+        "scale: monitor CPU {:.2}% of a core, RSS {:.0} MiB ({:.0} MiB before), {:.0} events/s",
+        r.scale_monitor_cpu_pct, r.scale_rss_mib, r.scale_rss_before_mib, r.scale_events_per_s
+    );
+    for target in &r.targets {
+        println!(
+            "[{}] {}",
+            if target.met { "met" } else { "MISSED" },
+            target.name
+        );
+    }
+}
