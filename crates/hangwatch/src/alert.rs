@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::component::ComponentId;
+use crate::stack::{NoStack, Stack};
 
 /// How far a hang has gone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -56,6 +57,13 @@ pub struct Alert {
     /// When the monitor raised the alert.
     #[serde(rename = "time_unix_ms", with = "unix_millis")]
     pub time: SystemTime,
+    /// Where the hung thread was: on permanent alerts (and transient ones,
+    /// if asked for), when it could be sampled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<Stack>,
+    /// Why an alert that should carry a stack does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_stack: Option<NoStack>,
 }
 
 impl fmt::Display for Alert {
@@ -83,6 +91,12 @@ impl fmt::Display for Alert {
         }
         if let Some(thread) = &self.thread {
             write!(f, " [thread {thread}]")?;
+        }
+        if let Some(stack) = &self.stack {
+            write!(f, "\n{stack}")?;
+        }
+        if let Some(no_stack) = &self.no_stack {
+            write!(f, "\n    (no stack: {no_stack})")?;
         }
         Ok(())
     }
@@ -137,6 +151,8 @@ mod tests {
             duration: Duration::from_millis(1500),
             thread: Some("layout-2".into()),
             time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            stack: None,
+            no_stack: Some(NoStack::Timeout),
         };
         let json = serde_json::to_value(&alert).unwrap();
         assert_eq!(json["kind"], "ended");
@@ -144,6 +160,8 @@ mod tests {
         assert_eq!(json["component"]["name"], "layout");
         assert_eq!(json["duration_ms"], 1500.0);
         assert_eq!(json["time_unix_ms"], 1_700_000_000_000.0);
+        assert_eq!(json["no_stack"]["reason"], "timeout");
+        assert!(json.get("stack").is_none());
         let back: Alert = serde_json::from_value(json).unwrap();
         assert_eq!(back, alert);
     }

@@ -11,8 +11,10 @@ use crate::clock::Clock;
 use crate::control::Control;
 use crate::error::StartError;
 use crate::handle::{Register, Shared};
-use crate::monitor::{self, AlertSink, Inbox, Settings};
+use crate::monitor::{self, AlertSink, Inbox, Outbox, Settings, StackPipeline};
 use crate::schedule::Schedule;
+use crate::stack::sampler::{SampleSignal, Sampler, DEFAULT_COPY_LIMIT};
+use crate::stack::workers::StackWorkers;
 
 /// A running monitor: the parts you hand out.
 ///
@@ -45,6 +47,13 @@ pub struct Builder {
     enabled: bool,
     pause_threshold: Duration,
     thread_name: String,
+    stacks: bool,
+    stack_signal: SampleSignal,
+    stack_bytes: usize,
+    capture_timeout: Duration,
+    symbolicate_deadline: Duration,
+    stack_on_transient: bool,
+    stack_workers: usize,
 }
 
 impl Default for Builder {
@@ -55,13 +64,22 @@ impl Default for Builder {
 
 impl Builder {
     /// The defaults: room for 1,024 unread alerts, checks on, a pause
-    /// threshold of 100 ms, a thread named `hangwatch-monitor`.
+    /// threshold of 100 ms, a thread named `hangwatch-monitor`; stacks on
+    /// permanent alerts, sampled with `SIGRTMIN+5`, 256 KiB of stack copied,
+    /// 50 ms to capture, 2 s to symbolicate, one stack worker.
     pub fn new() -> Builder {
         Builder {
             alert_capacity: 1024,
             enabled: true,
             pause_threshold: Duration::from_millis(100),
             thread_name: "hangwatch-monitor".to_owned(),
+            stacks: true,
+            stack_signal: SampleSignal::default(),
+            stack_bytes: DEFAULT_COPY_LIMIT,
+            capture_timeout: Duration::from_millis(50),
+            symbolicate_deadline: Duration::from_secs(2),
+            stack_on_transient: false,
+            stack_workers: 1,
         }
     }
 
@@ -93,10 +111,64 @@ impl Builder {
         self
     }
 
-    /// Starts the monitor's thread.
+    /// Whether alerts carry stacks of the hung thread (on by default). Off,
+    /// no signal handler is installed and nothing is preallocated.
+    pub fn stacks(mut self, on: bool) -> Builder {
+        self.stacks = on;
+        self
+    }
+
+    /// The real-time signal used to sample hung threads (`SIGRTMIN+5` by
+    /// default). Starting fails if something else already handles it.
+    pub fn stack_signal(mut self, signal: SampleSignal) -> Builder {
+        self.stack_signal = signal;
+        self
+    }
+
+    /// How many bytes of a hung thread's stack to copy (256 KiB by default).
+    /// A deeper stack is reported truncated. Preallocated per component.
+    pub fn stack_bytes(mut self, bytes: usize) -> Builder {
+        self.stack_bytes = bytes;
+        self
+    }
+
+    /// How long the monitor waits for a hung thread to copy its stack (50 ms
+    /// by default). A thread that blocks the signal or is stopped yields an
+    /// alert without a stack, with the reason.
+    pub fn capture_timeout(mut self, timeout: Duration) -> Builder {
+        self.capture_timeout = timeout;
+        self
+    }
+
+    /// How long an alert may wait for its stack to be symbolicated (2 s by
+    /// default); past that it goes out with raw addresses and module offsets.
+    pub fn symbolicate_deadline(mut self, deadline: Duration) -> Builder {
+        self.symbolicate_deadline = deadline;
+        self
+    }
+
+    /// Whether transient alerts carry a stack too (off by default). Gecko's
+    /// experience is that the stack at the start of a hang is often the most
+    /// telling; it costs one more sample per hang.
+    pub fn stack_on_transient(mut self, on: bool) -> Builder {
+        self.stack_on_transient = on;
+        self
+    }
+
+    /// How many threads unwind and symbolicate stacks (1 by default).
+    pub fn stack_workers(mut self, workers: usize) -> Builder {
+        self.stack_workers = workers;
+        self
+    }
+
+    /// Starts the monitor's thread (and, with stacks on, installs the
+    /// sampling signal's handler and starts the stack workers).
     pub fn start(self) -> Result<Monitor, StartError> {
         if self.alert_capacity == 0 {
             return Err(StartError::ZeroAlertCapacity);
+        }
+        if self.stacks && (self.stack_bytes == 0 || self.stack_workers == 0) {
+            return Err(StartError::ZeroStackSetting);
         }
         // Calibrate the clock here rather than on a component's first notify.
         Clock::global();
@@ -105,9 +177,22 @@ impl Builder {
         let (control_sender, control) = unbounded();
         let (wake_sender, wake) = bounded(1);
         let (alert_sender, alerts) = bounded(self.alert_capacity);
+        let (stacks_sender, stacks) = unbounded();
+        let pipeline = if self.stacks {
+            Some(StackPipeline {
+                sampler: Sampler::install(self.stack_signal).map_err(StartError::Sampler)?,
+                workers: StackWorkers::start(self.stack_workers, &stacks_sender)
+                    .map_err(StartError::Spawn)?,
+                capture_timeout: self.capture_timeout,
+                symbolicate_deadline: Clock::global().to_stamps(self.symbolicate_deadline),
+            })
+        } else {
+            None
+        };
         let thread = monitor::spawn(
             Settings {
                 enabled: self.enabled,
+                stack_on_transient: self.stack_on_transient,
                 pause_threshold: self.pause_threshold,
                 thread_name: self.thread_name,
             },
@@ -115,9 +200,10 @@ impl Builder {
                 registry,
                 control,
                 wake,
+                stacks,
             },
             schedule.clone(),
-            AlertSink::new(alert_sender, alerts.clone()),
+            Outbox::new(AlertSink::new(alert_sender, alerts.clone()), pipeline),
         )
         .map_err(StartError::Spawn)?;
         Ok(Monitor {
@@ -125,6 +211,7 @@ impl Builder {
                 registry_sender,
                 wake_sender,
                 schedule.clone(),
+                self.stacks.then_some(self.stack_bytes),
             ))),
             alerts,
             control: Control::new(control_sender, schedule),

@@ -10,9 +10,19 @@ pub enum StartError {
     /// The alert channel needs room for at least one alert.
     #[error("alert capacity must be at least 1; use Builder::alert_capacity(n) with n > 0")]
     ZeroAlertCapacity,
-    /// The operating system refused to start the monitor's thread.
-    #[error("could not start the monitor thread: {0}")]
+    /// The operating system refused to start the monitor's thread or a
+    /// stack worker.
+    #[error("could not start a hangwatch thread: {0}")]
     Spawn(#[source] std::io::Error),
+    /// A stack setting of zero.
+    #[error(
+        "stack_bytes and stack_workers must be at least 1; to go without stacks use \
+         Builder::stacks(false)"
+    )]
+    ZeroStackSetting,
+    /// The sampling signal could not be set up.
+    #[error("cannot sample hung threads: {0}")]
+    Sampler(#[source] crate::stack::sampler::SamplerError),
 }
 
 /// Why a component could not be registered.

@@ -28,6 +28,8 @@ use crate::component::{ComponentId, ExitSignal, Timeouts};
 use crate::error::RegisterError;
 use crate::messages::{Registration, RegistryMsg};
 use crate::schedule::Schedule;
+use crate::stack::sampler::SampleTarget;
+use crate::stack::NoStack;
 
 /// What registers and handles share. Its senders keep the monitor running.
 pub(crate) struct Shared {
@@ -38,6 +40,8 @@ pub(crate) struct Shared {
     /// unregistering threads only, never by the monitor.
     ids: Mutex<HashMap<ComponentId, Weak<ActivityCell>>>,
     next_key: AtomicU64,
+    /// Bytes of stack to preallocate per component; `None` when stacks are off.
+    stack_bytes: Option<usize>,
 }
 
 impl Shared {
@@ -45,6 +49,7 @@ impl Shared {
         registry: Sender<RegistryMsg>,
         wake: Sender<()>,
         schedule: Arc<Schedule>,
+        stack_bytes: Option<usize>,
     ) -> Shared {
         Shared {
             registry,
@@ -52,6 +57,7 @@ impl Shared {
             schedule,
             ids: Mutex::new(HashMap::new()),
             next_key: AtomicU64::new(0),
+            stack_bytes,
         }
     }
 
@@ -116,6 +122,12 @@ impl Register {
             timeouts,
             exit_signal,
             thread: std::thread::current().name().map(str::to_owned),
+            // Made here, on the component's own thread: it records this
+            // thread's id and stack bounds.
+            stack_target: self.shared.stack_bytes.map(|bytes| {
+                SampleTarget::current_thread(bytes)
+                    .map_err(|error| NoStack::Disabled(error.to_string()))
+            }),
         };
         if self
             .shared

@@ -8,6 +8,8 @@
 //! | registry     | every `Register` and `Handle`   | unbounded | [`RegistryMsg`]         |
 //! | control      | every `Control`                 | unbounded | [`ControlMsg`]          |
 //! | wake         | every `Handle`, thread-exit hook| 1         | `()`                    |
+//! | stack jobs   | the monitor                     | 64        | [`StackJob`]            |
+//! | stacks       | the stack workers               | unbounded | [`StackDone`]           |
 //! | alerts (out) | the monitor                     | bounded   | [`Alert`](crate::Alert) |
 //!
 //! Notifications do not travel as messages at all: a component writes its
@@ -25,6 +27,8 @@ use crossbeam_channel::Sender;
 
 use crate::cell::ActivityCell;
 use crate::component::{ComponentId, ExitSignal, Timeouts};
+use crate::stack::sampler::SampleTarget;
+use crate::stack::{NoStack, RawSample, Stack};
 use crate::stats::{ExitReport, Stats};
 
 /// From registers and handles.
@@ -47,6 +51,9 @@ pub(crate) struct Registration {
     pub(crate) timeouts: Timeouts,
     pub(crate) exit_signal: Option<ExitSignal>,
     pub(crate) thread: Option<String>,
+    /// How to sample the component's thread, made on that thread; `None`
+    /// when stacks are off.
+    pub(crate) stack_target: Option<Result<SampleTarget, NoStack>>,
 }
 
 /// From [`Control`](crate::Control).
@@ -59,4 +66,22 @@ pub(crate) enum ControlMsg {
     SetEnabled(bool),
     /// End the monitor now, without calling exit signals.
     Shutdown { reply: Sender<()> },
+}
+
+/// To a stack worker: a raw sample to unwind and symbolicate.
+pub(crate) struct StackJob {
+    /// Which held alert this is for.
+    pub(crate) id: u64,
+    pub(crate) sample: RawSample,
+}
+
+/// From a stack worker, on a receiver in the monitor's select. The stacks
+/// channel is unbounded, but holds at most two results per job, and jobs
+/// are bounded.
+pub(crate) enum StackDone {
+    /// Unwound, with raw addresses and module offsets: what the alert
+    /// carries if symbolication misses its deadline.
+    Unwound { id: u64, stack: Stack },
+    /// Symbolicated.
+    Symbolized { id: u64, stack: Stack },
 }

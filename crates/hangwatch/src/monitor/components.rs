@@ -15,8 +15,10 @@ use crate::cell::{self, ActivityCell};
 use crate::clock::Clock;
 use crate::component::{ComponentId, ExitSignal};
 use crate::messages::Registration;
-use crate::monitor::alert_sink::AlertSink;
+use crate::monitor::outbox::{Capture, Outbox};
 use crate::monitor::pauses::Pauses;
+use crate::stack::sampler::SampleTarget;
+use crate::stack::NoStack;
 use crate::stats::{ComponentState, ComponentStats};
 
 /// One watched component.
@@ -29,6 +31,10 @@ pub(crate) struct Component {
     transient: u64,
     permanent: u64,
     pub(crate) exit_signal: Option<ExitSignal>,
+    /// How to sample its thread (`None`: stacks are off).
+    stack_target: Option<Result<SampleTarget, NoStack>>,
+    /// Whether transient alerts carry a stack too.
+    stack_on_transient: bool,
     /// The state word at the latest look.
     seen: u64,
     /// An activity under way when checks were turned on: never reported.
@@ -65,7 +71,12 @@ pub(crate) struct Components {
 }
 
 impl Components {
-    pub(crate) fn add(&mut self, registration: Registration, clock: &Clock) -> &mut Component {
+    pub(crate) fn add(
+        &mut self,
+        registration: Registration,
+        clock: &Clock,
+        stack_on_transient: bool,
+    ) -> &mut Component {
         let Registration {
             key,
             id,
@@ -73,6 +84,7 @@ impl Components {
             timeouts,
             exit_signal,
             thread,
+            stack_target,
         } = registration;
         self.list.push(Component {
             key,
@@ -82,6 +94,8 @@ impl Components {
             transient: clock.to_stamps(timeouts.transient()),
             permanent: clock.to_stamps(timeouts.permanent()),
             exit_signal,
+            stack_target,
+            stack_on_transient,
             seen: 0,
             ignored: 0,
             hang: None,
@@ -140,12 +154,12 @@ impl Component {
         now: u64,
         pauses: &Pauses,
         clock: &Clock,
-        alerts: &mut AlertSink,
+        outbox: &mut Outbox,
     ) -> Look {
         let word = self.cell.load_state();
         let changed = word != self.seen;
         self.seen = word;
-        self.report_ended_hang(word, now, pauses, clock, alerts);
+        self.report_ended_hang(word, now, pauses, clock, outbox);
         let quiet = Look {
             changed,
             deadline: None,
@@ -168,7 +182,8 @@ impl Component {
             // Tells the component to time the end of this hang (cell.rs).
             self.cell.alerted.store(word, Ordering::Relaxed);
             self.transient_alerts += 1;
-            alerts.send(self.alert(AlertKind::Transient, word, busy, clock));
+            let alert = self.alert(AlertKind::Transient, word, busy, clock);
+            outbox.raise(self.key, alert, self.capture(HangLevel::Transient), now);
         }
         if busy >= self.permanent {
             if let Some(hang) = self
@@ -178,7 +193,8 @@ impl Component {
             {
                 hang.level = HangLevel::Permanent;
                 self.permanent_alerts += 1;
-                alerts.send(self.alert(AlertKind::Permanent, word, busy, clock));
+                let alert = self.alert(AlertKind::Permanent, word, busy, clock);
+                outbox.raise(self.key, alert, self.capture(HangLevel::Permanent), now);
             }
         }
         if self.hang.is_some() {
@@ -204,7 +220,7 @@ impl Component {
         now: u64,
         pauses: &Pauses,
         clock: &Clock,
-        alerts: &mut AlertSink,
+        outbox: &mut Outbox,
     ) {
         let Some(hang) = self.hang.take_if(|hang| hang.word != word) else {
             return;
@@ -221,20 +237,15 @@ impl Component {
         self.ended_hangs += 1;
         self.longest_hang = self.longest_hang.max(duration);
         let worst = hang.level;
-        alerts.send(self.alert(AlertKind::Ended { worst }, hang.word, duration, clock));
+        let alert = self.alert(AlertKind::Ended { worst }, hang.word, duration, clock);
+        outbox.raise(self.key, alert, Capture::No, now);
     }
 
     /// The component unregistered: a hang that ended before that is still
     /// worth a word; one still under way is not reported.
-    pub(crate) fn retire(
-        mut self,
-        now: u64,
-        pauses: &Pauses,
-        clock: &Clock,
-        alerts: &mut AlertSink,
-    ) {
+    pub(crate) fn retire(mut self, now: u64, pauses: &Pauses, clock: &Clock, outbox: &mut Outbox) {
         let word = self.cell.load_state();
-        self.report_ended_hang(word, now, pauses, clock, alerts);
+        self.report_ended_hang(word, now, pauses, clock, outbox);
     }
 
     /// Turns checks back on: the activity under way now, if any, is not reported.
@@ -242,6 +253,18 @@ impl Component {
         self.seen = self.cell.load_state();
         self.ignored = self.seen;
         self.hang = None;
+    }
+
+    /// Whether an alert of `level` carries a stack, and how to take it.
+    fn capture(&self, level: HangLevel) -> Capture<'_> {
+        if level == HangLevel::Transient && !self.stack_on_transient {
+            return Capture::No;
+        }
+        match &self.stack_target {
+            None => Capture::Missing(NoStack::Disabled("stack sampling is off".into())),
+            Some(Ok(target)) => Capture::Thread(target),
+            Some(Err(reason)) => Capture::Missing(reason.clone()),
+        }
     }
 
     fn alert(&self, kind: AlertKind, word: u64, busy: u64, clock: &Clock) -> Alert {
@@ -254,19 +277,24 @@ impl Component {
             duration: clock.to_duration(busy),
             thread: self.thread.clone(),
             time: SystemTime::now(),
+            stack: None,
+            no_stack: None,
         }
     }
 
     /// The notice that the component's thread exited without unregistering.
-    pub(crate) fn thread_exited_alert(&self) -> Alert {
-        Alert {
+    pub(crate) fn report_thread_exited(self, now: u64, outbox: &mut Outbox) {
+        let alert = Alert {
             component: self.id.clone(),
             kind: AlertKind::ThreadExited,
             annotation: None,
             duration: std::time::Duration::ZERO,
             thread: self.thread.clone(),
             time: SystemTime::now(),
-        }
+            stack: None,
+            no_stack: None,
+        };
+        outbox.raise(self.key, alert, Capture::No, now);
     }
 
     pub(crate) fn stats(&self, now: u64, pauses: &Pauses, clock: &Clock) -> ComponentStats {

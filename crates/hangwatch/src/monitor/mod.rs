@@ -19,6 +19,7 @@
 
 mod alert_sink;
 mod components;
+mod outbox;
 mod pauses;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -30,10 +31,11 @@ use crossbeam_channel::{never, Receiver, Select, Sender, TryRecvError};
 
 pub(crate) use self::alert_sink::AlertSink;
 use self::components::Components;
+pub(crate) use self::outbox::{Outbox, StackPipeline};
 use self::pauses::Pauses;
 use crate::clock::Clock;
 use crate::component::{ComponentId, ExitSignal};
-use crate::messages::{ControlMsg, Registration, RegistryMsg};
+use crate::messages::{ControlMsg, Registration, RegistryMsg, StackDone};
 use crate::schedule::{Schedule, NEVER};
 use crate::stats::{ExitReport, Stats};
 
@@ -42,6 +44,7 @@ pub(crate) struct Inbox {
     pub(crate) registry: Receiver<RegistryMsg>,
     pub(crate) control: Receiver<ControlMsg>,
     pub(crate) wake: Receiver<()>,
+    pub(crate) stacks: Receiver<StackDone>,
 }
 
 impl Inbox {
@@ -51,6 +54,7 @@ impl Inbox {
         select.recv(&self.registry);
         select.recv(&self.control);
         select.recv(&self.wake);
+        select.recv(&self.stacks);
         match timeout {
             Some(timeout) => {
                 let _ = select.ready_timeout(timeout);
@@ -65,6 +69,7 @@ impl Inbox {
 /// What the monitor is started with.
 pub(crate) struct Settings {
     pub(crate) enabled: bool,
+    pub(crate) stack_on_transient: bool,
     pub(crate) pause_threshold: Duration,
     pub(crate) thread_name: String,
 }
@@ -74,7 +79,7 @@ pub(crate) fn spawn(
     settings: Settings,
     inbox: Inbox,
     schedule: Arc<Schedule>,
-    alerts: AlertSink,
+    outbox: Outbox,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(settings.thread_name.clone())
@@ -82,7 +87,7 @@ pub(crate) fn spawn(
             // However the loop ends, handles go quiet: notifications return at
             // once instead of writing cells nobody reads.
             let _quiet = QuietOnExit(schedule.clone());
-            Monitor::new(&settings, schedule, alerts).run(inbox);
+            Monitor::new(&settings, schedule, outbox).run(inbox);
         })
 }
 
@@ -98,13 +103,17 @@ struct Monitor {
     clock: &'static Clock,
     schedule: Arc<Schedule>,
     components: Components,
-    alerts: AlertSink,
+    outbox: Outbox,
     pauses: Pauses,
     enabled: bool,
+    stack_on_transient: bool,
     exited: bool,
     /// When the previous look happened, and when this one was planned for.
     last_look: u64,
     planned: Option<u64>,
+    /// When the monitor next wakes: the planned look, or earlier, when a held
+    /// alert's symbolication deadline comes first.
+    wake_at: Option<u64>,
     stats_requests: Vec<Sender<Stats>>,
     exit_signal_panics: Vec<ComponentId>,
     threads_exited: u64,
@@ -122,18 +131,20 @@ struct Plan {
 }
 
 impl Monitor {
-    fn new(settings: &Settings, schedule: Arc<Schedule>, alerts: AlertSink) -> Monitor {
+    fn new(settings: &Settings, schedule: Arc<Schedule>, outbox: Outbox) -> Monitor {
         let clock = Clock::global();
         Monitor {
             clock,
             schedule,
             components: Components::default(),
-            alerts,
+            outbox,
             pauses: Pauses::new(clock.to_stamps(settings.pause_threshold)),
             enabled: settings.enabled,
+            stack_on_transient: settings.stack_on_transient,
             exited: false,
             last_look: clock.now(),
             planned: None,
+            wake_at: None,
             stats_requests: Vec::new(),
             exit_signal_panics: Vec::new(),
             threads_exited: 0,
@@ -143,8 +154,9 @@ impl Monitor {
 
     fn run(mut self, mut inbox: Inbox) {
         loop {
-            // 1. Sleep until the planned look, a component's wake-up, or a message.
-            inbox.wait(self.time_until_planned());
+            // 1. Sleep until the planned look, a component's wake-up, a
+            //    message, a stack from a worker, or a stack's deadline.
+            inbox.wait(self.time_until_wake());
 
             // 2. Take in what arrived. Registrations go first, so that an exit
             //    request sees every registration sent before it; one that
@@ -159,20 +171,28 @@ impl Monitor {
                 return;
             }
             while inbox.wake.try_recv().is_ok() {}
+            while let Ok(done) = inbox.stacks.try_recv() {
+                self.outbox.stack_done(done);
+            }
 
-            // 3. Look at every component: raise what is due, find the next deadline.
+            // 3. Look at every component: raise what is due (sampling the
+            //    threads whose alerts carry a stack), find the next deadline.
             let plan = self.look();
 
-            // 4. Promise when we will look next, and set the timer for it.
-            self.planned = self.promise(plan);
+            // 4. Let out the alerts whose stacks are out of time.
+            self.outbox.expire(plan.now);
 
-            // 5. Answer figures requests with what this look saw.
+            // 5. Promise when we will look next, and set the timer for it.
+            self.planned = self.promise(plan);
+            self.wake_at = earliest(self.planned, self.outbox.next_deadline());
+
+            // 6. Answer figures requests with what this look saw.
             self.answer_stats();
         }
     }
 
-    fn time_until_planned(&self) -> Option<Duration> {
-        self.planned
+    fn time_until_wake(&self) -> Option<Duration> {
+        self.wake_at
             .map(|at| self.clock.to_duration(at.saturating_sub(self.clock.now())))
     }
 
@@ -184,7 +204,7 @@ impl Monitor {
                 Ok(RegistryMsg::Unregister { key }) => {
                     if let Some(component) = self.components.remove(key) {
                         let now = self.clock.now();
-                        component.retire(now, &self.pauses, self.clock, &mut self.alerts);
+                        component.retire(now, &self.pauses, self.clock, &mut self.outbox);
                     }
                 }
                 Err(TryRecvError::Empty) => return true,
@@ -194,7 +214,9 @@ impl Monitor {
     }
 
     fn register(&mut self, registration: Registration) {
-        let component = self.components.add(registration, self.clock);
+        let component = self
+            .components
+            .add(registration, self.clock, self.stack_on_transient);
         if self.exited {
             if let Some(signal) = component.exit_signal.take() {
                 let id = component.id.clone();
@@ -261,10 +283,10 @@ impl Monitor {
 
     fn look(&mut self) -> Plan {
         let now = self.clock.now();
-        self.pauses.observe(self.last_look, self.planned, now);
+        self.pauses.observe(self.last_look, self.wake_at, now);
         self.last_look = now;
         self.looks += 1;
-        self.retire_exited_threads();
+        self.retire_exited_threads(now);
         if !self.enabled {
             return Plan {
                 now,
@@ -283,7 +305,7 @@ impl Monitor {
         let mut next = None;
         let mut oldest_activity = now;
         for component in self.components.iter_mut() {
-            let look = component.look(now, &self.pauses, self.clock, &mut self.alerts);
+            let look = component.look(now, &self.pauses, self.clock, &mut self.outbox);
             changed |= look.changed;
             next = earliest(next, look.deadline);
             oldest_activity = oldest_activity.min(look.active_since.unwrap_or(now));
@@ -322,11 +344,11 @@ impl Monitor {
         }
     }
 
-    fn retire_exited_threads(&mut self) {
+    fn retire_exited_threads(&mut self, now: u64) {
         for key in self.components.exited_threads() {
             if let Some(component) = self.components.remove(key) {
                 self.threads_exited += 1;
-                self.alerts.send(component.thread_exited_alert());
+                component.report_thread_exited(now, &mut self.outbox);
             }
         }
     }
@@ -344,8 +366,8 @@ impl Monitor {
                 .iter()
                 .map(|c| c.stats(now, &self.pauses, self.clock))
                 .collect(),
-            alerts_sent: self.alerts.sent,
-            alerts_dropped: self.alerts.dropped,
+            alerts_sent: self.outbox.sink().sent,
+            alerts_dropped: self.outbox.sink().dropped,
             exit_signal_panics: self.exit_signal_panics.clone(),
             threads_exited: self.threads_exited,
             pauses: self.pauses.count,

@@ -18,6 +18,12 @@
 //! - `symbolize` turns addresses into functions, files and lines, inlined
 //!   frames included, with caches owned by the worker that uses them.
 
+pub mod modules;
+pub mod sampler;
+pub mod symbolize;
+pub mod unwind;
+pub(crate) mod workers;
+
 use serde::{Deserialize, Serialize};
 
 /// The registers an unwinder needs to start from.
@@ -98,4 +104,59 @@ pub struct Frame {
     pub line: Option<u32>,
     /// Whether this frame was inlined into the next one.
     pub inlined: bool,
+}
+
+impl std::fmt::Display for Stack {
+    /// One frame per line, innermost first, indented under the alert.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (n, frame) in self.frames.iter().enumerate() {
+            if n > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "    #{n:<2} {frame}")?;
+        }
+        if self.truncated {
+            write!(
+                f,
+                "\n    ... (the stack copy ended here; outer frames are missing)"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#014x} ", self.address)?;
+        match (&self.function, &self.module, self.module_offset) {
+            (Some(function), _, _) => f.write_str(function)?,
+            (None, Some(module), Some(offset)) => write!(f, "{module}+{offset:#x}")?,
+            (None, Some(module), None) => f.write_str(module)?,
+            (None, None, _) => f.write_str("??")?,
+        }
+        if let Some(file) = &self.file {
+            write!(f, " at {file}")?;
+            if let Some(line) = self.line {
+                write!(f, ":{line}")?;
+            }
+        }
+        if self.inlined {
+            f.write_str(" (inlined)")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for NoStack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoStack::Timeout => {
+                f.write_str("the thread did not answer the sampling signal in time")
+            }
+            NoStack::ThreadGone => f.write_str("the thread no longer exists"),
+            NoStack::Unsupported(why) => write!(f, "unsupported: {why}"),
+            NoStack::Disabled(why) => write!(f, "disabled: {why}"),
+            NoStack::UnwindFailed(why) => write!(f, "unwinding failed: {why}"),
+        }
+    }
 }

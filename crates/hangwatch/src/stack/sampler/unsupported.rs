@@ -1,0 +1,46 @@
+//! Platforms without a sampler yet: everything installs, nothing samples.
+//!
+//! [`super::Sampler::sample`] returns [`NoStack::Unsupported`] with the
+//! reason, so that a monitor runs unchanged and its alerts say why they carry
+//! no stack.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::{SampleSignal, SamplerError};
+use crate::stack::{NoStack, RawSample};
+
+pub(super) fn default_signal() -> i32 {
+    0
+}
+
+pub(super) fn describe_signal(signal: i32, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    write!(f, "signal {signal}")
+}
+
+pub(super) fn install(_: SampleSignal) -> Result<(), SamplerError> {
+    Ok(())
+}
+
+pub(super) fn sample(_: SampleSignal, _: &Target, _: Duration) -> Result<RawSample, NoStack> {
+    Err(NoStack::Unsupported(format!(
+        "hangwatch has no stack sampler for {} on {} yet (it samples Linux on x86_64 and aarch64)",
+        std::env::consts::OS,
+        std::env::consts::ARCH,
+    )))
+}
+
+/// Nothing to record.
+#[derive(Debug)]
+pub(super) struct Target;
+
+impl Target {
+    pub(super) fn current_thread(_: usize) -> Result<Target, SamplerError> {
+        Ok(Target)
+    }
+
+    /// Unknown here: 0.
+    pub(super) fn tid(&self) -> u32 {
+        0
+    }
+}

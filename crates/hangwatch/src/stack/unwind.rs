@@ -1,0 +1,418 @@
+//! Offline unwinding: from a [`RawSample`] (registers and a copy of the
+//! stack) to the list of return addresses, innermost first.
+//!
+//! The walk is framehop's, with DWARF CFI from each module's `.eh_frame`
+//! (indexed by `.eh_frame_hdr`), the unwind information every Rust and C
+//! object carries on Linux, frame pointers or not. Where an address has no
+//! CFI (JIT code, a module that could not be read), framehop falls back to
+//! the frame pointer chain.
+//!
+//! # Reading memory
+//!
+//! The walk reads memory only from the copy: `sample.stack`, whose first
+//! byte is at `sample.stack_start`. A read outside the copy fails and stops
+//! the walk, so a stale or garbage pointer costs nothing and cannot fault.
+//! The stack grows down, so the sampled thread's callers live above the
+//! copy's start: a walk that needs bytes past the *end* of a copy that the
+//! sampler cut at its size limit ([`RawSample::truncated`]) is
+//! [`UnwoundStack::truncated`], since the thread has more frames than the
+//! copy shows. So is a walk stopped at [`MAX_FRAMES`].
+//!
+//! # Frames
+//!
+//! The first frame is the instruction pointer; every other frame is a
+//! return address, which points *after* the call. Its lookup address,
+//! `return address - 1`, lies inside the call instruction, and is the one
+//! used for the module offset and for symbolication (so that a call that is
+//! the last instruction of a function is not attributed to the next one).
+//!
+//! # Modules
+//!
+//! An [`Unwinder`] owns its module snapshot ([`LiveModules`]), framehop's
+//! unwinder built from it, and framehop's cache of unwind rules (keyed by
+//! address, so a warm walk mostly skips the CFI lookups). The walk happens
+//! against the current snapshot; if a frame's address then lies in no module
+//! and no known anonymous code, a module was loaded after the snapshot: the
+//! unwinder rereads the module list once and, if it changed, walks again.
+//! A snapshot older than a second is reread before a walk, so unloads are
+//! noticed too. Modules still mapped keep their parsed data across
+//! snapshots; framehop's unwinder is rebuilt from the snapshot when it
+//! changes (adding a module with an `.eh_frame_hdr` costs next to nothing).
+//!
+//! # Architectures
+//!
+//! x86-64 (`rip`, `rsp`, `rbp`) and aarch64 (`pc`, `sp`, `x29`, `x30`, with
+//! pointer authentication bits stripped from return addresses) are walked.
+//! Elsewhere the stack has just its instruction pointer frame and ends with
+//! [`WalkEnd::UnsupportedArch`].
+
+use std::sync::Arc;
+
+use crate::stack::modules::{LiveModules, Module, Modules, ModulesError};
+use crate::stack::RawSample;
+
+/// The most frames a walk returns; deeper stacks are cut and marked
+/// truncated.
+pub const MAX_FRAMES: usize = 512;
+
+/// What a frame's address is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddressKind {
+    /// The instruction pointer of the innermost frame: the instruction that
+    /// was about to run.
+    InstructionPointer,
+    /// A return address: the instruction after a call.
+    ReturnAddress,
+}
+
+/// One frame of an unwound stack.
+#[derive(Clone, Debug)]
+pub struct UnwoundFrame {
+    /// The instruction pointer or the return address, as found.
+    pub address: u64,
+    /// Which of the two `address` is.
+    pub kind: AddressKind,
+    /// The module the lookup address lies in.
+    pub module: Option<Arc<Module>>,
+    /// The lookup address relative to the module's base address.
+    pub module_offset: Option<u64>,
+}
+
+impl UnwoundFrame {
+    /// A frame of `address`, with its module from `modules`.
+    pub fn new(address: u64, kind: AddressKind, modules: &Modules) -> UnwoundFrame {
+        let mut frame = UnwoundFrame {
+            address,
+            kind,
+            module: None,
+            module_offset: None,
+        };
+        let lookup = frame.lookup_address();
+        if let Some(module) = modules.find(lookup) {
+            frame.module_offset = module.offset_of(lookup);
+            frame.module = Some(Arc::clone(module));
+        }
+        frame
+    }
+
+    /// The address to symbolicate: the instruction pointer, or the return
+    /// address minus one (inside the call instruction).
+    pub fn lookup_address(&self) -> u64 {
+        match self.kind {
+            AddressKind::InstructionPointer => self.address,
+            AddressKind::ReturnAddress => self.address.wrapping_sub(1),
+        }
+    }
+}
+
+/// Why a walk stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalkEnd {
+    /// The unwind information says the outermost frame was reached.
+    Complete,
+    /// The walk needed memory outside the stack copy, at this address.
+    OutsideCopy {
+        /// The address that could not be read.
+        address: u64,
+    },
+    /// [`MAX_FRAMES`] frames were found and there were more.
+    FrameLimit,
+    /// The unwinder could not go on.
+    Failed(UnwindError),
+    /// This architecture has no unwinder: the stack has only its
+    /// instruction pointer frame.
+    UnsupportedArch,
+}
+
+/// Why the unwinder could not go on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UnwindError {
+    /// The stack pointer or frame pointer moved towards the innermost frame.
+    #[error("the stack or frame pointer moved backwards")]
+    MovedBackwards,
+    /// Neither the address nor the stack pointer changed: the walk would
+    /// loop.
+    #[error("the walk did not advance")]
+    DidNotAdvance,
+    /// Address arithmetic overflowed.
+    #[error("address arithmetic overflowed")]
+    Overflow,
+    /// A return address was zero.
+    #[error("a return address was null")]
+    NullReturnAddress,
+}
+
+/// The frames of a sampled stack, innermost first.
+#[derive(Clone, Debug)]
+pub struct UnwoundStack {
+    /// The frames, innermost (the instruction pointer) first.
+    pub frames: Vec<UnwoundFrame>,
+    /// The thread has more frames than these: the walk needed bytes beyond
+    /// the end of a stack copy that was cut at its size limit, or reached
+    /// [`MAX_FRAMES`].
+    pub truncated: bool,
+    /// Why the walk stopped.
+    pub end: WalkEnd,
+}
+
+/// Unwinds samples of this process's threads. Owned by one worker thread.
+pub struct Unwinder {
+    modules: LiveModules,
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    walker: native::Walker,
+}
+
+impl Default for Unwinder {
+    fn default() -> Unwinder {
+        Unwinder::new()
+    }
+}
+
+impl Unwinder {
+    /// An unwinder with no module snapshot yet: the first unwind reads it.
+    pub fn new() -> Unwinder {
+        Unwinder {
+            modules: LiveModules::new(),
+            #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+            walker: native::Walker::new(),
+        }
+    }
+
+    /// The current module snapshot.
+    pub fn modules(&self) -> &Modules {
+        self.modules.modules()
+    }
+
+    /// Rereads the module list now (for instance right after loading a
+    /// library); returns whether it changed.
+    pub fn refresh_modules(&mut self) -> Result<bool, ModulesError> {
+        self.modules.refresh()
+    }
+
+    /// Walks the stack of `sample`.
+    pub fn unwind(&mut self, sample: &RawSample) -> UnwoundStack {
+        let just_read = self.modules.refresh_if_stale();
+        let stack = self.walk(sample);
+        let snapshot = self.modules.modules();
+        let missed = stack
+            .frames
+            .iter()
+            .any(|frame| !snapshot.covers(frame.lookup_address()));
+        if missed && !just_read && matches!(self.modules.refresh(), Ok(true)) {
+            return self.walk(sample);
+        }
+        stack
+    }
+
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    fn walk(&mut self, sample: &RawSample) -> UnwoundStack {
+        self.walker.sync(&self.modules);
+        let copy = native::StackCopy::new(sample);
+        let (frames, end) = self.walker.walk(sample, &copy, self.modules.modules());
+        let truncated = match end {
+            WalkEnd::Complete | WalkEnd::UnsupportedArch => false,
+            WalkEnd::FrameLimit => true,
+            WalkEnd::OutsideCopy { .. } | WalkEnd::Failed(_) => {
+                sample.truncated && copy.read_past_end()
+            }
+        };
+        UnwoundStack {
+            frames,
+            truncated,
+            end,
+        }
+    }
+
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    fn walk(&mut self, sample: &RawSample) -> UnwoundStack {
+        let ip = sample.registers.ip;
+        UnwoundStack {
+            frames: vec![UnwoundFrame::new(
+                ip,
+                AddressKind::InstructionPointer,
+                self.modules.modules(),
+            )],
+            truncated: true,
+            end: WalkEnd::UnsupportedArch,
+        }
+    }
+}
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod native {
+    use std::cell::Cell;
+    use std::sync::Arc;
+
+    use framehop::{
+        CacheNative, Error, ExplicitModuleSectionInfo, FrameAddress, MayAllocateDuringUnwind,
+        Unwinder as _, UnwinderNative,
+    };
+
+    use super::{AddressKind, UnwindError, UnwoundFrame, WalkEnd, MAX_FRAMES};
+    use crate::stack::modules::{LiveModules, Module, Modules};
+    use crate::stack::{RawSample, Registers};
+
+    /// framehop's unwinder for the current snapshot, and its rule cache.
+    pub(super) struct Walker {
+        unwinder: UnwinderNative<Arc<[u8]>, MayAllocateDuringUnwind>,
+        cache: CacheNative<MayAllocateDuringUnwind>,
+        /// The snapshot generation `unwinder` was built from.
+        generation: Option<u64>,
+    }
+
+    impl Walker {
+        pub(super) fn new() -> Walker {
+            Walker {
+                unwinder: UnwinderNative::new(),
+                cache: CacheNative::new(),
+                generation: None,
+            }
+        }
+
+        /// Rebuilds framehop's module list if the snapshot changed.
+        pub(super) fn sync(&mut self, modules: &LiveModules) {
+            if self.generation == Some(modules.generation()) {
+                return;
+            }
+            self.unwinder = UnwinderNative::new();
+            for module in modules.modules().iter() {
+                if let Some(module) = framehop_module(module) {
+                    self.unwinder.add_module(module);
+                }
+            }
+            self.generation = Some(modules.generation());
+        }
+
+        pub(super) fn walk(
+            &mut self,
+            sample: &RawSample,
+            copy: &StackCopy<'_>,
+            modules: &Modules,
+        ) -> (Vec<UnwoundFrame>, WalkEnd) {
+            let regs = initial_regs(&sample.registers, self.unwinder.max_known_code_address());
+            let mut read_stack = |address| copy.read(address);
+            let mut frames = self.unwinder.iter_frames(
+                sample.registers.ip,
+                regs,
+                &mut self.cache,
+                &mut read_stack,
+            );
+            let mut found = Vec::new();
+            let end = loop {
+                match frames.next() {
+                    Ok(Some(_)) if found.len() == MAX_FRAMES => break WalkEnd::FrameLimit,
+                    Ok(Some(address)) => found.push(frame(address, modules)),
+                    Ok(None) => break WalkEnd::Complete,
+                    Err(Error::CouldNotReadStack(address)) => {
+                        break WalkEnd::OutsideCopy { address }
+                    }
+                    Err(Error::FramepointerUnwindingMovedBackwards) => {
+                        break WalkEnd::Failed(UnwindError::MovedBackwards)
+                    }
+                    Err(Error::DidNotAdvance) => break WalkEnd::Failed(UnwindError::DidNotAdvance),
+                    Err(Error::IntegerOverflow) => break WalkEnd::Failed(UnwindError::Overflow),
+                    Err(Error::ReturnAddressIsNull) => {
+                        break WalkEnd::Failed(UnwindError::NullReturnAddress)
+                    }
+                }
+            };
+            (found, end)
+        }
+    }
+
+    fn frame(address: FrameAddress, modules: &Modules) -> UnwoundFrame {
+        match address {
+            FrameAddress::InstructionPointer(ip) => {
+                UnwoundFrame::new(ip, AddressKind::InstructionPointer, modules)
+            }
+            FrameAddress::ReturnAddress(ra) => {
+                UnwoundFrame::new(ra.get(), AddressKind::ReturnAddress, modules)
+            }
+        }
+    }
+
+    /// framehop's view of a module; `None` when it has no unwind data.
+    fn framehop_module(module: &Module) -> Option<framehop::Module<Arc<[u8]>>> {
+        let sections = module.unwind_sections()?;
+        let svma = |section: &Option<crate::stack::modules::SectionData>| {
+            section.as_ref().map(|s| s.svma.clone())
+        };
+        let data = |section: &Option<crate::stack::modules::SectionData>| {
+            section.as_ref().map(|s| Arc::clone(&s.data))
+        };
+        let info = ExplicitModuleSectionInfo {
+            base_svma: module.base_svma()?,
+            text_svma: sections.text_svma.clone(),
+            got_svma: sections.got_svma.clone(),
+            eh_frame_svma: svma(&sections.eh_frame),
+            eh_frame: data(&sections.eh_frame),
+            eh_frame_hdr_svma: svma(&sections.eh_frame_hdr),
+            eh_frame_hdr: data(&sections.eh_frame_hdr),
+            debug_frame: sections.debug_frame.clone(),
+            ..ExplicitModuleSectionInfo::default()
+        };
+        Some(framehop::Module::new(
+            module.path().display().to_string(),
+            module.avma_range(),
+            module.base_address(),
+            info,
+        ))
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn initial_regs(registers: &Registers, _max_code_address: u64) -> framehop::UnwindRegsNative {
+        framehop::UnwindRegsNative::new(registers.ip, registers.sp, registers.fp)
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    fn initial_regs(registers: &Registers, max_code_address: u64) -> framehop::UnwindRegsNative {
+        // Return addresses signed with pointer authentication carry the
+        // signature in the bits above the highest code address.
+        let mask = framehop::aarch64::PtrAuthMask::from_max_known_address(max_code_address);
+        framehop::UnwindRegsNative::new_with_ptr_auth_mask(
+            mask,
+            registers.lr,
+            registers.sp,
+            registers.fp,
+        )
+    }
+
+    /// The copied stack, as the walk reads it.
+    pub(super) struct StackCopy<'a> {
+        start: u64,
+        bytes: &'a [u8],
+        /// A read failed because it reached past the end of the copy.
+        read_past_end: Cell<bool>,
+    }
+
+    impl<'a> StackCopy<'a> {
+        pub(super) fn new(sample: &'a RawSample) -> StackCopy<'a> {
+            StackCopy {
+                start: sample.stack_start,
+                bytes: &sample.stack,
+                read_past_end: Cell::new(false),
+            }
+        }
+
+        /// The word at `address`, if the copy holds all of it.
+        fn read(&self, address: u64) -> Result<u64, ()> {
+            let offset = address.checked_sub(self.start).ok_or(())?;
+            let word = usize::try_from(offset)
+                .ok()
+                .and_then(|offset| self.bytes.get(offset..offset.checked_add(8)?))
+                .and_then(|word| <[u8; 8]>::try_from(word).ok());
+            match word {
+                Some(word) => Ok(u64::from_ne_bytes(word)),
+                None => {
+                    self.read_past_end.set(true);
+                    Err(())
+                }
+            }
+        }
+
+        /// Whether the last failed read reached past the end of the copy.
+        pub(super) fn read_past_end(&self) -> bool {
+            self.read_past_end.get()
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! The stack workers: threads the monitor owns, which turn raw samples into
+//! stacks off the monitor's loop.
+//!
+//! Each worker owns its [`Unwinder`] and [`Symbolizer`], with their caches, so
+//! no cache is shared or locked. For each job a worker sends two results back
+//! on the monitor's `stacks` channel: the unwound stack with raw addresses and
+//! module offsets as soon as it has it, then the symbolicated one. If
+//! symbolication is slow (a cold cache on a large binary), the monitor sends
+//! the alert with the first and drops the second; a hang is never reported
+//! late because of us.
+//!
+//! The job queue is bounded and the monitor only ever `try_send`s into it; a
+//! full queue means the alert goes out without a stack rather than the
+//! monitor waiting. Workers end when the monitor drops the queue.
+
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+
+use crate::messages::{StackDone, StackJob};
+use crate::stack::symbolize::Symbolizer;
+use crate::stack::unwind::Unwinder;
+
+/// Jobs that may wait for a worker before new ones are refused.
+const QUEUE: usize = 64;
+
+pub(crate) struct StackWorkers {
+    jobs: Sender<StackJob>,
+}
+
+impl StackWorkers {
+    /// Starts `count` workers that answer on `done`.
+    pub(crate) fn start(count: usize, done: &Sender<StackDone>) -> std::io::Result<StackWorkers> {
+        let (jobs, queue) = bounded(QUEUE);
+        for n in 0..count.max(1) {
+            let queue = queue.clone();
+            let done = done.clone();
+            std::thread::Builder::new()
+                .name(format!("hangwatch-stack-{n}"))
+                .spawn(move || work(queue, done))?;
+        }
+        Ok(StackWorkers { jobs })
+    }
+
+    /// Queues `job`, or hands it back if every worker is busy and the queue full.
+    pub(crate) fn submit(&self, job: StackJob) -> Result<(), StackJob> {
+        self.jobs.try_send(job).map_err(|error| match error {
+            TrySendError::Full(job) | TrySendError::Disconnected(job) => job,
+        })
+    }
+}
+
+fn work(queue: Receiver<StackJob>, done: Sender<StackDone>) {
+    let mut unwinder = Unwinder::new();
+    let mut symbolizer = Symbolizer::new();
+    for StackJob { id, sample } in queue {
+        let unwound = unwinder.unwind(&sample);
+        let raw = Symbolizer::raw(&unwound);
+        if done.send(StackDone::Unwound { id, stack: raw }).is_err() {
+            return;
+        }
+        let stack = symbolizer.symbolize(&unwound);
+        if done.send(StackDone::Symbolized { id, stack }).is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Alerts with stacks: the hung thread's own stack, symbolicated, on the
+//! permanent alert; raw frames when symbolication is out of time; a reason
+//! when there is no stack.
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+
+mod common;
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{expect_alert, ms};
+use hangwatch::stack::NoStack;
+use hangwatch::{AlertKind, ComponentId, HangLevel, Monitor, Register};
+
+/// Runs a component whose single activity blocks in `stuck_in_a_test_function`
+/// until `release` is dropped.
+fn hang_in_named_function(
+    register: &Register,
+    id: ComponentId,
+) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let (release, released) = mpsc::channel::<()>();
+    let register = register.clone();
+    let thread = std::thread::spawn(move || {
+        let handle = register
+            .register_component(id, ms(50), ms(200), None)
+            .unwrap();
+        let _busy = handle.activity("test hang");
+        stuck_in_a_test_function(&released);
+    });
+    (release, thread)
+}
+
+#[inline(never)]
+fn stuck_in_a_test_function(released: &mpsc::Receiver<()>) {
+    let _ = std::hint::black_box(released).recv();
+}
+
+#[test]
+fn a_permanent_alert_names_the_function_the_thread_is_stuck_in() {
+    let Monitor {
+        register, alerts, ..
+    } = Monitor::builder().start().unwrap();
+    let id = ComponentId::new("stuck", 1);
+    let (release, thread) = hang_in_named_function(&register, id.clone());
+
+    let transient = expect_alert(&alerts, &id, AlertKind::Transient);
+    assert!(
+        transient.stack.is_none() && transient.no_stack.is_none(),
+        "transient alerts carry no stack by default"
+    );
+    let permanent = expect_alert(&alerts, &id, AlertKind::Permanent);
+    let stack = permanent
+        .stack
+        .as_ref()
+        .unwrap_or_else(|| panic!("no stack: {permanent}"));
+    let frame = stack
+        .frames
+        .iter()
+        .find(|f| {
+            f.function
+                .as_deref()
+                .is_some_and(|name| name.ends_with("stuck_in_a_test_function"))
+        })
+        .unwrap_or_else(|| panic!("the stack does not name the hung function:\n{stack}"));
+    assert!(
+        frame
+            .file
+            .as_deref()
+            .is_some_and(|f| f.ends_with("tests/stacks.rs")),
+        "{frame}"
+    );
+    assert!(frame.line.is_some(), "{frame}");
+    // Innermost first: the blocking call sits above the hung function.
+    let position = stack.frames.iter().position(|f| f == frame).unwrap();
+    assert!(position > 0, "{stack}");
+
+    drop(release);
+    thread.join().unwrap();
+    expect_alert(
+        &alerts,
+        &id,
+        AlertKind::Ended {
+            worst: HangLevel::Permanent,
+        },
+    );
+}
+
+#[test]
+fn transient_alerts_carry_a_stack_when_asked() {
+    let Monitor {
+        register, alerts, ..
+    } = Monitor::builder().stack_on_transient(true).start().unwrap();
+    let id = ComponentId::new("early", 1);
+    let (release, thread) = hang_in_named_function(&register, id.clone());
+    let transient = expect_alert(&alerts, &id, AlertKind::Transient);
+    let stack = transient.stack.expect("a stack on the transient alert");
+    assert!(
+        stack.frames.iter().any(|f| f
+            .function
+            .as_deref()
+            .is_some_and(|n| n.contains("stuck_in_a_test_function"))),
+        "{stack}"
+    );
+    drop(release);
+    thread.join().unwrap();
+}
+
+#[test]
+fn out_of_time_symbolication_sends_raw_frames() {
+    let Monitor {
+        register, alerts, ..
+    } = Monitor::builder()
+        .symbolicate_deadline(Duration::ZERO)
+        .start()
+        .unwrap();
+    let id = ComponentId::new("raw", 1);
+    let (release, thread) = hang_in_named_function(&register, id.clone());
+    expect_alert(&alerts, &id, AlertKind::Transient);
+    let permanent = expect_alert(&alerts, &id, AlertKind::Permanent);
+    let stack = permanent.stack.expect("a raw stack");
+    assert!(!stack.frames.is_empty());
+    assert!(stack.frames.iter().all(|f| f.function.is_none()), "{stack}");
+    drop(release);
+    thread.join().unwrap();
+}
+
+#[test]
+fn without_stacks_the_alert_says_why() {
+    let Monitor {
+        register, alerts, ..
+    } = Monitor::builder().stacks(false).start().unwrap();
+    let id = ComponentId::new("plain", 1);
+    let (release, thread) = hang_in_named_function(&register, id.clone());
+    expect_alert(&alerts, &id, AlertKind::Transient);
+    let permanent = expect_alert(&alerts, &id, AlertKind::Permanent);
+    assert!(permanent.stack.is_none());
+    assert!(
+        matches!(permanent.no_stack, Some(NoStack::Disabled(_))),
+        "{permanent}"
+    );
+    drop(release);
+    thread.join().unwrap();
+}
+
+#[test]
+fn the_ended_alert_waits_behind_the_permanent_one() {
+    // The hang ends while the permanent alert waits for its stack: the
+    // alerts still leave in the order they were raised.
+    let Monitor {
+        register,
+        alerts,
+        control,
+        ..
+    } = Monitor::builder().start().unwrap();
+    let id = ComponentId::new("ordered", 1);
+    let handle = register
+        .register_component(id.clone(), ms(20), ms(40), None)
+        .unwrap();
+    for round in 1..=5 {
+        handle.notify_activity("short hang");
+        // End the hang as soon as the monitor has raised the permanent
+        // alert, typically while its stack is still being symbolicated.
+        while control.stats().unwrap().components[0].permanent_alerts < round {
+            std::thread::sleep(ms(1));
+        }
+        handle.notify_wait();
+        let kinds: Vec<_> = (0..3)
+            .map(|_| common::next_alert(&alerts, "an alert").kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                AlertKind::Transient,
+                AlertKind::Permanent,
+                AlertKind::Ended {
+                    worst: HangLevel::Permanent
+                }
+            ]
+        );
+    }
+}

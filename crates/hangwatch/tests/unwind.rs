@@ -1,0 +1,233 @@
+//! Unwinding real samples of a blocked thread, taken by the sampler, and
+//! synthetic ones: a truncated copy, garbage registers, an endless
+//! frame-pointer chain.
+
+use std::hint::black_box;
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use hangwatch::stack::modules::Modules;
+use hangwatch::stack::sampler::{SampleSignal, SampleTarget, Sampler};
+use hangwatch::stack::symbolize::Symbolizer;
+use hangwatch::stack::unwind::{AddressKind, Unwinder, UnwoundStack, WalkEnd, MAX_FRAMES};
+use hangwatch::stack::{Frame, RawSample, Registers, Stack};
+
+/// The sampled thread: `outer -> middle -> inner`, and `inner` hands out
+/// its sample target, then blocks until the test is done.
+#[inline(never)]
+fn outer(copy_limit: usize, ready: &mpsc::Sender<SampleTarget>, done: &mpsc::Receiver<()>) {
+    middle(copy_limit, ready, done);
+    black_box(());
+}
+
+#[inline(never)]
+fn middle(copy_limit: usize, ready: &mpsc::Sender<SampleTarget>, done: &mpsc::Receiver<()>) {
+    inner(copy_limit, ready, done);
+    black_box(());
+}
+
+#[inline(never)]
+fn inner(copy_limit: usize, ready: &mpsc::Sender<SampleTarget>, done: &mpsc::Receiver<()>) {
+    let target = SampleTarget::current_thread(copy_limit).expect("a sample target");
+    ready.send(target).expect("the test waits for the target");
+    let _ = done.recv();
+    black_box(());
+}
+
+/// Samples a thread blocked in `inner`, copying at most `copy_limit` bytes
+/// of its stack, and returns the sample.
+fn sample_blocked_thread(copy_limit: usize) -> RawSample {
+    let sampler = Sampler::install(SampleSignal::default()).expect("the sampler installs");
+    let (ready, targets) = mpsc::channel();
+    let (done, wait) = mpsc::channel();
+    let thread = thread::spawn(move || outer(copy_limit, &ready, &wait));
+    let target = targets.recv().expect("the thread sends its target");
+    let sample = sampler.sample(&target, Duration::from_secs(10));
+    done.send(()).unwrap();
+    thread.join().unwrap();
+    sample.expect("a sample of a blocked thread")
+}
+
+fn position(stack: &Stack, name: &str) -> Option<usize> {
+    stack.frames.iter().position(|frame| {
+        frame
+            .function
+            .as_deref()
+            .is_some_and(|function| function.ends_with(&format!("unwind::{name}")))
+    })
+}
+
+fn in_this_file(frame: &Frame) -> bool {
+    frame
+        .file
+        .as_deref()
+        .is_some_and(|file| file.ends_with("tests/unwind.rs"))
+}
+
+#[test]
+fn a_blocked_thread_unwinds_through_its_callers() {
+    let sample = sample_blocked_thread(1 << 20);
+    let mut unwinder = Unwinder::new();
+    let unwound = unwinder.unwind(&sample);
+    let stack = Symbolizer::new().symbolize(&unwound);
+    let names: Vec<&str> = stack
+        .frames
+        .iter()
+        .map(|frame| frame.function.as_deref().unwrap_or("?"))
+        .collect();
+
+    let inner = position(&stack, "inner").unwrap_or_else(|| panic!("no inner in {names:#?}"));
+    let middle = position(&stack, "middle").unwrap_or_else(|| panic!("no middle in {names:#?}"));
+    let outer = position(&stack, "outer").unwrap_or_else(|| panic!("no outer in {names:#?}"));
+    assert!(inner < middle && middle < outer, "{names:#?}");
+    for i in [inner, middle, outer] {
+        assert!(in_this_file(&stack.frames[i]), "{:#?}", stack.frames[i]);
+        assert!(!stack.frames[i].inlined);
+    }
+    // Below `inner`: the channel's receive, down to the system call.
+    assert!(inner > 0, "{names:#?}");
+    // Above `outer`: the thread's start, to the end of the stack.
+    assert!(!unwound.truncated, "{:?}", unwound.end);
+    assert_eq!(unwound.end, WalkEnd::Complete, "{names:#?}");
+
+    assert_eq!(unwound.frames[0].kind, AddressKind::InstructionPointer);
+    assert_eq!(unwound.frames[0].address, sample.registers.ip);
+    assert!(unwound.frames[1..]
+        .iter()
+        .all(|frame| frame.kind == AddressKind::ReturnAddress));
+    // Every frame of the walk is in a module: the test binary, libc or
+    // the vDSO.
+    assert!(
+        unwound.frames.iter().all(|frame| frame.module.is_some()),
+        "{:#?}",
+        Symbolizer::raw(&unwound)
+    );
+}
+
+#[test]
+fn a_stack_copy_cut_short_gives_a_truncated_stack() {
+    let sample = sample_blocked_thread(64);
+    assert!(sample.truncated, "64 bytes cannot hold the whole stack");
+    assert!(sample.stack.len() <= 64);
+    let unwound = Unwinder::new().unwind(&sample);
+    assert!(unwound.truncated, "{:?}", unwound.end);
+    assert!(
+        matches!(unwound.end, WalkEnd::OutsideCopy { .. }),
+        "{:?}",
+        unwound.end
+    );
+    let stack = Symbolizer::new().symbolize(&unwound);
+    assert!(stack.truncated);
+    assert_eq!(position(&stack, "outer"), None);
+}
+
+fn synthetic(registers: Registers, stack_start: u64, stack: Vec<u8>, truncated: bool) -> RawSample {
+    RawSample {
+        tid: 0,
+        registers,
+        stack_start,
+        stack,
+        truncated,
+        pause_ns: 0,
+    }
+}
+
+#[test]
+fn a_walk_that_needs_bytes_past_a_complete_copy_is_not_truncated() {
+    let ip = a_blocked_thread_unwinds_through_its_callers as usize as u64;
+    let registers = Registers {
+        ip,
+        sp: 0x7000_0000,
+        fp: 0x7000_0000,
+        lr: 0,
+    };
+    let mut unwinder = Unwinder::new();
+    for truncated in [false, true] {
+        let unwound = unwinder.unwind(&synthetic(registers, 0x7000_0000, vec![], truncated));
+        assert_eq!(unwound.frames.len(), 1);
+        assert!(
+            matches!(unwound.end, WalkEnd::OutsideCopy { .. }),
+            "{:?}",
+            unwound.end
+        );
+        assert_eq!(unwound.truncated, truncated);
+        let module = unwound.frames[0].module.as_ref().expect("the test binary");
+        assert_eq!(
+            unwound.frames[0].module_offset,
+            Some(ip - module.base_address())
+        );
+    }
+}
+
+#[test]
+fn garbage_registers_do_not_panic() {
+    let mut unwinder = Unwinder::new();
+    for (ip, sp) in [(0, 0), (u64::MAX, u64::MAX), (0x10, 8), (1, u64::MAX - 4)] {
+        let registers = Registers {
+            ip,
+            sp,
+            fp: sp,
+            lr: ip,
+        };
+        let bytes = vec![0xff; 256];
+        let unwound = unwinder.unwind(&synthetic(registers, sp, bytes, true));
+        assert!(!unwound.frames.is_empty());
+        assert!(unwound.frames[0].module.is_none());
+        let stack = Symbolizer::new().symbolize(&unwound);
+        assert!(stack.frames.iter().all(|frame| frame.function.is_none()));
+    }
+}
+
+/// A frame-pointer chain longer than the walk is allowed to follow, in code
+/// that belongs to no module.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn an_endless_chain_stops_at_the_frame_limit() {
+    let start = 0x7100_0000u64;
+    let records = MAX_FRAMES as u64 + 100;
+    let mut stack = Vec::new();
+    for i in 0..records {
+        // A frame record: the caller's frame pointer, then the return address.
+        stack.extend_from_slice(&(start + 16 * (i + 1)).to_ne_bytes());
+        stack.extend_from_slice(&(0x1000 + i).to_ne_bytes());
+    }
+    let registers = Registers {
+        ip: 0x800,
+        sp: start,
+        fp: start,
+        lr: 0,
+    };
+    let unwound: UnwoundStack = Unwinder::new().unwind(&synthetic(registers, start, stack, false));
+    assert_eq!(unwound.end, WalkEnd::FrameLimit);
+    assert_eq!(unwound.frames.len(), MAX_FRAMES);
+    assert!(unwound.truncated);
+    assert_eq!(unwound.frames[1].address, 0x1000);
+}
+
+#[test]
+fn the_snapshot_lists_the_executable_libc_and_the_vdso() {
+    let modules = Modules::load().expect("the maps are readable");
+    let exe = modules
+        .find(a_blocked_thread_unwinds_through_its_callers as usize as u64)
+        .expect("the test binary");
+    assert_eq!(exe.path(), std::env::current_exe().unwrap());
+    assert!(exe.error().is_none(), "{exe:?}");
+    assert!(
+        modules.iter().any(|m| m.name().starts_with("libc")),
+        "{modules:#?}"
+    );
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    if maps.contains("[vdso]") {
+        let vdso = modules
+            .iter()
+            .find(|m| m.name() == "[vdso]")
+            .expect("the vDSO");
+        // Its image comes from /proc/self/mem, which a sandbox may refuse.
+        if vdso.error().is_none() {
+            assert!(vdso.bias().is_some());
+        }
+    }
+    // Nothing changed since: a refresh reuses the snapshot.
+    assert!(modules.refresh().unwrap().is_none());
+}
