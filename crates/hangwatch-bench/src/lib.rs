@@ -12,6 +12,7 @@ mod notify;
 mod procfs;
 mod scale;
 pub mod servo;
+mod stacks;
 
 use std::time::Duration;
 
@@ -63,6 +64,22 @@ pub struct Report {
     pub scale_rss_before_mib: f64,
     /// Notification pairs per second during that run.
     pub scale_events_per_s: f64,
+    /// Time a sampled thread spends in our signal handler, median, µs.
+    pub sample_pause_p50_us: f64,
+    /// The same, 99th percentile.
+    pub sample_pause_p99_us: f64,
+    /// The same for a handler that unwinds in place (pprof-rs style), p99.
+    pub sample_pause_p99_us_inhandler: f64,
+    /// Frames in the stack those samples unwind to.
+    pub sample_frames: usize,
+    /// Unwinding that stack from its copy, µs.
+    pub unwind_us: f64,
+    /// Symbolicating that stack with warm caches, µs.
+    pub symbolize_warm_us: f64,
+    /// Permanent deadline to the alert with its symbolicated stack, median, ms (warm caches).
+    pub permanent_alert_latency_ms: f64,
+    /// The same, 99th percentile.
+    pub permanent_alert_latency_p99_ms: f64,
     /// `notify_dense_ns_servo / notify_dense_ns` (target ≥ 10).
     pub ratio_dense: f64,
     /// `notify_sparse_ns_servo / notify_sparse_ns` (target ≥ 50).
@@ -100,6 +117,9 @@ pub fn run(options: Options, mut progress: impl FnMut(&str)) -> Report {
     let window = Duration::from_secs(if quick { 3 } else { 10 });
     let (idle_wakeups_per_s, idle_wakeups_per_s_servo) = idle::wakeups_per_second(window);
 
+    progress("stacks: pauses, symbolication, permanent alerts");
+    let stacks = stacks::run(quick);
+
     progress("scale: 10,000 components");
     let scale = scale::run(Duration::from_secs(if quick { 3 } else { 10 }));
 
@@ -121,6 +141,14 @@ pub fn run(options: Options, mut progress: impl FnMut(&str)) -> Report {
         scale_rss_mib: scale.rss_mib,
         scale_rss_before_mib: scale.rss_before_mib,
         scale_events_per_s: scale.events_per_s,
+        sample_pause_p50_us: stacks.pause_p50_us,
+        sample_pause_p99_us: stacks.pause_p99_us,
+        sample_pause_p99_us_inhandler: stacks.pause_p99_us_inhandler,
+        sample_frames: stacks.frames,
+        unwind_us: stacks.unwind_us,
+        symbolize_warm_us: stacks.symbolize_warm_us,
+        permanent_alert_latency_ms: stacks.permanent_alert_latency_ms,
+        permanent_alert_latency_p99_ms: stacks.permanent_alert_latency_p99_ms,
         ratio_dense: notify_dense_ns_servo / notify_dense_ns,
         ratio_sparse: notify_sparse_ns_servo / notify_sparse_ns,
         targets: Vec::new(),
@@ -151,6 +179,19 @@ fn targets(r: &Report) -> Vec<Target> {
         Target {
             name: "scale_monitor_cpu_pct <= 5",
             met: r.scale_monitor_cpu_pct <= 5.0,
+        },
+        Target {
+            name: "sample_pause_p99_us <= sample_pause_p99_us_inhandler / 10 and <= 30",
+            met: r.sample_pause_p99_us <= r.sample_pause_p99_us_inhandler / 10.0
+                && r.sample_pause_p99_us <= 30.0,
+        },
+        Target {
+            name: "symbolize_warm_us <= 200",
+            met: r.symbolize_warm_us <= 200.0,
+        },
+        Target {
+            name: "permanent_alert_latency_ms <= 10",
+            met: r.permanent_alert_latency_ms <= 10.0,
         },
     ]
 }

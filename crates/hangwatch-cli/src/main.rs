@@ -103,6 +103,16 @@ fn print_table(r: &hangwatch_bench::Report) {
         "scale: monitor CPU {:.2}% of a core, RSS {:.0} MiB ({:.0} MiB before), {:.0} events/s",
         r.scale_monitor_cpu_pct, r.scale_rss_mib, r.scale_rss_before_mib, r.scale_events_per_s
     );
+    println!(
+        "stacks: pause p50 {:.1} us; {} frames unwound in {:.1} us, symbolicated (warm) in {:.1} us; \
+         permanent alert with stack {:.2} ms after its deadline (p99 {:.2} ms)",
+        r.sample_pause_p50_us,
+        r.sample_frames,
+        r.unwind_us,
+        r.symbolize_warm_us,
+        r.permanent_alert_latency_ms,
+        r.permanent_alert_latency_p99_ms
+    );
     for target in &r.targets {
         println!(
             "[{}] {}",

@@ -103,7 +103,7 @@ impl fmt::Display for Alert {
 }
 
 /// A duration as fractional milliseconds, the unit people read hang lengths in.
-mod millis {
+pub(crate) mod millis {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};
@@ -119,7 +119,7 @@ mod millis {
 }
 
 /// A wall-clock time as fractional milliseconds since the Unix epoch.
-mod unix_millis {
+pub(crate) mod unix_millis {
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
     use serde::{Deserialize, Deserializer, Serializer};

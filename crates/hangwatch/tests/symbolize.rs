@@ -26,6 +26,16 @@ fn caller_of_inlined(x: u64) -> u64 {
     std::hint::black_box(b ^ a)
 }
 
+/// The address of a function's first instruction.
+fn address_of(function: *const ()) -> u64 {
+    function as usize as u64
+}
+
+/// The frames that are not inlined: one per address.
+fn outermost(frames: &[Frame]) -> Vec<&Frame> {
+    frames.iter().filter(|frame| !frame.inlined).collect()
+}
+
 fn own_file(frame: &Frame) -> bool {
     frame
         .file
@@ -43,11 +53,15 @@ fn named(frame: &Frame, name: &str) -> bool {
 #[test]
 fn a_function_of_this_file_has_its_name_file_and_line() {
     let body_line = std::hint::black_box(marked_function());
-    let address = marked_function as usize as u64;
+    let address = address_of(marked_function as *const ());
     let mut symbolizer = Symbolizer::new();
     let frames = symbolizer.symbolize_address(address);
-    assert_eq!(frames.len(), 1, "{frames:#?}");
-    let frame = &frames[0];
+    // Optimized builds inline `black_box` at the first instruction.
+    let frame = frames.last().expect("a frame");
+    assert!(
+        frames[..frames.len() - 1].iter().all(|f| f.inlined),
+        "{frames:#?}"
+    );
     assert_eq!(frame.address, address);
     assert!(named(frame, "marked_function"), "{frame:#?}");
     assert!(
@@ -83,7 +97,7 @@ fn a_function_of_this_file_has_its_name_file_and_line() {
 #[test]
 fn an_inlined_call_expands_into_callee_then_caller() {
     std::hint::black_box(caller_of_inlined(7));
-    let start = caller_of_inlined as usize as u64;
+    let start = address_of(caller_of_inlined as *const ());
     let mut symbolizer = Symbolizer::new();
     // Walk the caller's instructions until one belongs to the inlined call
     // (whatever the callee itself inlined comes first).
@@ -128,7 +142,7 @@ fn an_address_in_no_module_is_a_bare_frame() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_libc_function_is_named_from_its_symbol_table() {
-    let address = libc::getpid as usize as u64;
+    let address = address_of(libc::getpid as *const ());
     let mut symbolizer = Symbolizer::new();
     let frames = symbolizer.symbolize_address(address);
     let frame = frames.last().unwrap();
@@ -145,8 +159,8 @@ fn a_libc_function_is_named_from_its_symbol_table() {
 #[test]
 fn raw_and_symbolized_stacks_keep_addresses_and_truncation() {
     let modules = Modules::load().unwrap();
-    let ip = marked_function as usize as u64;
-    let ret = caller_of_inlined as usize as u64 + 1;
+    let ip = address_of(marked_function as *const ());
+    let ret = address_of(caller_of_inlined as *const ()) + 1;
     let stack = UnwoundStack {
         frames: vec![
             UnwoundFrame::new(ip, AddressKind::InstructionPointer, &modules),
@@ -168,41 +182,74 @@ fn raw_and_symbolized_stacks_keep_addresses_and_truncation() {
 
     let symbolized = Symbolizer::new().symbolize(&stack);
     assert!(symbolized.truncated);
-    assert_eq!(symbolized.frames.len(), 3, "{symbolized:#?}");
-    assert!(named(&symbolized.frames[0], "marked_function"));
-    assert!(named(&symbolized.frames[1], "caller_of_inlined"));
-    assert_eq!(symbolized.frames[1].address, ret - 1);
-    assert_eq!(symbolized.frames[2].function, None);
+    let frames = outermost(&symbolized.frames);
+    assert_eq!(frames.len(), 3, "{symbolized:#?}");
+    assert!(named(frames[0], "marked_function"), "{symbolized:#?}");
+    assert!(named(frames[1], "caller_of_inlined"), "{symbolized:#?}");
+    assert_eq!(frames[1].address, ret - 1);
+    assert_eq!(frames[2].function, None);
 }
 
-/// A chain of 30 distinct functions, so that a stack of their addresses
-/// spans several functions of this file.
-macro_rules! chain {
-    ($($name:ident),*) => {
+/// 30 distinct functions (distinct constants, so that an optimized build
+/// cannot merge them), for a stack that spans many functions of this file.
+macro_rules! functions {
+    ($($name:ident = $constant:literal),*) => {
         $(
             #[inline(never)]
             fn $name(x: u64) -> u64 {
-                std::hint::black_box(x).wrapping_add(line!() as u64)
+                std::hint::black_box(x).wrapping_mul($constant)
             }
         )*
-        const CHAIN: &[fn(u64) -> u64] = &[$($name),*];
+        const FUNCTIONS: &[fn(u64) -> u64] = &[$($name),*];
     };
 }
 
-chain!(
-    f00, f01, f02, f03, f04, f05, f06, f07, f08, f09, f10, f11, f12, f13, f14, f15, f16, f17, f18,
-    f19, f20, f21, f22, f23, f24, f25, f26, f27, f28, f29
+functions!(
+    f00 = 3,
+    f01 = 5,
+    f02 = 7,
+    f03 = 11,
+    f04 = 13,
+    f05 = 17,
+    f06 = 19,
+    f07 = 23,
+    f08 = 29,
+    f09 = 31,
+    f10 = 37,
+    f11 = 41,
+    f12 = 43,
+    f13 = 47,
+    f14 = 53,
+    f15 = 59,
+    f16 = 61,
+    f17 = 67,
+    f18 = 71,
+    f19 = 73,
+    f20 = 79,
+    f21 = 83,
+    f22 = 89,
+    f23 = 97,
+    f24 = 101,
+    f25 = 103,
+    f26 = 107,
+    f27 = 109,
+    f28 = 113,
+    f29 = 127
 );
 
 #[test]
 fn warm_symbolization_of_a_30_frame_stack_is_fast() {
     let modules = Modules::load().unwrap();
-    let frames = CHAIN
+    let frames = FUNCTIONS
         .iter()
         .enumerate()
         .map(|(i, f)| {
             std::hint::black_box(f(i as u64));
-            UnwoundFrame::new(*f as usize as u64 + 1, AddressKind::ReturnAddress, &modules)
+            UnwoundFrame::new(
+                address_of(*f as *const ()) + 1,
+                AddressKind::ReturnAddress,
+                &modules,
+            )
         })
         .collect();
     let stack = UnwoundStack {
@@ -214,8 +261,9 @@ fn warm_symbolization_of_a_30_frame_stack_is_fast() {
     let cold = Instant::now();
     let first = symbolizer.symbolize(&stack);
     let cold = cold.elapsed();
-    assert_eq!(first.frames.len(), 30);
-    for (frame, name) in first.frames.iter().zip(0..) {
+    let functions = outermost(&first.frames);
+    assert_eq!(functions.len(), 30, "{first:#?}");
+    for (frame, name) in functions.into_iter().zip(0..) {
         assert!(named(frame, &format!("f{name:02}")), "{frame:#?}");
     }
 

@@ -43,10 +43,29 @@ fn sample_blocked_thread(copy_limit: usize) -> RawSample {
     let (done, wait) = mpsc::channel();
     let thread = thread::spawn(move || outer(copy_limit, &ready, &wait));
     let target = targets.recv().expect("the thread sends its target");
+    wait_until_blocked(target.tid());
     let sample = sampler.sample(&target, Duration::from_secs(10));
     done.send(()).unwrap();
     thread.join().unwrap();
     sample.expect("a sample of a blocked thread")
+}
+
+/// Waits (up to 10 s) until thread `tid` sleeps, so that the sample is
+/// taken inside the receive, in the kernel, rather than on the way there.
+fn wait_until_blocked(tid: u32) {
+    let stat = format!("/proc/self/task/{tid}/stat");
+    for _ in 0..10_000 {
+        let state = std::fs::read_to_string(&stat).unwrap_or_default();
+        // `pid (comm) S ...`: the state follows the last parenthesis.
+        if state
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('S'))
+        {
+            return;
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
 }
 
 fn position(stack: &Stack, name: &str) -> Option<usize> {
@@ -77,6 +96,11 @@ fn a_blocked_thread_unwinds_through_its_callers() {
         .map(|frame| frame.function.as_deref().unwrap_or("?"))
         .collect();
 
+    for frame in &stack.frames {
+        let function = frame.function.as_deref().unwrap_or("?");
+        let module = frame.module.as_deref().unwrap_or("?");
+        println!("{:#018x} {function} ({module})", frame.address);
+    }
     let inner = position(&stack, "inner").unwrap_or_else(|| panic!("no inner in {names:#?}"));
     let middle = position(&stack, "middle").unwrap_or_else(|| panic!("no middle in {names:#?}"));
     let outer = position(&stack, "outer").unwrap_or_else(|| panic!("no outer in {names:#?}"));
@@ -135,7 +159,7 @@ fn synthetic(registers: Registers, stack_start: u64, stack: Vec<u8>, truncated: 
 
 #[test]
 fn a_walk_that_needs_bytes_past_a_complete_copy_is_not_truncated() {
-    let ip = a_blocked_thread_unwinds_through_its_callers as usize as u64;
+    let ip = a_blocked_thread_unwinds_through_its_callers as *const () as u64;
     let registers = Registers {
         ip,
         sp: 0x7000_0000,
@@ -209,7 +233,7 @@ fn an_endless_chain_stops_at_the_frame_limit() {
 fn the_snapshot_lists_the_executable_libc_and_the_vdso() {
     let modules = Modules::load().expect("the maps are readable");
     let exe = modules
-        .find(a_blocked_thread_unwinds_through_its_callers as usize as u64)
+        .find(a_blocked_thread_unwinds_through_its_callers as *const () as u64)
         .expect("the test binary");
     assert_eq!(exe.path(), std::env::current_exe().unwrap());
     assert!(exe.error().is_none(), "{exe:?}");

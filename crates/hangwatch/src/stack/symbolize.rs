@@ -59,6 +59,10 @@ use crate::stack::modules::{Identity, LiveModules, Module};
 use crate::stack::unwind::UnwoundStack;
 use crate::stack::{Frame, Stack};
 
+/// A module's file, read whole and shared by its DWARF sections and its
+/// symbol table.
+type Bytes = Arc<Vec<u8>>;
+
 /// Why a module's symbols could not be read.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum SymbolizeError {
@@ -194,19 +198,17 @@ impl ModuleSymbols {
         if let Some(error) = module.error() {
             return Err(SymbolizeError::Module(error.to_string()));
         }
-        let t0 = std::time::Instant::now();
-        let data: Arc<[u8]> = match module.image() {
-            Some(image) => Arc::clone(image),
-            None => std::fs::read(module.path())
-                .map_err(|source| SymbolizeError::Read {
-                    path: module.path().to_owned(),
-                    source: Arc::new(source),
-                })?
-                .into(),
-        };
-        let t1 = t0.elapsed();
-        let file = object::File::parse(&*data)?;
-        let t2 = t0.elapsed();
+        let data: Bytes =
+            match module.image() {
+                Some(image) => Arc::new(image.to_vec()),
+                None => Arc::new(std::fs::read(module.path()).map_err(|source| {
+                    SymbolizeError::Read {
+                        path: module.path().to_owned(),
+                        source: Arc::new(source),
+                    }
+                })?),
+            };
+        let file = object::File::parse(data.as_slice())?;
         let endian = if file.is_little_endian() {
             gimli::RunTimeEndian::Little
         } else {
@@ -219,15 +221,10 @@ impl ModuleSymbols {
             }
             None => None,
         };
-        let t3 = t0.elapsed();
-        let symbols = SymbolTable::new(&file, &data);
-        eprintln!(
-            "load {:?}: read {t1:?} parse {t2:?} dwarf {t3:?} symtab {:?} ({} symbols)",
-            module.name(),
-            t0.elapsed(),
-            symbols.symbols.len()
-        );
-        Ok(ModuleSymbols { dwarf, symbols })
+        Ok(ModuleSymbols {
+            dwarf,
+            symbols: SymbolTable::new(&file, &data),
+        })
     }
 
     /// Pushes the frames at `svma` (see the module docs), based on `raw`.
@@ -276,12 +273,12 @@ impl ModuleSymbols {
 /// A DWARF section of `file`: a view into `data`, or a decompressed copy.
 fn dwarf_section(
     file: &object::File<'_>,
-    data: &Arc<[u8]>,
+    data: &Bytes,
     id: gimli::SectionId,
     endian: gimli::RunTimeEndian,
 ) -> Result<SharedReader, SymbolizeError> {
     let Some(section) = file.section_by_name(id.name()) else {
-        return Ok(SharedReader::whole(Arc::from(&[][..]), endian));
+        return Ok(SharedReader::whole(Arc::default(), endian));
     };
     let compression = section.compressed_file_range()?.format;
     let in_file = section.file_range().and_then(|(offset, size)| {
@@ -296,7 +293,7 @@ fn dwarf_section(
             endian,
         }),
         _ => Ok(SharedReader::whole(
-            Arc::from(&*section.uncompressed_data()?),
+            Arc::new(section.uncompressed_data()?.into_owned()),
             endian,
         )),
     }
@@ -309,13 +306,13 @@ fn dwarf_section(
 /// Invariant: `range` lies within `data`.
 #[derive(Clone)]
 struct SharedReader {
-    data: Arc<[u8]>,
+    data: Bytes,
     range: Range<usize>,
     endian: gimli::RunTimeEndian,
 }
 
 impl SharedReader {
-    fn whole(data: Arc<[u8]>, endian: gimli::RunTimeEndian) -> SharedReader {
+    fn whole(data: Bytes, endian: gimli::RunTimeEndian) -> SharedReader {
         SharedReader {
             range: 0..data.len(),
             data,
@@ -434,7 +431,7 @@ fn demangle(name: &str) -> String {
 /// The function symbols of a file, sorted by address; names are ranges of
 /// the file's bytes.
 struct SymbolTable {
-    data: Arc<[u8]>,
+    data: Bytes,
     symbols: Vec<Symbol>,
 }
 
@@ -445,7 +442,7 @@ struct Symbol {
 }
 
 impl SymbolTable {
-    fn new(file: &object::File<'_>, data: &Arc<[u8]>) -> SymbolTable {
+    fn new(file: &object::File<'_>, data: &Bytes) -> SymbolTable {
         let functions = |symbols: object::SymbolIterator<'_, '_>| -> Vec<Symbol> {
             symbols
                 .filter(|s| s.kind() == SymbolKind::Text && s.is_definition() && s.address() != 0)

@@ -13,8 +13,9 @@
 //!
 //! # The handshake
 //!
-//! Each slot has one 32-bit state word, also the futex word: a 30-bit
-//! *ticket* that numbers the requests made on the slot, and a 2-bit *phase*.
+//! Each slot has one 32-bit state word, also the futex word: a 29-bit
+//! *ticket* that numbers the requests made on the slot, a [`WAITING`] bit
+//! and a 2-bit *phase*.
 //!
 //! ```text
 //!            sampler                  handler                  handler
@@ -35,14 +36,25 @@
 //!   succeeds only for the request now outstanding. A handler that runs
 //!   after the sampler gave up, or a duplicate, finds another word and
 //!   returns without touching anything.
+//! - **Waking.** The sampler polls the word for [`SPIN`] (the answer usually
+//!   comes within it), then sets [`WAITING`] and sleeps on the futex. The
+//!   handler publishes `DONE` with a swap, and makes the `FUTEX_WAKE` system
+//!   call only if that swap found [`WAITING`]: in the common case the
+//!   thread returns right after publishing. Setting the bit and publishing
+//!   are both read-modify-writes of the same word, so a wake-up is never
+//!   lost.
 //! - The buffer and the result fields belong to the handler between its
 //!   claim and `DONE`, and to the sampler otherwise. The sampler reads them
 //!   only in `DONE`; the handler writes them only in `CLAIMED`. The `Release`
-//!   store of `DONE` and the sampler's `Acquire` load make the copy visible.
+//!   swap to `DONE` and the sampler's `Acquire` load make the copy visible.
+//! - Tickets wrap after 2^29 requests on one slot. A signal held pending
+//!   across a whole wrap could match a newer request; the handler's checks
+//!   below (its tid, the stack bounds) keep even that from reading memory it
+//!   should not, and it then hands the request back.
 //! - **Timeout while claimed.** When the deadline passes, the sampler tries
-//!   `REQUESTED -> IDLE`. If a handler has claimed the request meanwhile, the
-//!   sampler returns [`NoStack::Timeout`] and leaves the slot `CLAIMED`: the
-//!   handler still owns the buffer. The next call waits (within its own
+//!   `REQUESTED -> IDLE` (with or without [`WAITING`]). If a handler has
+//!   claimed the request meanwhile, the sampler returns [`NoStack::Timeout`]
+//!   and leaves the slot `CLAIMED`: the handler still owns the buffer. The next call waits (within its own
 //!   deadline) for that handler's `DONE`, discards the stale result, and
 //!   only then makes a new request. A dropped target whose slot is still
 //!   claimed leaves its buffer with the slot; a new target takes that slot
@@ -101,14 +113,29 @@ static NEXT_LEASE: AtomicU32 = AtomicU32::new(1);
 /// Sent signals that may wait undelivered before [`sample`] stops sending.
 const MAX_UNDELIVERED: u32 = 4;
 
-// The state word: `ticket << PHASE_BITS | phase`.
-const PHASE_BITS: u32 = 2;
-const PHASE_MASK: u32 = (1 << PHASE_BITS) - 1;
-const TICKET_MASK: u32 = u32::MAX >> PHASE_BITS;
+// The state word: `ticket << TICKET_SHIFT | WAITING? | phase`.
+const PHASE_MASK: u32 = 0b011;
 const IDLE: u32 = 0;
 const REQUESTED: u32 = 1;
 const CLAIMED: u32 = 2;
 const DONE: u32 = 3;
+/// Set by a sampler about to sleep on the word: whoever ends the phase
+/// must wake it. Only ever set on `REQUESTED` and `CLAIMED`.
+const WAITING: u32 = 0b100;
+const TICKET_SHIFT: u32 = 3;
+const TICKET_MASK: u32 = u32::MAX >> TICKET_SHIFT;
+
+/// The state word of `ticket` in `phase`, without [`WAITING`].
+const fn word(ticket: u32, phase: u32) -> u32 {
+    ticket << TICKET_SHIFT | phase
+}
+
+/// How long a sampler polls for the answer before it sleeps on the futex.
+/// Most answers come within it, and then the handler has nobody to wake: it
+/// returns right after publishing. (A futex wake from the handler costs the
+/// sampled thread several microseconds, more than a typical copy.) Plain
+/// polling: yielding instead lets the scheduler starve the sampler.
+const SPIN: Duration = Duration::from_micros(50);
 
 /// The lease word's bit set when the thread has exited.
 const EXITED: u32 = 1;
@@ -256,7 +283,8 @@ pub fn install_foreign_handler_for_tests(signal: SampleSignal) -> Result<(), Sam
 
 /// One entry of [`TABLE`].
 struct Slot {
-    /// `ticket << PHASE_BITS | phase`; the futex word samplers wait on.
+    /// `ticket << TICKET_SHIFT | WAITING? | phase`; the futex word samplers
+    /// wait on.
     state: AtomicU32,
     /// The newest ticket whose signal reached a handler, late or not.
     delivered: AtomicU32,
@@ -308,31 +336,63 @@ impl Slot {
     fn quiesce(&self) -> Option<u32> {
         let mut state = self.state.load(Acquire);
         loop {
-            let next = match state & PHASE_MASK {
-                IDLE => return Some(state >> PHASE_BITS),
-                CLAIMED => return None,
-                _ => state & !PHASE_MASK, // REQUESTED or DONE -> IDLE
-            };
-            match self.state.compare_exchange(state, next, AcqRel, Acquire) {
-                Ok(_) => return Some(next >> PHASE_BITS),
+            let ticket = state >> TICKET_SHIFT;
+            if state & PHASE_MASK == IDLE {
+                return Some(ticket);
+            }
+            if state & PHASE_MASK == CLAIMED {
+                return None;
+            }
+            // REQUESTED or DONE -> IDLE
+            match self
+                .state
+                .compare_exchange(state, word(ticket, IDLE), AcqRel, Acquire)
+            {
+                Ok(_) => return Some(ticket),
                 Err(now) => state = now,
             }
         }
     }
 
-    /// Waits while `keep_waiting(state)` and the deadline has not passed;
-    /// returns the last state seen.
+    /// Waits while `keep_waiting(state)` (given without [`WAITING`]) and the
+    /// deadline has not passed; returns the last state seen, without
+    /// [`WAITING`]. Polls for [`SPIN`], then sleeps on the futex, having set
+    /// [`WAITING`] so that the handler (or an exiting thread) wakes it.
     fn wait(&self, deadline: &Deadline, mut keep_waiting: impl FnMut(u32) -> bool) -> u32 {
+        let started = Instant::now();
         loop {
             let state = self.state.load(Acquire);
-            if !keep_waiting(state) {
-                return state;
+            if !keep_waiting(state & !WAITING) {
+                return state & !WAITING;
             }
             let Some(left) = deadline.remaining() else {
-                return state;
+                return state & !WAITING;
             };
-            futex_wait(&self.state, state, left);
+            if started.elapsed() < SPIN {
+                std::hint::spin_loop();
+                continue;
+            }
+            if state & PHASE_MASK != IDLE
+                && state & PHASE_MASK != DONE
+                && state & WAITING == 0
+                && self
+                    .state
+                    .compare_exchange(state, state | WAITING, Relaxed, Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            futex_wait(&self.state, state | WAITING, left);
         }
+    }
+
+    /// Takes back the outstanding request `requested` unless a handler has
+    /// claimed it: `Ok` if taken back, else the state now.
+    fn take_back(&self, requested: u32) -> Result<u32, u32> {
+        let idle = requested & !PHASE_MASK | IDLE;
+        self.state.fetch_update(AcqRel, Acquire, |state| {
+            (state & !WAITING == requested).then_some(idle)
+        })
     }
 
     /// Frees the buffer. Only with no request outstanding: nobody can claim.
@@ -567,17 +627,16 @@ pub(super) fn sample_with(
     }
 
     let ticket = (idle + 1) & TICKET_MASK;
-    let requested = ticket << PHASE_BITS | REQUESTED;
-    let claimed = ticket << PHASE_BITS | CLAIMED;
-    let done = ticket << PHASE_BITS | DONE;
-    let give_up = ticket << PHASE_BITS | IDLE;
+    let (requested, claimed, done) = (
+        word(ticket, REQUESTED),
+        word(ticket, CLAIMED),
+        word(ticket, DONE),
+    );
     // Holding the turn with the slot idle, nobody else writes the state.
     slot.state.store(requested, Release);
     slot.sent.store(ticket, Relaxed);
     if let Err(error) = send(signal, target.tid, target.index, requested) {
-        let _ = slot
-            .state
-            .compare_exchange(requested, give_up, AcqRel, Acquire);
+        let _ = slot.take_back(requested);
         return Err(match error.raw_os_error() {
             Some(libc::ESRCH) => NoStack::ThreadGone,
             // The queue is full: the thread takes no signals.
@@ -589,31 +648,16 @@ pub(super) fn sample_with(
     let state = slot.wait(&deadline, |state| {
         (state == requested || state == claimed) && !target.exited()
     });
-    if state != done {
-        // Take the request back, so that a late handler does nothing.
-        match slot
-            .state
-            .compare_exchange(requested, give_up, AcqRel, Acquire)
-        {
-            Ok(_) => {}
-            // Finished just now.
-            Err(now) if now == done => {}
-            // Claimed: the handler owns the buffer until it is done.
-            Err(_) => {
-                return Err(if target.exited() {
-                    NoStack::ThreadGone
-                } else {
-                    NoStack::Timeout
-                })
-            }
-        }
-        if slot.state.load(Acquire) != done {
-            return Err(if target.exited() {
-                NoStack::ThreadGone
-            } else {
-                NoStack::Timeout
-            });
-        }
+    // Unless it is done, take the request back, so that a late handler does
+    // nothing; if a handler has claimed it, that handler owns the buffer
+    // until it is done, and the next call waits for it. (It may have finished
+    // just now.)
+    if state != done && slot.take_back(requested) != Err(done) {
+        return Err(if target.exited() {
+            NoStack::ThreadGone
+        } else {
+            NoStack::Timeout
+        });
     }
 
     let copied = slot.copied.load(Relaxed);
@@ -635,7 +679,7 @@ pub(super) fn sample_with(
         truncated: slot.truncated.load(Relaxed),
         pause_ns: slot.pause_ns.load(Relaxed),
     };
-    slot.state.store(give_up, Release);
+    slot.state.store(word(ticket, IDLE), Release);
     Ok(sample)
 }
 
@@ -719,20 +763,25 @@ impl Claim {
         let value = unsafe { info.si_value() }.sival_ptr as usize;
         let requested = value as u32;
         let slot = TABLE.get(value >> 32)?;
-        if requested & PHASE_MASK != REQUESTED {
+        if requested & (PHASE_MASK | WAITING) != REQUESTED {
             return None;
         }
-        slot.note_delivered(requested >> PHASE_BITS);
+        slot.note_delivered(requested >> TICKET_SHIFT);
         let claimed = requested & !PHASE_MASK | CLAIMED;
+        // Claim it, keeping the sampler's WAITING bit.
         slot.state
-            .compare_exchange(requested, claimed, Acquire, Relaxed)
+            .fetch_update(Acquire, Relaxed, |state| {
+                (state & !WAITING == requested).then_some(state & WAITING | claimed)
+            })
             .ok()?;
         // The request stands while it is claimed, so its lease does too.
         let lease = slot.lease.load(Acquire);
         if slot.tid.load(Relaxed) != gettid() || lease & EXITED != 0 || lease == 0 {
             // Not the thread that recorded the slot's stack bounds (a forged
             // value, or a ticket that wrapped around): hand the request back.
-            slot.state.store(requested, Release);
+            let _ = slot
+                .state
+                .fetch_update(Release, Relaxed, |state| Some(state & WAITING | requested));
             return None;
         }
         Some(Claim { slot, claimed })
@@ -774,8 +823,9 @@ impl Claim {
         (copied, copied < available)
     }
 
-    /// Publishes the result and wakes the sampler. `entered` is the handler's
-    /// entry time from [`monotonic_ns`]. Signal-safe.
+    /// Publishes the result and wakes the sampler if it sleeps. `entered` is
+    /// the handler's entry time from [`monotonic_ns`]; the pause recorded
+    /// runs from there to the publication. Signal-safe.
     pub(super) fn finish(self, registers: Registers, copied: usize, truncated: bool, entered: u64) {
         let slot = self.slot;
         let Registers { ip, sp, fp, lr } = registers;
@@ -786,11 +836,12 @@ impl Claim {
         slot.truncated.store(truncated, Relaxed);
         slot.pause_ns
             .store(monotonic_ns().wrapping_sub(entered), Relaxed);
-        let done = self.claimed | DONE;
-        slot.state.store(done, Release);
+        let waiting = slot.state.swap(self.claimed | DONE, Release) & WAITING;
         // After `DONE` the slot may be reused at once: only touch the static
-        // futex word from here on.
-        futex_wake(&slot.state);
+        // futex word from here on, and only if the sampler sleeps on it.
+        if waiting != 0 {
+            futex_wake(&slot.state);
+        }
     }
 }
 
@@ -984,15 +1035,20 @@ mod tests {
             let requested = loop {
                 let state = slot.state.load(Acquire);
                 if state & PHASE_MASK == REQUESTED {
-                    break state;
+                    break state & !WAITING;
                 }
                 thread::yield_now();
             };
             let claimed = requested & !PHASE_MASK | CLAIMED;
-            slot.state.store(claimed, Release);
+            slot.state
+                .fetch_update(Acquire, Relaxed, |state| {
+                    (state & !WAITING == requested).then_some(state & WAITING | claimed)
+                })
+                .unwrap();
             let claim = Claim { slot, claimed };
             assert_eq!(sampler.join().unwrap().unwrap_err(), NoStack::Timeout);
-            assert_eq!(slot.state.load(Acquire), claimed, "the claim still stands");
+            let state = slot.state.load(Acquire);
+            assert_eq!(state & !WAITING, claimed, "the claim still stands");
             claim
         });
 

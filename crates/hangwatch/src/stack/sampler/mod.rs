@@ -14,8 +14,9 @@
 //!                                               copies ip/sp/fp(/lr) from the ucontext
 //!                                               and [sp, min(sp + limit, stack end))
 //!                                               into the slot's preallocated buffer
-//!                                               CLAIMED -> DONE, futex wake
-//!   futex wait on the slot, at most timeout <-  returns: the thread goes on
+//!                                               CLAIMED -> DONE (+ futex wake
+//!                                               if the sampler sleeps)
+//!   polls, then futex-waits, at most timeout <- returns: the thread goes on
 //!   copies the buffer out into a Vec
 //!   slot: DONE -> IDLE
 //! ```
@@ -42,7 +43,13 @@
 //!   ends at the deadline given to [`Sampler::sample`].
 //! - **The handler does not allocate, lock, panic or unwrap**, and restores
 //!   `errno`. It makes only async-signal-safe calls: `getpid`, `gettid`,
-//!   `clock_gettime`, `memcpy`, `futex(FUTEX_WAKE)`.
+//!   `clock_gettime`, `memcpy`, and `futex(FUTEX_WAKE)` when the sampler
+//!   sleeps.
+//!
+//! [`RawSample::pause_ns`] runs from the handler's entry to the publication
+//! of its copy. What follows is the return, and, only when the sampler
+//! stopped polling and went to sleep (it polls for 50 µs first), a futex
+//! wake of a few microseconds.
 //!
 //! The platform code is in `linux.rs` (Linux on x86-64 and aarch64) and
 //! `unsupported.rs` (everything else: [`Sampler::sample`] returns

@@ -1,0 +1,162 @@
+//! Stacks: how long a sampled thread is paused, how fast a warm stack is
+//! symbolicated, and how soon a permanent alert with a symbolicated stack
+//! follows its deadline.
+//!
+//! The pause is measured by the signal handler itself, from entry to exit.
+//! The reference pause comes from a sampler that unwinds inside the handler
+//! with `backtrace::trace_unsynchronized`, as pprof-rs does by default,
+//! sampling the same thread, blocked at the same depth.
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use hangwatch::stack::sampler::{
+    ReferenceSampler, SampleSignal, SampleTarget, Sampler, DEFAULT_COPY_LIMIT,
+};
+use hangwatch::stack::symbolize::Symbolizer;
+use hangwatch::stack::unwind::Unwinder;
+use hangwatch::{AlertKind, ComponentId, Monitor};
+
+use crate::detect::percentile;
+
+/// What the stack measurements found.
+pub struct StackFigures {
+    pub pause_p50_us: f64,
+    pub pause_p99_us: f64,
+    pub pause_p99_us_inhandler: f64,
+    pub frames: usize,
+    pub symbolize_warm_us: f64,
+    pub unwind_us: f64,
+    pub permanent_alert_latency_ms: f64,
+    pub permanent_alert_latency_p99_ms: f64,
+}
+
+const DEPTH: u32 = 24;
+
+/// A thread blocked `DEPTH` calls deep, until the sender is dropped.
+fn blocked_thread() -> (SampleTarget, mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let (release, released) = mpsc::channel::<()>();
+    let (target_sender, target) = mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let made = SampleTarget::current_thread(DEFAULT_COPY_LIMIT).expect("a sample target");
+        target_sender.send(made).expect("send the target");
+        descend(DEPTH, &released);
+    });
+    (target.recv().expect("the target"), release, thread)
+}
+
+#[inline(never)]
+fn descend(depth: u32, released: &mpsc::Receiver<()>) {
+    if depth == 0 {
+        let _ = std::hint::black_box(released).recv();
+    } else {
+        descend(std::hint::black_box(depth - 1), released);
+    }
+    std::hint::black_box(depth);
+}
+
+fn micros(mut pauses: Vec<u64>) -> Vec<f64> {
+    pauses.sort_unstable();
+    pauses.into_iter().map(|ns| ns as f64 / 1e3).collect()
+}
+
+pub fn run(quick: bool) -> StackFigures {
+    let samples = if quick { 2_000 } else { 10_000 };
+    let timeout = Duration::from_millis(50);
+    let (target, release, thread) = blocked_thread();
+
+    let sampler = Sampler::install(SampleSignal::default()).expect("install the sampler");
+    let ours: Vec<u64> = (0..samples)
+        .filter_map(|_| sampler.sample(&target, timeout).ok().map(|s| s.pause_ns))
+        .collect();
+    let reference_signal = SampleSignal::new(SampleSignal::default().raw() + 1);
+    let reference =
+        ReferenceSampler::install(reference_signal).expect("install the reference sampler");
+    let theirs: Vec<u64> = (0..samples)
+        .filter_map(|_| reference.sample(&target, timeout).ok().map(|s| s.pause_ns))
+        .collect();
+
+    // Unwind and symbolicate one sample: cold once, then warm.
+    let sample = sampler.sample(&target, timeout).expect("a sample");
+    let mut unwinder = Unwinder::new();
+    let mut symbolizer = Symbolizer::new();
+    let unwound = unwinder.unwind(&sample);
+    let frames = symbolizer.symbolize(&unwound).frames.len();
+    let rounds = 200;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        std::hint::black_box(unwinder.unwind(&sample));
+    }
+    let unwind_us = started.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        std::hint::black_box(symbolizer.symbolize(&unwound));
+    }
+    let symbolize_warm_us = started.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+    drop(release);
+    let _ = thread.join();
+
+    let latencies = permanent_alert_latencies(if quick { 20 } else { 100 });
+    let (ours, theirs) = (micros(ours), micros(theirs));
+    StackFigures {
+        pause_p50_us: percentile(&ours, 0.5),
+        pause_p99_us: percentile(&ours, 0.99),
+        pause_p99_us_inhandler: percentile(&theirs, 0.99),
+        frames,
+        symbolize_warm_us,
+        unwind_us,
+        permanent_alert_latency_ms: percentile(&latencies, 0.5),
+        permanent_alert_latency_p99_ms: percentile(&latencies, 0.99),
+    }
+}
+
+/// Permanent deadline to the permanent alert, with its symbolicated stack,
+/// being delivered; the first hang warms the caches and is not counted.
+fn permanent_alert_latencies(hangs: usize) -> Vec<f64> {
+    let Monitor {
+        register, alerts, ..
+    } = Monitor::builder()
+        .thread_name("hw-bench-stacks")
+        .start()
+        .expect("start the monitor");
+    let (transient, permanent) = (Duration::from_millis(10), Duration::from_millis(30));
+    let mut latencies = Vec::new();
+    for n in 0..=hangs {
+        let register = register.clone();
+        let (release, released) = mpsc::channel::<()>();
+        let (started_sender, started) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let handle = register
+                .register_component(
+                    ComponentId::new("stacks", n as u64),
+                    transient,
+                    permanent,
+                    None,
+                )
+                .expect("register");
+            let start = Instant::now();
+            let _busy = handle.activity("bench hang");
+            started_sender.send(start).expect("send the start");
+            descend(DEPTH, &released);
+        });
+        let due = started.recv().expect("the start") + permanent;
+        let delivered = loop {
+            let alert = alerts.recv().expect("alerts");
+            if alert.kind == AlertKind::Permanent {
+                break (Instant::now(), alert);
+            }
+        };
+        let symbolicated = delivered
+            .1
+            .stack
+            .as_ref()
+            .is_some_and(|s| s.frames.iter().any(|f| f.function.is_some()));
+        if n > 0 && symbolicated {
+            latencies.push(delivered.0.saturating_duration_since(due).as_secs_f64() * 1e3);
+        }
+        drop(release);
+        let _ = thread.join();
+    }
+    latencies.sort_by(f64::total_cmp);
+    latencies
+}
