@@ -1,6 +1,7 @@
 //! The `hangwatch` command: a thin layer over the library.
 
 mod demo;
+mod report;
 
 use std::process::ExitCode;
 
@@ -21,6 +22,8 @@ struct Cli {
 enum Command {
     /// Run event-loop threads with an injected hang and print the alerts as they come.
     Demo(demo::Options),
+    /// Report on alerts saved as JSON lines; write a flamegraph, a Firefox profile, collapsed stacks.
+    Report(report::Args),
     /// Measure hangwatch side by side with a Servo-style reference.
     Bench {
         /// Print one JSON object instead of a table.
@@ -38,6 +41,7 @@ enum Command {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Demo(options) => demo::run(&options),
+        Command::Report(args) => report::run(&args),
         Command::Bench { json, quick, seed } => bench(json, quick, seed),
     }
 }

@@ -132,7 +132,9 @@ pub(crate) mod unix_millis {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
         let ms = f64::deserialize(d)?;
         let since = Duration::try_from_secs_f64(ms / 1e3).map_err(serde::de::Error::custom)?;
-        Ok(UNIX_EPOCH + since)
+        UNIX_EPOCH.checked_add(since).ok_or_else(|| {
+            serde::de::Error::custom(format!("time {ms} ms after 1970 is out of range"))
+        })
     }
 }
 
@@ -164,5 +166,13 @@ mod tests {
         assert!(json.get("stack").is_none());
         let back: Alert = serde_json::from_value(json).unwrap();
         assert_eq!(back, alert);
+    }
+
+    #[test]
+    fn an_absurd_time_is_an_error_not_a_panic() {
+        let line = r#"{"component":{"name":"a","number":1},"kind":"transient","annotation":null,
+            "duration_ms":1.0,"thread":null,"time_unix_ms":1e22}"#;
+        let error = serde_json::from_str::<Alert>(line).unwrap_err();
+        assert!(error.to_string().contains("out of range"), "{error}");
     }
 }

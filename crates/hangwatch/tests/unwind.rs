@@ -1,11 +1,12 @@
-//! Unwinding real samples of a blocked thread, taken by the sampler, and
-//! synthetic ones: a truncated copy, garbage registers, an endless
-//! frame-pointer chain.
+//! Unwinding real samples, taken by the sampler, of a blocked thread and of
+//! a thread inside the vDSO; and synthetic ones: a copy cut short, garbage
+//! registers, an endless frame-pointer chain. Also the module snapshot.
 
 use std::hint::black_box;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hangwatch::stack::modules::Modules;
 use hangwatch::stack::sampler::{SampleSignal, SampleTarget, Sampler};
@@ -88,7 +89,19 @@ fn in_this_file(frame: &Frame) -> bool {
 fn a_blocked_thread_unwinds_through_its_callers() {
     let sample = sample_blocked_thread(1 << 20);
     let mut unwinder = Unwinder::new();
+    let cold = Instant::now();
     let unwound = unwinder.unwind(&sample);
+    let cold = cold.elapsed();
+    let runs = 100;
+    let warm = Instant::now();
+    for _ in 0..runs {
+        assert_eq!(unwinder.unwind(&sample).frames.len(), unwound.frames.len());
+    }
+    let warm = warm.elapsed() / runs;
+    println!(
+        "unwind {} frames: first {cold:?} (module list read), warm {warm:?}",
+        unwound.frames.len()
+    );
     let stack = Symbolizer::new().symbolize(&unwound);
     let names: Vec<&str> = stack
         .frames
@@ -146,6 +159,65 @@ fn a_stack_copy_cut_short_gives_a_truncated_stack() {
     assert_eq!(position(&stack, "outer"), None);
 }
 
+/// A thread that reads the clock in a loop: most of its time is in the
+/// vDSO's `clock_gettime`.
+#[inline(never)]
+fn clock_outer(stop: &AtomicBool, ready: &mpsc::Sender<SampleTarget>) {
+    clock_inner(stop, ready);
+    black_box(());
+}
+
+#[inline(never)]
+fn clock_inner(stop: &AtomicBool, ready: &mpsc::Sender<SampleTarget>) {
+    let target = SampleTarget::current_thread(1 << 20).expect("a sample target");
+    ready.send(target).expect("the test waits for the target");
+    while !stop.load(Ordering::Relaxed) {
+        black_box(Instant::now());
+    }
+}
+
+#[test]
+fn a_thread_in_the_vdso_unwinds_through_its_callers() {
+    let modules = Modules::load().expect("the maps are readable");
+    let usable_vdso = modules
+        .iter()
+        .any(|m| m.name() == "[vdso]" && m.error().is_none());
+    let sampler = Sampler::install(SampleSignal::default()).expect("the sampler installs");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ready, targets) = mpsc::channel();
+    let thread = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || clock_outer(&stop, &ready))
+    };
+    let target = targets.recv().expect("the thread sends its target");
+    let (mut unwinder, mut symbolizer) = (Unwinder::new(), Symbolizer::new());
+    let mut in_vdso = Vec::new();
+    for _ in 0..500 {
+        if in_vdso.len() == 5 {
+            break;
+        }
+        let Ok(sample) = sampler.sample(&target, Duration::from_secs(10)) else {
+            continue;
+        };
+        let unwound = unwinder.unwind(&sample);
+        let module = unwound.frames[0].module.as_ref();
+        if module.is_some_and(|m| m.name() == "[vdso]") {
+            in_vdso.push(symbolizer.symbolize(&unwound));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    thread.join().unwrap();
+    if usable_vdso {
+        assert!(!in_vdso.is_empty(), "no sample landed in the vDSO");
+    }
+    for stack in &in_vdso {
+        let outer = position(stack, "clock_outer");
+        let inner = position(stack, "clock_inner");
+        assert!(inner.is_some() && inner < outer, "{stack:#?}");
+        assert!(!stack.truncated);
+    }
+}
+
 fn synthetic(registers: Registers, stack_start: u64, stack: Vec<u8>, truncated: bool) -> RawSample {
     RawSample {
         tid: 0,
@@ -159,7 +231,10 @@ fn synthetic(registers: Registers, stack_start: u64, stack: Vec<u8>, truncated: 
 
 #[test]
 fn a_walk_that_needs_bytes_past_a_complete_copy_is_not_truncated() {
-    let ip = a_blocked_thread_unwinds_through_its_callers as *const () as u64;
+    // Past the prologue of a large function, where the return address is
+    // on the stack (on aarch64 it is still in the link register at the
+    // function's first instruction).
+    let ip = a_blocked_thread_unwinds_through_its_callers as *const () as u64 + 64;
     let registers = Registers {
         ip,
         sp: 0x7000_0000,
@@ -230,6 +305,16 @@ fn an_endless_chain_stops_at_the_frame_limit() {
 }
 
 #[test]
+fn workers_can_own_an_unwinder_and_a_symbolizer() {
+    fn send<T: Send + 'static>() {}
+    send::<Unwinder>();
+    send::<Symbolizer>();
+    send::<UnwoundStack>();
+    fn shared<T: Send + Sync>() {}
+    shared::<Modules>();
+}
+
+#[test]
 fn the_snapshot_lists_the_executable_libc_and_the_vdso() {
     let modules = Modules::load().expect("the maps are readable");
     let exe = modules
@@ -250,8 +335,15 @@ fn the_snapshot_lists_the_executable_libc_and_the_vdso() {
         // Its image comes from /proc/self/mem, which a sandbox may refuse.
         if vdso.error().is_none() {
             assert!(vdso.bias().is_some());
+            Symbolizer::new().preload(vdso).expect("the vDSO's symbols");
         }
     }
     // Nothing changed since: a refresh reuses the snapshot.
+    let refresh = Instant::now();
     assert!(modules.refresh().unwrap().is_none());
+    println!(
+        "{} modules; a refresh that finds no change takes {:?}",
+        modules.len(),
+        refresh.elapsed()
+    );
 }

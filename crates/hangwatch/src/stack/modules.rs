@@ -180,6 +180,11 @@ struct Layout {
 }
 
 /// A section's stated address range and its bytes.
+// Only architectures with an unwinder read the unwind data.
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
 #[derive(Clone)]
 pub(crate) struct SectionData {
     pub(crate) svma: Range<u64>,
@@ -187,6 +192,11 @@ pub(crate) struct SectionData {
 }
 
 /// The sections framehop unwinds an ELF module with.
+// Only architectures with an unwinder read the unwind data.
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
 #[derive(Clone, Default)]
 pub(crate) struct UnwindSections {
     pub(crate) eh_frame: Option<SectionData>,
@@ -253,6 +263,10 @@ impl Module {
     }
 
     /// The image's stated base address (its lowest `PT_LOAD` address).
+    #[cfg_attr(
+        not(any(target_arch = "x86_64", target_arch = "aarch64")),
+        allow(dead_code)
+    )]
     pub(crate) fn base_svma(&self) -> Option<u64> {
         self.layout.as_ref().ok().map(|layout| layout.base_svma)
     }
@@ -262,6 +276,10 @@ impl Module {
     }
 
     /// The unwind sections, if the module could be read.
+    #[cfg_attr(
+        not(any(target_arch = "x86_64", target_arch = "aarch64")),
+        allow(dead_code)
+    )]
     pub(crate) fn unwind_sections(&self) -> Option<&UnwindSections> {
         self.layout.as_ref().ok().map(|layout| &layout.unwind)
     }
@@ -463,7 +481,7 @@ impl LiveModules {
     /// Rereads the maps if there is no snapshot yet or it is older than a
     /// second; returns whether the maps were read.
     pub(crate) fn refresh_if_stale(&mut self) -> bool {
-        let stale = self.loaded_at.is_none_or(|at| at.elapsed() >= MAX_AGE);
+        let stale = !matches!(self.loaded_at, Some(at) if at.elapsed() < MAX_AGE);
         if stale {
             // An error keeps the old snapshot; the next miss tries again.
             let _ = self.refresh();
@@ -522,7 +540,7 @@ impl Mapping {
             offset: parse_hex(offset)?,
             device: (major << 32) | minor,
             inode: std::str::from_utf8(inode).ok()?.parse().ok()?,
-            name: rest.trim_ascii().to_vec(),
+            name: rest.trim_ascii_start().to_vec(),
         })
     }
 

@@ -1,0 +1,120 @@
+//! `hangwatch report`: reads alerts saved as JSON lines, prints the text
+//! report, and writes the flamegraph, Firefox profile and collapsed stacks
+//! asked for.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use hangwatch_export::report::Report;
+use hangwatch_export::{collapsed, firefox, flamegraph, jsonl, write_file, ExportError};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Alerts as JSON lines, one alert per line (see "Alert JSON lines" in README.md).
+    alerts: PathBuf,
+    /// Also write a flamegraph of the hung stacks to FILE, as SVG.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+    /// Also write a Firefox Profiler profile to FILE (open it at https://profiler.firefox.com).
+    #[arg(long, value_name = "FILE")]
+    firefox: Option<PathBuf>,
+    /// Also write the hung stacks to FILE as collapsed lines (for inferno, flamegraph.pl, speedscope).
+    #[arg(long, value_name = "FILE")]
+    collapsed: Option<PathBuf>,
+    /// The program's name in the Firefox profile [default: the alerts file's name].
+    #[arg(long, value_name = "NAME")]
+    program: Option<String>,
+}
+
+pub fn run(args: &Args) -> ExitCode {
+    let source = args.alerts.display();
+    let read = match jsonl::read_file(&args.alerts) {
+        Ok(read) => read,
+        Err(error) => {
+            eprintln!("hangwatch report: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for error in &read.errors {
+        eprintln!("hangwatch report: {source}: skipped {error}");
+    }
+    if read.alerts.is_empty() {
+        if read.errors.is_empty() {
+            eprintln!("hangwatch report: {source} has no alerts: the file is empty");
+        } else {
+            let lines = match read.errors.len() {
+                1 => "its one non-blank line is not an alert".to_owned(),
+                n => format!("none of its {n} non-blank lines is an alert"),
+            };
+            eprintln!(
+                "hangwatch report: {source} has no alerts: {lines}; is it a file of hangwatch alerts?"
+            );
+        }
+        return ExitCode::FAILURE;
+    }
+
+    let mut stdout = io::stdout().lock();
+    if write!(stdout, "{}", Report::from_alerts(&read.alerts)).is_err() {
+        // Standard output is gone (a closed pipe): nobody is reading.
+        return ExitCode::FAILURE;
+    }
+
+    let stacks = collapsed::from_alerts(&read.alerts);
+    let mut saved = Vec::new();
+    if let Some(path) = &args.collapsed {
+        saved.push(save(path, "collapsed stacks", |out| {
+            collapsed::write(&stacks, out)
+        }));
+    }
+    if let Some(path) = &args.svg {
+        let title = format!("Hung stacks in {source}");
+        saved.push(save(path, "flamegraph", |out| {
+            flamegraph::write(&stacks, &title, out)
+        }));
+    }
+    if let Some(path) = &args.firefox {
+        let program = args
+            .program
+            .clone()
+            .or_else(|| file_stem(&args.alerts))
+            .unwrap_or_else(|| "hangwatch".to_owned());
+        // The alerts do not say which process raised them.
+        let profile = firefox::from_alerts(&program, 0, &read.alerts);
+        saved.push(save(path, "Firefox profile", |out| profile.write(out)));
+    }
+    let mut failed = false;
+    for result in saved {
+        let said = match result {
+            Ok(wrote) => writeln!(stdout, "{wrote}"),
+            Err(error) => {
+                failed = true;
+                writeln!(io::stderr(), "hangwatch report: {error}")
+            }
+        };
+        failed |= said.is_err();
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Writes `what` to `path`; says where, or why not.
+fn save(
+    path: &Path,
+    what: &str,
+    write: impl FnOnce(&mut BufWriter<File>) -> Result<(), ExportError>,
+) -> Result<String, String> {
+    match write_file(path, write) {
+        Ok(()) => Ok(format!("wrote {what} to {}", path.display())),
+        Err(error) => Err(format!("{what} not written: {error}")),
+    }
+}
+
+/// `path`'s file name without its extension, if it has one.
+fn file_stem(path: &Path) -> Option<String> {
+    Some(path.file_stem()?.to_string_lossy().into_owned())
+}

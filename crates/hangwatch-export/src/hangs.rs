@@ -1,0 +1,308 @@
+//! From a stream of alerts back to the hangs they describe.
+//!
+//! The monitor raises up to three alerts per hang, in order, per component:
+//! `transient`, then `permanent`, then `ended` with the hang's total
+//! duration. [`hangs`] walks the alerts of each component in that order and
+//! rebuilds one [`Hang`] per activity that raised an alert:
+//!
+//! - a `transient` alert starts a hang;
+//! - a `permanent` alert raises the open hang to permanent (or starts one, if
+//!   its transient alert is missing);
+//! - an `ended` alert closes the open hang with its final duration and level
+//!   (or stands for a whole hang, if the alerts before it are missing);
+//! - a `thread_exited` notice, or an alert that can only belong to a new
+//!   activity (a `transient`, or a second `permanent`), closes the open hang
+//!   without an `ended` alert.
+//!
+//! A hang that never got its `ended` alert is *ongoing*: it is counted with
+//! the last duration an alert gave it (its permanent one, if it got that
+//! far). Its stack is the one of its latest alert that carries a stack: the
+//! permanent alert's, normally.
+//!
+//! [`profile_from_alerts`] puts the same hangs, and every stack the alerts
+//! carry, on a [`Profile`] timeline, so that alerts without a profile can be
+//! exported wherever a profile can.
+//!
+//! ```
+//! use std::time::{Duration, SystemTime};
+//! use hangwatch::{Alert, AlertKind, ComponentId, HangLevel};
+//! use hangwatch_export::hangs::hangs;
+//!
+//! let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+//! let alert = |kind, ms| Alert {
+//!     component: ComponentId::new("layout", 1),
+//!     kind,
+//!     annotation: Some("reflow".into()),
+//!     duration: Duration::from_millis(ms),
+//!     thread: None,
+//!     time: at + Duration::from_millis(ms),
+//!     stack: None,
+//!     no_stack: None,
+//! };
+//! let alerts = [
+//!     alert(AlertKind::Transient, 150),
+//!     alert(AlertKind::Permanent, 1000),
+//!     alert(AlertKind::Ended { worst: HangLevel::Permanent }, 1600),
+//! ];
+//! let hangs = hangs(&alerts);
+//! assert_eq!(hangs.len(), 1);
+//! assert_eq!(hangs[0].duration, Duration::from_millis(1600));
+//! assert_eq!(hangs[0].start, at);
+//! assert!(hangs[0].ended);
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hangwatch::stack::Stack;
+use hangwatch::{
+    Alert, AlertKind, ComponentId, HangLevel, HangMarker, Profile, ProfileSample, ProfiledThread,
+};
+
+/// One hang, rebuilt from its alerts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hang {
+    /// The component that hung.
+    pub component: ComponentId,
+    /// What it said it was doing.
+    pub annotation: Option<String>,
+    /// The highest level the hang reached.
+    pub level: HangLevel,
+    /// When the hang's activity started: an alert's time less its duration.
+    pub start: SystemTime,
+    /// How long it lasted (for an ongoing hang, how long it had lasted at its
+    /// latest alert).
+    pub duration: Duration,
+    /// Whether its `ended` alert was seen.
+    pub ended: bool,
+    /// Where the thread was, from the latest of its alerts that carried a stack.
+    pub stack: Option<Stack>,
+}
+
+impl Hang {
+    fn new(alert: &Alert, level: HangLevel) -> Hang {
+        Hang {
+            component: alert.component.clone(),
+            annotation: alert.annotation.as_deref().map(str::to_owned),
+            level,
+            start: activity_start(alert),
+            duration: alert.duration,
+            ended: false,
+            stack: alert.stack.clone(),
+        }
+    }
+
+    /// Takes in a later alert of the same hang.
+    fn update(&mut self, alert: &Alert, level: HangLevel) {
+        self.level = self.level.max(level);
+        self.duration = self.duration.max(alert.duration);
+        if self.annotation.is_none() {
+            self.annotation = alert.annotation.as_deref().map(str::to_owned);
+        }
+        if alert.stack.is_some() {
+            self.stack = alert.stack.clone();
+        }
+    }
+}
+
+/// When the activity an alert is about started.
+fn activity_start(alert: &Alert) -> SystemTime {
+    alert.time.checked_sub(alert.duration).unwrap_or(alert.time)
+}
+
+/// The hangs `alerts` describe (see the [module docs](self)), ordered by
+/// start time, then component.
+pub fn hangs(alerts: &[Alert]) -> Vec<Hang> {
+    let mut open: BTreeMap<&ComponentId, Hang> = BTreeMap::new();
+    let mut done = Vec::new();
+    for alert in alerts {
+        let component = &alert.component;
+        match alert.kind {
+            AlertKind::Transient => {
+                done.extend(open.remove(component));
+                open.insert(component, Hang::new(alert, HangLevel::Transient));
+            }
+            AlertKind::Permanent => match open.get_mut(component) {
+                Some(hang) if hang.level == HangLevel::Transient => {
+                    hang.update(alert, HangLevel::Permanent);
+                }
+                _ => {
+                    done.extend(open.remove(component));
+                    open.insert(component, Hang::new(alert, HangLevel::Permanent));
+                }
+            },
+            AlertKind::Ended { worst } => {
+                let mut hang = open
+                    .remove(component)
+                    .unwrap_or_else(|| Hang::new(alert, worst));
+                hang.update(alert, worst);
+                hang.duration = alert.duration;
+                hang.start = activity_start(alert);
+                hang.ended = true;
+                done.push(hang);
+            }
+            AlertKind::ThreadExited => done.extend(open.remove(component)),
+        }
+    }
+    done.extend(open.into_values());
+    done.sort_by(|a, b| (a.start, &a.component).cmp(&(b.start, &b.component)));
+    done
+}
+
+/// A profile of what `alerts` say: one thread per component that raised an
+/// alert (in component order, with tid 0, since alerts carry none), a sample
+/// at each alert that carries a stack, and a hang marker for each of
+/// [`hangs`]. The profile starts at the earliest hang start (the Unix epoch
+/// if there are no alerts), and its sampling interval is zero: nobody asked
+/// for one.
+pub fn profile_from_alerts(alerts: &[Alert]) -> Profile {
+    let start = alerts
+        .iter()
+        .map(activity_start)
+        .min()
+        .unwrap_or(UNIX_EPOCH);
+    let end = alerts.iter().map(|a| a.time).max().unwrap_or(start);
+    let since_start = |time: SystemTime| time.duration_since(start).unwrap_or_default();
+
+    let mut threads: BTreeMap<&ComponentId, ProfiledThread> = BTreeMap::new();
+    for alert in alerts {
+        let thread = threads
+            .entry(&alert.component)
+            .or_insert_with(|| ProfiledThread {
+                component: alert.component.clone(),
+                thread: None,
+                tid: 0,
+                samples: Vec::new(),
+                hangs: Vec::new(),
+            });
+        if alert.thread.is_some() {
+            thread.thread.clone_from(&alert.thread);
+        }
+        if let Some(stack) = &alert.stack {
+            thread.samples.push(ProfileSample {
+                time: since_start(alert.time),
+                stack: stack.clone(),
+            });
+        }
+    }
+    for hang in hangs(alerts) {
+        if let Some(thread) = threads.get_mut(&hang.component) {
+            thread.hangs.push(HangMarker {
+                start: since_start(hang.start),
+                duration: hang.duration,
+                level: hang.level,
+                annotation: hang.annotation,
+                ended: hang.ended,
+            });
+        }
+    }
+    let mut threads: Vec<ProfiledThread> = threads.into_values().collect();
+    for thread in &mut threads {
+        thread.samples.sort_by_key(|sample| sample.time);
+    }
+    Profile {
+        start,
+        duration: since_start(end),
+        interval: Duration::ZERO,
+        threads,
+        dropped_samples: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(component: u64, kind: AlertKind, at_ms: u64, duration_ms: u64) -> Alert {
+        Alert {
+            component: ComponentId::new("c", component),
+            kind,
+            annotation: None,
+            duration: Duration::from_millis(duration_ms),
+            thread: None,
+            time: UNIX_EPOCH + Duration::from_millis(at_ms),
+            stack: None,
+            no_stack: None,
+        }
+    }
+
+    const ENDED_P: AlertKind = AlertKind::Ended {
+        worst: HangLevel::Permanent,
+    };
+
+    #[test]
+    fn interleaved_components_are_told_apart() {
+        let alerts = [
+            alert(1, AlertKind::Transient, 1150, 150),
+            alert(2, AlertKind::Transient, 1200, 150),
+            alert(1, AlertKind::Permanent, 2000, 1000),
+            alert(
+                2,
+                AlertKind::Ended {
+                    worst: HangLevel::Transient,
+                },
+                1300,
+                250,
+            ),
+            alert(1, ENDED_P, 2600, 1600),
+        ];
+        let hangs = hangs(&alerts);
+        assert_eq!(hangs.len(), 2);
+        assert_eq!(hangs[0].component.number, 1);
+        assert_eq!(hangs[0].level, HangLevel::Permanent);
+        assert_eq!(hangs[0].duration, Duration::from_millis(1600));
+        assert_eq!(hangs[1].component.number, 2);
+        assert_eq!(hangs[1].level, HangLevel::Transient);
+        assert!(hangs.iter().all(|h| h.ended));
+    }
+
+    #[test]
+    fn missing_alerts_leave_ongoing_or_partial_hangs() {
+        let alerts = [
+            // Ended without the alerts before it.
+            alert(1, ENDED_P, 5000, 1500),
+            // Permanent with no ended, then a new activity's transient.
+            alert(1, AlertKind::Permanent, 7000, 1000),
+            alert(1, AlertKind::Transient, 9000, 150),
+            // Closed by the thread's exit.
+            alert(1, AlertKind::ThreadExited, 9500, 0),
+            // Still open at the end.
+            alert(2, AlertKind::Permanent, 9900, 1000),
+        ];
+        let hangs = hangs(&alerts);
+        let summary: Vec<_> = hangs
+            .iter()
+            .map(|h| (h.component.number, h.level, h.duration.as_millis(), h.ended))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (1, HangLevel::Permanent, 1500, true),
+                (1, HangLevel::Permanent, 1000, false),
+                (1, HangLevel::Transient, 150, false),
+                (2, HangLevel::Permanent, 1000, false),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_profile_starts_at_the_earliest_hang() {
+        let mut stacked = alert(1, AlertKind::Permanent, 2000, 1000);
+        stacked.stack = Some(Stack::default());
+        let alerts = [
+            alert(1, AlertKind::Transient, 1150, 150),
+            stacked,
+            alert(1, ENDED_P, 2600, 1600),
+        ];
+        let profile = profile_from_alerts(&alerts);
+        assert_eq!(profile.start, UNIX_EPOCH + Duration::from_millis(1000));
+        assert_eq!(profile.duration, Duration::from_millis(1600));
+        assert_eq!(profile.threads.len(), 1);
+        let thread = &profile.threads[0];
+        assert_eq!(thread.samples.len(), 1);
+        assert_eq!(thread.samples[0].time, Duration::from_millis(1000));
+        assert_eq!(thread.hangs.len(), 1);
+        assert_eq!(thread.hangs[0].start, Duration::ZERO);
+        assert_eq!(thread.hangs[0].duration, Duration::from_millis(1600));
+    }
+}
