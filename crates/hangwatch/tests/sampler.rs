@@ -359,6 +359,17 @@ fn a_stack_deeper_than_the_limit_is_truncated_and_a_shallow_one_is_not() {
     assert!(!shallow_sample.stack.is_empty());
     assert!(shallow_sample.stack.len() < 1024 * 1024);
 
+    // A smaller copy asked for per sample: cut there, and said so.
+    let small = sampler.sample_at_most(&deep_target, 4096, TIMEOUT).unwrap();
+    assert_eq!(small.stack.len(), 4096);
+    assert!(small.truncated);
+    assert_eq!(small.stack[..], deep_sample.stack[..4096]);
+    // The full copy still works afterwards.
+    assert_eq!(
+        sampler.sample(&deep_target, TIMEOUT).unwrap().stack.len(),
+        16 * 1024
+    );
+
     stop_deep.send(()).unwrap();
     stop_shallow.send(()).unwrap();
     deep_thread.join().unwrap();

@@ -185,9 +185,10 @@ pub(super) fn install(signal: SampleSignal) -> Result<(), SamplerError> {
 pub(super) fn sample(
     signal: SampleSignal,
     target: &Target,
+    max_bytes: usize,
     timeout: Duration,
 ) -> Result<RawSample, NoStack> {
-    sample_with(signal, &COPY_HANDLER, target, timeout)
+    sample_with(signal, &COPY_HANDLER, target, max_bytes, timeout)
 }
 
 /// Installs `spec` for `signal`, unless something other than `SIG_DFL`,
@@ -323,6 +324,9 @@ struct Slot {
     stack_high: AtomicUsize,
     buffer: AtomicPtr<u8>,
     capacity: AtomicUsize,
+    /// The most bytes the outstanding request wants copied. Written by the
+    /// sampler before each request.
+    limit: AtomicUsize,
     // Written by the handler while `CLAIMED`.
     registers: [AtomicU64; 4],
     copied: AtomicUsize,
@@ -343,6 +347,7 @@ impl Slot {
             stack_high: AtomicUsize::new(0),
             buffer: AtomicPtr::new(ptr::null_mut()),
             capacity: AtomicUsize::new(0),
+            limit: AtomicUsize::new(0),
             registers: [const { AtomicU64::new(0) }; 4],
             copied: AtomicUsize::new(0),
             truncated: AtomicBool::new(false),
@@ -637,6 +642,7 @@ pub(super) fn sample_with(
     signal: SampleSignal,
     spec: &HandlerSpec,
     target: &Target,
+    max_bytes: usize,
     timeout: Duration,
 ) -> Result<RawSample, NoStack> {
     let deadline = Deadline::after(timeout);
@@ -670,7 +676,9 @@ pub(super) fn sample_with(
         word(ticket, CLAIMED),
         word(ticket, DONE),
     );
-    // Holding the turn with the slot idle, nobody else writes the state.
+    // Holding the turn with the slot idle, nobody else writes the state or
+    // the limit; the `Release` store of the request publishes both.
+    slot.limit.store(max_bytes, Relaxed);
     slot.state.store(requested, Release);
     slot.sent.store(ticket, Relaxed);
     if let Err(error) = send(signal, target.tid, target.index, requested) {
@@ -852,8 +860,9 @@ impl Claim {
             return (0, true);
         }
         let available = high - sp;
+        let limit = self.slot.limit.load(Relaxed);
         let buffer = self.buffer();
-        let copied = available.min(buffer.len());
+        let copied = available.min(buffer.len()).min(limit);
         // SAFETY: `[sp, sp + copied)` lies within `[low, high)`, the stack of
         // the thread running this handler (`accept` checked its tid), from
         // its stack pointer to its top: mapped while the thread lives. Those

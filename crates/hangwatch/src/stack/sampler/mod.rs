@@ -166,7 +166,19 @@ impl Sampler {
     /// take turns, each within its own timeout. Call it from an ordinary
     /// thread, not from a signal handler (it allocates the sample).
     pub fn sample(&self, target: &SampleTarget, timeout: Duration) -> Result<RawSample, NoStack> {
-        platform::sample(self.signal, &target.inner, timeout)
+        self.sample_at_most(target, usize::MAX, timeout)
+    }
+
+    /// Like [`sample`](Sampler::sample), copying at most `max_bytes` of the
+    /// stack (and never more than the target's buffer): profiling takes many
+    /// small samples where a hang takes one large one.
+    pub fn sample_at_most(
+        &self,
+        target: &SampleTarget,
+        max_bytes: usize,
+        timeout: Duration,
+    ) -> Result<RawSample, NoStack> {
+        platform::sample(self.signal, &target.inner, max_bytes, timeout)
     }
 }
 

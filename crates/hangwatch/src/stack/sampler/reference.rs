@@ -71,7 +71,13 @@ impl ReferenceSampler {
         target: &SampleTarget,
         timeout: Duration,
     ) -> Result<ReferenceSample, NoStack> {
-        let raw = linux::sample_with(self.signal, &REFERENCE_HANDLER, &target.inner, timeout)?;
+        let raw = linux::sample_with(
+            self.signal,
+            &REFERENCE_HANDLER,
+            &target.inner,
+            usize::MAX,
+            timeout,
+        )?;
         Ok(ReferenceSample {
             tid: raw.tid,
             frames: raw

@@ -22,7 +22,12 @@ pub(super) fn install(_: SampleSignal) -> Result<(), SamplerError> {
     Ok(())
 }
 
-pub(super) fn sample(_: SampleSignal, _: &Target, _: Duration) -> Result<RawSample, NoStack> {
+pub(super) fn sample(
+    _: SampleSignal,
+    _: &Target,
+    _: usize,
+    _: Duration,
+) -> Result<RawSample, NoStack> {
     Err(NoStack::Unsupported(format!(
         "hangwatch has no stack sampler for {} on {} yet (it samples Linux on x86_64 and aarch64)",
         std::env::consts::OS,
