@@ -158,7 +158,7 @@ pub fn from_profile(profile: &Profile, roots: Roots) -> Collapsed {
             Roots::Component => Some(thread.component.to_string()),
         };
         for sample in &thread.samples {
-            collapsed.add_stack(root.as_deref(), &sample.stack);
+            collapsed.add_stack(root.as_deref(), &profile.stack_of(sample));
         }
     }
     collapsed

@@ -42,11 +42,12 @@
 //! use hangwatch::{ComponentId, HangLevel, HangMarker, Profile, ProfiledThread};
 //! use hangwatch_export::firefox;
 //!
-//! let profile = Profile {
-//!     start: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-//!     duration: Duration::from_secs(2),
-//!     interval: Duration::from_millis(1),
-//!     threads: vec![ProfiledThread {
+//! let mut profile = Profile::new(
+//!     SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+//!     Duration::from_millis(1),
+//! );
+//! profile.duration = Duration::from_secs(2);
+//! profile.threads = vec![ProfiledThread {
 //!         component: ComponentId::new("layout", 1),
 //!         thread: Some("layout".into()),
 //!         tid: 4242,
@@ -58,9 +59,7 @@
 //!             annotation: Some("reflow".into()),
 //!             ended: true,
 //!         }],
-//!     }],
-//!     dropped_samples: 0,
-//! };
+//!     }];
 //! // One process now; `Builder` takes more.
 //! let json = firefox::Builder::new("browser")
 //!     .profile("browser", 4242, &profile)
@@ -84,6 +83,7 @@ use fx::{
     StaticSchemaMarker, StaticSchemaMarkerField, StringHandle, Timestamp,
 };
 use fxprof_processed_profile as fx;
+use hangwatch::stack::Frame;
 use hangwatch::{Alert, HangLevel, HangMarker, Profile, ProfileSample, ProfiledThread};
 
 use crate::error::ExportError;
@@ -228,7 +228,7 @@ impl Writer {
             .profile
             .add_process(&process.name, process.pid, timestamp(offset));
         for thread in &process.profile.threads {
-            self.add_thread(handle, offset, thread);
+            self.add_thread(handle, offset, &process.profile, thread);
         }
     }
 
@@ -237,6 +237,7 @@ impl Writer {
         &mut self,
         process: fx::ProcessHandle,
         offset: Duration,
+        profile: &Profile,
         thread: &ProfiledThread,
     ) {
         let handle = self
@@ -250,7 +251,7 @@ impl Writer {
         for sample in &thread.samples {
             let cpu = previous.map_or(self.interval, |p| sample.time.saturating_sub(p));
             previous = Some(sample.time);
-            self.add_sample(handle, offset, sample, cpu);
+            self.add_sample(handle, offset, profile, sample, cpu);
         }
         for hang in &thread.hangs {
             self.add_hang(handle, offset, hang);
@@ -261,15 +262,15 @@ impl Writer {
         &mut self,
         thread: fx::ThreadHandle,
         offset: Duration,
+        profile: &Profile,
         sample: &ProfileSample,
         cpu: Duration,
     ) {
         // Outermost first, as the format builds stacks from their root.
-        let frames: Vec<FrameInfo> = sample
-            .stack
-            .frames
-            .iter()
-            .rev()
+        let mut frames: Vec<&Frame> = profile.frames_of(sample).collect();
+        frames.reverse();
+        let frames: Vec<FrameInfo> = frames
+            .into_iter()
             .map(|frame| {
                 let name = frame_name(frame);
                 let category = if is_program_frame(&name) {

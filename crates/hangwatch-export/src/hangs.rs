@@ -55,9 +55,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hangwatch::stack::Stack;
-use hangwatch::{
-    Alert, AlertKind, ComponentId, HangLevel, HangMarker, Profile, ProfileSample, ProfiledThread,
-};
+use hangwatch::{Alert, AlertKind, ComponentId, HangLevel, HangMarker, Profile, ProfiledThread};
 
 /// One hang, rebuilt from its alerts.
 #[derive(Clone, Debug, PartialEq)]
@@ -164,6 +162,8 @@ pub fn profile_from_alerts(alerts: &[Alert]) -> Profile {
     let end = alerts.iter().map(|a| a.time).max().unwrap_or(start);
     let since_start = |time: SystemTime| time.duration_since(start).unwrap_or_default();
 
+    let mut profile = Profile::new(start, Duration::ZERO);
+    profile.duration = since_start(end);
     let mut threads: BTreeMap<&ComponentId, ProfiledThread> = BTreeMap::new();
     for alert in alerts {
         let thread = threads
@@ -179,10 +179,9 @@ pub fn profile_from_alerts(alerts: &[Alert]) -> Profile {
             thread.thread.clone_from(&alert.thread);
         }
         if let Some(stack) = &alert.stack {
-            thread.samples.push(ProfileSample {
-                time: since_start(alert.time),
-                stack: stack.clone(),
-            });
+            thread
+                .samples
+                .push(profile.sample(since_start(alert.time), stack));
         }
     }
     for hang in hangs(alerts) {
@@ -196,17 +195,11 @@ pub fn profile_from_alerts(alerts: &[Alert]) -> Profile {
             });
         }
     }
-    let mut threads: Vec<ProfiledThread> = threads.into_values().collect();
-    for thread in &mut threads {
+    profile.threads = threads.into_values().collect();
+    for thread in &mut profile.threads {
         thread.samples.sort_by_key(|sample| sample.time);
     }
-    Profile {
-        start,
-        duration: since_start(end),
-        interval: Duration::ZERO,
-        threads,
-        dropped_samples: 0,
-    }
+    profile
 }
 
 #[cfg(test)]

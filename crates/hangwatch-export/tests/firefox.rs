@@ -117,13 +117,11 @@ fn a_profile_becomes_one_process_with_a_thread_per_component() {
         for ((time, stack), sample) in samples.iter().zip(&expected.samples) {
             let want = unix_ms(profile.start + sample.time);
             assert!((time - want).abs() < 1e-3, "sample at {time}, want {want}");
-            let want: Vec<String> = sample
-                .stack
-                .frames
-                .iter()
-                .rev()
+            let mut want: Vec<String> = profile
+                .frames_of(sample)
                 .map(hangwatch_export::frames::frame_name)
                 .collect();
+            want.reverse();
             assert_eq!(stack, &want);
         }
     }

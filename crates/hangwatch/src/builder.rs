@@ -11,7 +11,7 @@ use crate::clock::Clock;
 use crate::control::Control;
 use crate::error::StartError;
 use crate::handle::{Register, Shared};
-use crate::monitor::{self, AlertSink, Inbox, Outbox, Settings, StackPipeline};
+use crate::monitor::{self, AlertSink, Inbox, Settings, Stacks};
 use crate::schedule::Schedule;
 use crate::stack::sampler::{SampleSignal, Sampler, DEFAULT_COPY_LIMIT};
 use crate::stack::workers::StackWorkers;
@@ -178,14 +178,14 @@ impl Builder {
         let (wake_sender, wake) = bounded(1);
         let (alert_sender, alerts) = bounded(self.alert_capacity);
         let (stacks_sender, stacks) = unbounded();
-        let pipeline = if self.stacks {
-            Some(StackPipeline {
-                sampler: Sampler::install(self.stack_signal).map_err(StartError::Sampler)?,
-                workers: StackWorkers::start(self.stack_workers, &stacks_sender)
+        let stack_stages = if self.stacks {
+            Some(Stacks::new(
+                Sampler::install(self.stack_signal).map_err(StartError::Sampler)?,
+                StackWorkers::start(self.stack_workers, &stacks_sender)
                     .map_err(StartError::Spawn)?,
-                capture_timeout: self.capture_timeout,
-                symbolicate_deadline: Clock::global().to_stamps(self.symbolicate_deadline),
-            })
+                self.capture_timeout,
+                Clock::global().to_stamps(self.symbolicate_deadline),
+            ))
         } else {
             None
         };
@@ -203,7 +203,8 @@ impl Builder {
                 stacks,
             },
             schedule.clone(),
-            Outbox::new(AlertSink::new(alert_sender, alerts.clone()), pipeline),
+            AlertSink::new(alert_sender, alerts.clone()),
+            stack_stages,
         )
         .map_err(StartError::Spawn)?;
         Ok(Monitor {

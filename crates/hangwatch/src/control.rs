@@ -4,8 +4,10 @@ use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Sender};
 
-use crate::error::MonitorGone;
+use crate::error::{MonitorGone, ProfilingError};
 use crate::messages::ControlMsg;
+use crate::monitor::ProfilingOptions;
+use crate::profile::Profile;
 use crate::schedule::Schedule;
 use crate::stats::{ExitReport, Stats};
 
@@ -59,6 +61,26 @@ impl Control {
         self.sender
             .send(ControlMsg::SetEnabled(enabled))
             .map_err(|_| MonitorGone)
+    }
+
+    /// Starts sampling every component's thread at `options.rate_hz`,
+    /// keeping the latest `options.max_duration` of samples. Hang checks and
+    /// alerts go on meanwhile. Threads that wait are not interrupted: their
+    /// previous stack is repeated.
+    pub fn start_profiling(&self, options: ProfilingOptions) -> Result<(), ProfilingError> {
+        let valid = (1..=10_000).contains(&options.rate_hz)
+            && !options.max_duration.is_zero()
+            && options.stack_bytes > 0;
+        if !valid {
+            return Err(ProfilingError::InvalidOptions);
+        }
+        self.request(|reply| ControlMsg::StartProfiling { options, reply })?
+    }
+
+    /// Stops profiling and returns the profile, symbolicated (each distinct
+    /// address once; this may take a moment the first time).
+    pub fn stop_profiling(&self) -> Result<Profile, ProfilingError> {
+        self.request(|reply| ControlMsg::StopProfiling { reply })?
     }
 
     /// Ends the monitor now, without calling exit signals, and waits until

@@ -59,3 +59,26 @@ pub enum RegisterError {
     "the hang monitor is no longer running (every register and handle was dropped, or it failed)"
 )]
 pub struct MonitorGone;
+
+/// Why profiling could not start or stop.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProfilingError {
+    /// The monitor thread is no longer running.
+    #[error(transparent)]
+    MonitorGone(#[from] MonitorGone),
+    /// Profiling samples threads, which needs stacks.
+    #[error("profiling needs stack sampling; start the monitor with Builder::stacks(true)")]
+    StacksOff,
+    /// A profiling window is already open.
+    #[error("profiling is already on; call stop_profiling first")]
+    AlreadyProfiling,
+    /// No profiling window is open.
+    #[error("profiling is not on; call start_profiling first")]
+    NotProfiling,
+    /// A setting out of range.
+    #[error(
+        "invalid profiling options: rate_hz must be 1 to 10000, max_duration and stack_bytes \
+         more than zero"
+    )]
+    InvalidOptions,
+}

@@ -27,8 +27,11 @@ use crossbeam_channel::Sender;
 
 use crate::cell::ActivityCell;
 use crate::component::{ComponentId, ExitSignal, Timeouts};
+use crate::error::ProfilingError;
+use crate::monitor::ProfilingOptions;
+use crate::profile::Profile;
 use crate::stack::sampler::SampleTarget;
-use crate::stack::{NoStack, RawSample, Stack};
+use crate::stack::{Frame, NoStack, RawSample, Stack};
 use crate::stats::{ExitReport, Stats};
 
 /// From registers and handles.
@@ -64,24 +67,53 @@ pub(crate) enum ControlMsg {
     Stats { reply: Sender<Stats> },
     /// Turn hang checks on or off.
     SetEnabled(bool),
+    /// Start sampling every component's thread.
+    StartProfiling {
+        options: ProfilingOptions,
+        reply: Sender<Result<(), ProfilingError>>,
+    },
+    /// Stop, and send back the profile once it is symbolicated.
+    StopProfiling {
+        reply: Sender<Result<Profile, ProfilingError>>,
+    },
     /// End the monitor now, without calling exit signals.
     Shutdown { reply: Sender<()> },
 }
 
-/// To a stack worker: a raw sample to unwind and symbolicate.
+/// To a stack worker.
 pub(crate) struct StackJob {
-    /// Which held alert this is for.
+    /// Names the job in its answers.
     pub(crate) id: u64,
-    pub(crate) sample: RawSample,
+    pub(crate) work: StackWork,
+}
+
+/// What a stack worker is asked to do.
+pub(crate) enum StackWork {
+    /// A hung thread's sample: unwind, answer `Unwound`, symbolicate, answer
+    /// `Symbolized`.
+    Hang(RawSample),
+    /// A profile sample: unwind only, answer `Walked`. Profiles are
+    /// symbolicated once, when profiling stops.
+    ProfileSample(RawSample),
+    /// The distinct addresses of a finished profile: answer `Symbols`.
+    Symbolize(Vec<u64>),
 }
 
 /// From a stack worker, on a receiver in the monitor's select. The stacks
-/// channel is unbounded, but holds at most two results per job, and jobs
+/// channel is unbounded, but holds at most two answers per job, and jobs
 /// are bounded.
 pub(crate) enum StackDone {
-    /// Unwound, with raw addresses and module offsets: what the alert
+    /// Unwound, with raw addresses and module offsets: what a hang alert
     /// carries if symbolication misses its deadline.
     Unwound { id: u64, stack: Stack },
     /// Symbolicated.
     Symbolized { id: u64, stack: Stack },
+    /// A profile sample's lookup addresses, innermost first.
+    Walked {
+        id: u64,
+        addresses: Vec<u64>,
+        truncated: bool,
+    },
+    /// The frames of each address of a `Symbolize` job, in its order.
+    Symbols { id: u64, frames: Vec<Vec<Frame>> },
 }

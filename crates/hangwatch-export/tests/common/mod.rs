@@ -167,61 +167,56 @@ pub fn alerts() -> Vec<Alert> {
 /// script#1 in [`SCRIPT_STACK`] (4 samples), layout#1 in [`LAYOUT_STACK`]
 /// then [`PAINT_STACK`] (3 and 2 samples), network#1 with no samples.
 pub fn profile() -> Profile {
-    let samples = |stacks: &[&[&str]]| -> Vec<ProfileSample> {
+    let mut profile = Profile::new(t0() + ms(500), ms(10));
+    profile.duration = ms(3000);
+    let mut samples = |stacks: &[&[&str]]| -> Vec<ProfileSample> {
         stacks
             .iter()
             .enumerate()
-            .map(|(i, names)| ProfileSample {
-                time: ms(10 * i as u64 + 5),
-                stack: stack(names),
-            })
+            .map(|(i, names)| profile.sample(ms(10 * i as u64 + 5), &stack(names)))
             .collect()
     };
-    Profile {
-        start: t0() + ms(500),
-        duration: ms(3000),
-        interval: ms(10),
-        threads: vec![
-            ProfiledThread {
-                component: script(),
-                thread: Some("script".into()),
-                tid: 101,
-                samples: samples(&[SCRIPT_STACK; 4]),
-                hangs: vec![HangMarker {
-                    start: ms(0),
-                    duration: ms(230),
-                    level: HangLevel::Transient,
-                    annotation: None,
-                    ended: false,
-                }],
-            },
-            ProfiledThread {
-                component: layout(),
-                thread: Some("layout".into()),
-                tid: 102,
-                samples: samples(&[
-                    LAYOUT_STACK,
-                    LAYOUT_STACK,
-                    LAYOUT_STACK,
-                    PAINT_STACK,
-                    PAINT_STACK,
-                ]),
-                hangs: vec![HangMarker {
-                    start: ms(100),
-                    duration: ms(1600),
-                    level: HangLevel::Permanent,
-                    annotation: Some("reflow".into()),
-                    ended: true,
-                }],
-            },
-            ProfiledThread {
-                component: network(),
-                thread: None,
-                tid: 103,
-                samples: Vec::new(),
-                hangs: Vec::new(),
-            },
-        ],
-        dropped_samples: 0,
-    }
+    let threads = vec![
+        ProfiledThread {
+            component: script(),
+            thread: Some("script".into()),
+            tid: 101,
+            samples: samples(&[SCRIPT_STACK; 4]),
+            hangs: vec![HangMarker {
+                start: ms(0),
+                duration: ms(230),
+                level: HangLevel::Transient,
+                annotation: None,
+                ended: false,
+            }],
+        },
+        ProfiledThread {
+            component: layout(),
+            thread: Some("layout".into()),
+            tid: 102,
+            samples: samples(&[
+                LAYOUT_STACK,
+                LAYOUT_STACK,
+                LAYOUT_STACK,
+                PAINT_STACK,
+                PAINT_STACK,
+            ]),
+            hangs: vec![HangMarker {
+                start: ms(100),
+                duration: ms(1600),
+                level: HangLevel::Permanent,
+                annotation: Some("reflow".into()),
+                ended: true,
+            }],
+        },
+        ProfiledThread {
+            component: network(),
+            thread: None,
+            tid: 103,
+            samples: Vec::new(),
+            hangs: Vec::new(),
+        },
+    ];
+    profile.threads = threads;
+    profile
 }

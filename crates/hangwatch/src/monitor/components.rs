@@ -255,6 +255,32 @@ impl Component {
         self.hang = None;
     }
 
+    pub(crate) fn key(&self) -> u64 {
+        self.key
+    }
+
+    pub(crate) fn thread_name(&self) -> Option<&str> {
+        self.thread.as_deref()
+    }
+
+    /// How to sample its thread, if that is possible.
+    pub(crate) fn sample_target(&self) -> Option<&SampleTarget> {
+        self.stack_target.as_ref()?.as_ref().ok()
+    }
+
+    /// Its state word now.
+    pub(crate) fn state_word(&self) -> u64 {
+        self.cell.load_state()
+    }
+
+    /// The hang under way as of the latest look, if any: its start, level
+    /// and annotation.
+    pub(crate) fn ongoing_hang(&self) -> Option<(u64, HangLevel, &'static str)> {
+        let hang = self.hang.as_ref()?;
+        let annotation = annotation::resolve(cell::label_of(hang.word)).as_str();
+        Some((hang.start, hang.level, annotation))
+    }
+
     /// Whether an alert of `level` carries a stack, and how to take it.
     fn capture(&self, level: HangLevel) -> Capture<'_> {
         if level == HangLevel::Transient && !self.stack_on_transient {

@@ -21,8 +21,11 @@ mod alert_sink;
 mod components;
 mod outbox;
 mod pauses;
+mod profiler;
+mod stacks;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -31,11 +34,16 @@ use crossbeam_channel::{never, Receiver, Select, Sender, TryRecvError};
 
 pub(crate) use self::alert_sink::AlertSink;
 use self::components::Components;
-pub(crate) use self::outbox::{Outbox, StackPipeline};
+use self::outbox::Outbox;
 use self::pauses::Pauses;
+use self::profiler::Profiler;
+pub use self::profiler::ProfilingOptions;
+pub(crate) use self::stacks::Stacks;
 use crate::clock::Clock;
 use crate::component::{ComponentId, ExitSignal};
+use crate::error::ProfilingError;
 use crate::messages::{ControlMsg, Registration, RegistryMsg, StackDone};
+use crate::profile::Profile;
 use crate::schedule::{Schedule, NEVER};
 use crate::stats::{ExitReport, Stats};
 
@@ -79,7 +87,8 @@ pub(crate) fn spawn(
     settings: Settings,
     inbox: Inbox,
     schedule: Arc<Schedule>,
-    outbox: Outbox,
+    alerts: AlertSink,
+    stacks: Option<Stacks>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(settings.thread_name.clone())
@@ -87,7 +96,7 @@ pub(crate) fn spawn(
             // However the loop ends, handles go quiet: notifications return at
             // once instead of writing cells nobody reads.
             let _quiet = QuietOnExit(schedule.clone());
-            Monitor::new(&settings, schedule, outbox).run(inbox);
+            Monitor::new(&settings, schedule, alerts, stacks.map(Rc::new)).run(inbox);
         })
 }
 
@@ -104,6 +113,9 @@ struct Monitor {
     schedule: Arc<Schedule>,
     components: Components,
     outbox: Outbox,
+    /// The stack stages, shared by the outbox and the profiler.
+    stacks: Option<Rc<Stacks>>,
+    profiler: Option<Profiler>,
     pauses: Pauses,
     enabled: bool,
     stack_on_transient: bool,
@@ -131,13 +143,20 @@ struct Plan {
 }
 
 impl Monitor {
-    fn new(settings: &Settings, schedule: Arc<Schedule>, outbox: Outbox) -> Monitor {
+    fn new(
+        settings: &Settings,
+        schedule: Arc<Schedule>,
+        alerts: AlertSink,
+        stacks: Option<Rc<Stacks>>,
+    ) -> Monitor {
         let clock = Clock::global();
         Monitor {
             clock,
             schedule,
             components: Components::default(),
-            outbox,
+            outbox: Outbox::new(alerts, stacks.clone()),
+            stacks,
+            profiler: None,
             pauses: Pauses::new(clock.to_stamps(settings.pause_threshold)),
             enabled: settings.enabled,
             stack_on_transient: settings.stack_on_transient,
@@ -172,7 +191,7 @@ impl Monitor {
             }
             while inbox.wake.try_recv().is_ok() {}
             while let Ok(done) = inbox.stacks.try_recv() {
-                self.outbox.stack_done(done);
+                self.stack_done(done);
             }
 
             // 3. Look at every component: raise what is due (sampling the
@@ -182,11 +201,24 @@ impl Monitor {
             // 4. Let out the alerts whose stacks are out of time.
             self.outbox.expire(plan.now);
 
-            // 5. Promise when we will look next, and set the timer for it.
-            self.planned = self.promise(plan);
-            self.wake_at = earliest(self.planned, self.outbox.next_deadline());
+            // 5. If profiling, note the hangs that ended and take the
+            //    samples that are due.
+            if let Some(profiler) = &mut self.profiler {
+                profiler.note_ended(self.outbox.take_ended_hangs());
+                profiler.tick(plan.now, &self.components);
+            }
 
-            // 6. Answer figures requests with what this look saw.
+            // 6. Promise when we will look next, and set the timer for it
+            //    (or for a stack's deadline, or a profiling tick, if sooner).
+            self.planned = self.promise(plan);
+            self.wake_at = [
+                self.outbox.next_deadline(),
+                self.profiler.as_ref().and_then(Profiler::next_tick),
+            ]
+            .into_iter()
+            .fold(self.planned, earliest);
+
+            // 7. Answer figures requests with what this look saw.
             self.answer_stats();
         }
     }
@@ -237,6 +269,10 @@ impl Monitor {
                 }
                 Ok(ControlMsg::Stats { reply }) => self.stats_requests.push(reply),
                 Ok(ControlMsg::SetEnabled(enabled)) => self.set_enabled(enabled),
+                Ok(ControlMsg::StartProfiling { options, reply }) => {
+                    let _ = reply.send(self.start_profiling(options));
+                }
+                Ok(ControlMsg::StopProfiling { reply }) => self.stop_profiling(reply),
                 Ok(ControlMsg::Shutdown { reply }) => {
                     // Nothing is looked at after this reply.
                     let _ = reply.send(());
@@ -279,6 +315,64 @@ impl Monitor {
         }
         self.enabled = enabled;
         self.schedule.set_enabled(enabled);
+    }
+
+    /// Routes a stack worker's answer to whoever owns its job.
+    fn stack_done(&mut self, done: StackDone) {
+        match done {
+            StackDone::Unwound { id, stack } => self.outbox.stack_done(id, stack, false),
+            StackDone::Symbolized { id, stack } => self.outbox.stack_done(id, stack, true),
+            StackDone::Walked {
+                id,
+                addresses,
+                truncated,
+            } => {
+                if let Some(profiler) = &mut self.profiler {
+                    profiler.walked(id, addresses, truncated);
+                }
+            }
+            StackDone::Symbols { id, frames } => {
+                let finished = self
+                    .profiler
+                    .as_mut()
+                    .and_then(|profiler| profiler.symbols(id, frames, self.clock));
+                if let Some((profile, reply)) = finished {
+                    self.profiler = None;
+                    let _ = reply.send(Ok(profile));
+                }
+            }
+        }
+    }
+
+    fn start_profiling(&mut self, options: ProfilingOptions) -> Result<(), ProfilingError> {
+        let Some(stacks) = &self.stacks else {
+            return Err(ProfilingError::StacksOff);
+        };
+        if self.profiler.is_some() {
+            return Err(ProfilingError::AlreadyProfiling);
+        }
+        self.outbox.collect_ended_hangs(true);
+        let now = self.clock.now();
+        self.profiler = Some(Profiler::start(stacks.clone(), options, now, self.clock));
+        Ok(())
+    }
+
+    /// Closes the profiling window. The reply goes out now, or when the
+    /// profile's symbols come back from a worker.
+    fn stop_profiling(
+        &mut self,
+        reply: crossbeam_channel::Sender<Result<Profile, ProfilingError>>,
+    ) {
+        let Some(profiler) = self.profiler.as_mut().filter(|p| p.next_tick().is_some()) else {
+            let _ = reply.send(Err(ProfilingError::NotProfiling));
+            return;
+        };
+        profiler.note_ended(self.outbox.collect_ended_hangs(false));
+        let now = self.clock.now();
+        if let Some((profile, reply)) = profiler.stop(now, &self.components, self.clock, reply) {
+            self.profiler = None;
+            let _ = reply.send(Ok(profile));
+        }
     }
 
     fn look(&mut self) -> Plan {

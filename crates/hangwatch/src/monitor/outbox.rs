@@ -17,23 +17,14 @@
 //! behind it. Alerts of other components do not wait.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Duration;
+use std::rc::Rc;
 
-use crate::alert::Alert;
-use crate::messages::{StackDone, StackJob};
+use crate::alert::{Alert, AlertKind};
+use crate::messages::StackWork;
+use crate::monitor::stacks::Stacks;
 use crate::monitor::AlertSink;
-use crate::stack::sampler::{SampleTarget, Sampler};
-use crate::stack::workers::StackWorkers;
+use crate::stack::sampler::SampleTarget;
 use crate::stack::{Frame, NoStack, Stack};
-
-/// The capture stage and the workers, when stacks are on.
-pub(crate) struct StackPipeline {
-    pub(crate) sampler: Sampler,
-    pub(crate) workers: StackWorkers,
-    pub(crate) capture_timeout: Duration,
-    /// How long an alert may wait for symbolication, in stamps.
-    pub(crate) symbolicate_deadline: u64,
-}
 
 /// Whether and how to attach a stack to an alert.
 pub(crate) enum Capture<'a> {
@@ -60,24 +51,43 @@ struct PendingStack {
 
 pub(crate) struct Outbox {
     sink: AlertSink,
-    stacks: Option<StackPipeline>,
+    stacks: Option<Rc<Stacks>>,
     /// Alerts waiting, per component key, oldest first. A key is present
     /// only while its queue is not empty.
     held: HashMap<u64, VecDeque<Held>>,
     /// Which component key each stack job belongs to.
     jobs: HashMap<u64, u64>,
-    next_job: u64,
+    /// While profiling: the `Ended` alerts raised, for the profile's hang
+    /// markers, with their component keys.
+    ended_hangs: Option<Vec<(u64, Alert)>>,
 }
 
 impl Outbox {
-    pub(crate) fn new(sink: AlertSink, stacks: Option<StackPipeline>) -> Outbox {
+    pub(crate) fn new(sink: AlertSink, stacks: Option<Rc<Stacks>>) -> Outbox {
         Outbox {
             sink,
             stacks,
             held: HashMap::new(),
             jobs: HashMap::new(),
-            next_job: 0,
+            ended_hangs: None,
         }
+    }
+
+    /// Starts (or stops, returning them) collecting `Ended` alerts.
+    pub(crate) fn collect_ended_hangs(&mut self, on: bool) -> Vec<(u64, Alert)> {
+        let collected = self.ended_hangs.take().unwrap_or_default();
+        if on {
+            self.ended_hangs = Some(Vec::new());
+        }
+        collected
+    }
+
+    /// The `Ended` alerts collected since the last call.
+    pub(crate) fn take_ended_hangs(&mut self) -> Vec<(u64, Alert)> {
+        self.ended_hangs
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     pub(crate) fn sink(&self) -> &AlertSink {
@@ -87,6 +97,9 @@ impl Outbox {
     /// Sends `alert` for component `key`, after its stack if `capture` asks
     /// for one.
     pub(crate) fn raise(&mut self, key: u64, mut alert: Alert, capture: Capture<'_>, now: u64) {
+        if let (Some(ended), AlertKind::Ended { .. }) = (&mut self.ended_hangs, alert.kind) {
+            ended.push((key, alert.clone()));
+        }
         let target = match capture {
             Capture::No => return self.send_in_order(key, alert),
             Capture::Missing(reason) => {
@@ -99,7 +112,8 @@ impl Outbox {
             alert.no_stack = Some(NoStack::Disabled("stack sampling is off".into()));
             return self.send_in_order(key, alert);
         };
-        let sample = match stacks.sampler.sample(target, stacks.capture_timeout) {
+        // The whole preallocated copy: a hang's stack may be deep.
+        let sample = match stacks.capture(target, usize::MAX) {
             Ok(sample) => sample,
             Err(reason) => {
                 alert.no_stack = Some(reason);
@@ -113,29 +127,25 @@ impl Outbox {
             }],
             truncated: true,
         };
-        let id = self.next_job;
-        self.next_job += 1;
-        if stacks.workers.submit(StackJob { id, sample }).is_err() {
+        let deadline = now + stacks.symbolicate_deadline;
+        let Some(id) = stacks.submit(StackWork::Hang(sample)) else {
             alert.stack = Some(fallback);
             return self.send_in_order(key, alert);
-        }
+        };
         self.jobs.insert(id, key);
         self.held.entry(key).or_default().push_back(Held {
             alert,
             job: Some(PendingStack {
                 id,
-                deadline: now + stacks.symbolicate_deadline,
+                deadline,
                 fallback,
             }),
         });
     }
 
-    /// Takes in a worker's result.
-    pub(crate) fn stack_done(&mut self, done: StackDone) {
-        let (id, stack, symbolicated) = match done {
-            StackDone::Unwound { id, stack } => (id, stack, false),
-            StackDone::Symbolized { id, stack } => (id, stack, true),
-        };
+    /// Takes in a worker's stack for a held alert: the unwound one (kept as
+    /// the fallback) or the symbolicated one (the alert may leave).
+    pub(crate) fn stack_done(&mut self, id: u64, stack: Stack, symbolicated: bool) {
         // A result for an alert that already left (past its deadline) is dropped.
         let Some(&key) = self.jobs.get(&id) else {
             return;

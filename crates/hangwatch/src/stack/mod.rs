@@ -87,7 +87,7 @@ pub struct Stack {
 }
 
 /// One frame of a stack.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Frame {
     /// The instruction address (for frames above the innermost, the return
     /// address minus one, so that it points into the call).

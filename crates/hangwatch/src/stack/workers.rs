@@ -2,25 +2,29 @@
 //! stacks off the monitor's loop.
 //!
 //! Each worker owns its [`Unwinder`] and [`Symbolizer`], with their caches, so
-//! no cache is shared or locked. For each job a worker sends two results back
-//! on the monitor's `stacks` channel: the unwound stack with raw addresses and
-//! module offsets as soon as it has it, then the symbolicated one. If
-//! symbolication is slow (a cold cache on a large binary), the monitor sends
-//! the alert with the first and drops the second; a hang is never reported
-//! late because of us.
+//! no cache is shared or locked. For a hung thread's sample a worker sends two
+//! answers back on the monitor's `stacks` channel: the unwound stack with raw
+//! addresses and module offsets as soon as it has it, then the symbolicated
+//! one. If symbolication is slow (a cold cache on a large binary), the monitor
+//! sends the alert with the first and drops the second; a hang is never
+//! reported late because of us. A profile sample is only unwound; a profile's
+//! addresses are symbolicated once, each distinct address once, when
+//! profiling stops.
 //!
 //! The job queue is bounded and the monitor only ever `try_send`s into it; a
-//! full queue means the alert goes out without a stack rather than the
-//! monitor waiting. Workers end when the monitor drops the queue.
+//! full queue means an alert goes out without a stack, or a profile sample is
+//! dropped, rather than the monitor waiting. Workers end when the monitor
+//! drops the queue.
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
-use crate::messages::{StackDone, StackJob};
+use crate::messages::{StackDone, StackJob, StackWork};
 use crate::stack::symbolize::Symbolizer;
 use crate::stack::unwind::Unwinder;
 
-/// Jobs that may wait for a worker before new ones are refused.
-const QUEUE: usize = 64;
+/// Jobs that may wait for a worker before new ones are refused: a few ticks
+/// of profiling many threads.
+const QUEUE: usize = 256;
 
 pub(crate) struct StackWorkers {
     jobs: Sender<StackJob>,
@@ -51,14 +55,34 @@ impl StackWorkers {
 fn work(queue: Receiver<StackJob>, done: Sender<StackDone>) {
     let mut unwinder = Unwinder::new();
     let mut symbolizer = Symbolizer::new();
-    for StackJob { id, sample } in queue {
-        let unwound = unwinder.unwind(&sample);
-        let raw = Symbolizer::raw(&unwound);
-        if done.send(StackDone::Unwound { id, stack: raw }).is_err() {
-            return;
-        }
-        let stack = symbolizer.symbolize(&unwound);
-        if done.send(StackDone::Symbolized { id, stack }).is_err() {
+    for StackJob { id, work } in queue {
+        let answers = match work {
+            StackWork::Hang(sample) => {
+                let unwound = unwinder.unwind(&sample);
+                let raw = Symbolizer::raw(&unwound);
+                if done.send(StackDone::Unwound { id, stack: raw }).is_err() {
+                    return;
+                }
+                let stack = symbolizer.symbolize(&unwound);
+                done.send(StackDone::Symbolized { id, stack })
+            }
+            StackWork::ProfileSample(sample) => {
+                let unwound = unwinder.unwind(&sample);
+                done.send(StackDone::Walked {
+                    id,
+                    addresses: unwound.frames.iter().map(|f| f.lookup_address()).collect(),
+                    truncated: unwound.truncated,
+                })
+            }
+            StackWork::Symbolize(addresses) => {
+                let frames = addresses
+                    .into_iter()
+                    .map(|address| symbolizer.symbolize_address(address))
+                    .collect();
+                done.send(StackDone::Symbols { id, frames })
+            }
+        };
+        if answers.is_err() {
             return;
         }
     }

@@ -1127,7 +1127,8 @@ mod tests {
         let slot = target.slot();
 
         let claim = thread::scope(|scope| {
-            let sampler = scope.spawn(|| sample(signal, &target, Duration::from_millis(300)));
+            let sampler =
+                scope.spawn(|| sample(signal, &target, usize::MAX, Duration::from_millis(300)));
             let requested = loop {
                 let state = slot.state.load(Acquire);
                 if state & PHASE_MASK == REQUESTED {
@@ -1152,7 +1153,7 @@ mod tests {
         let started = Instant::now();
         let late = thread::scope(|scope| {
             scope
-                .spawn(|| sample(signal, &target, Duration::from_millis(100)))
+                .spawn(|| sample(signal, &target, usize::MAX, Duration::from_millis(100)))
                 .join()
                 .unwrap()
         });
@@ -1175,7 +1176,7 @@ mod tests {
         // This thread samples normally again (from another thread).
         let (sent, received) = mpsc::channel();
         thread::scope(|scope| {
-            scope.spawn(|| sent.send(sample(signal, &other, Duration::from_secs(10))));
+            scope.spawn(|| sent.send(sample(signal, &other, usize::MAX, Duration::from_secs(10))));
         });
         let sample = received.recv().unwrap().unwrap();
         assert_eq!(sample.tid, gettid());
