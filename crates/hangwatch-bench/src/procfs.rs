@@ -72,3 +72,17 @@ pub fn rss_mib() -> f64 {
         .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         .map_or(0.0, |kib| kib / 1024.0)
 }
+
+/// This process's threads whose names start with `prefix`.
+pub fn threads_starting_with(prefix: &str) -> Vec<Thread> {
+    let Ok(tasks) = fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter(|task| {
+            fs::read_to_string(task.path().join("comm")).is_ok_and(|comm| comm.starts_with(prefix))
+        })
+        .map(|task| Thread { dir: task.path() })
+        .collect()
+}

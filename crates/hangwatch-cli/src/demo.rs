@@ -1,13 +1,25 @@
 //! `hangwatch demo`: three event-loop threads shaped like a browser's doing
-//! jittered work, one of which hangs on purpose; the alerts are printed as
-//! they come, and the run checks itself at the end.
+//! jittered work, one of which hangs on purpose. The alerts are printed as
+//! they come; a profiling window covers the hang; at the end the demo writes
+//! the alerts, a report, a flamegraph and a Firefox Profiler profile, and
+//! checks itself.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver};
-use hangwatch::{Alert, AlertKind, ComponentId, HangLevel, Monitor, Register};
+use hangwatch::stack::NoStack;
+use hangwatch::{
+    Alert, AlertKind, ComponentId, Control, HangLevel, Monitor, Profile, ProfilingOptions, Register,
+};
+use hangwatch_export::collapsed::{self, Roots};
+use hangwatch_export::report::Report;
+use hangwatch_export::{firefox, flamegraph, jsonl, ExportError};
+
+use crate::output::save;
 
 #[derive(clap::Args)]
 pub struct Options {
@@ -17,6 +29,9 @@ pub struct Options {
     /// Seed for the jitter of the work.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Where to write alerts.jsonl, report.txt, hangs.svg and profile.json.
+    #[arg(long, default_value = "hangwatch-demo")]
+    out: PathBuf,
 }
 
 const TRANSIENT: Duration = Duration::from_millis(150);
@@ -39,8 +54,18 @@ pub fn run(options: &Options) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
+    if let Err(error) = std::fs::create_dir_all(&options.out) {
+        eprintln!(
+            "hangwatch demo: cannot create {}: {error}",
+            options.out.display()
+        );
+        return ExitCode::FAILURE;
+    }
     let Monitor {
-        register, alerts, ..
+        register,
+        alerts,
+        control,
+        ..
     } = match Monitor::builder().start() {
         Ok(monitor) => monitor,
         Err(error) => {
@@ -66,12 +91,17 @@ pub fn run(options: &Options) -> ExitCode {
     }
     drop(register);
 
-    // The driver: jittered tasks for every loop, and one hang for layout.
+    // The driver: jittered tasks for every loop, and one hang for layout,
+    // inside a profiling window.
     let mut rng = fastrand::Rng::with_seed(options.seed);
     let run_for = Duration::from_secs_f64(options.seconds);
     let hang_at = Duration::from_millis(800);
+    let profile_from = Duration::from_millis(400);
+    let profile_until = hang_at + HANG + Duration::from_millis(400);
     let mut hung = false;
+    let mut profiling = Profiling::new(control);
     while started.elapsed() < run_for {
+        profiling.follow(started.elapsed(), profile_from, profile_until);
         for (i, inbox) in inboxes.iter().enumerate() {
             let task = if i == 1 && !hung && started.elapsed() >= hang_at {
                 hung = true;
@@ -83,6 +113,7 @@ pub fn run(options: &Options) -> ExitCode {
         }
         std::thread::sleep(Duration::from_millis(rng.u64(10..=40)));
     }
+    let profile = profiling.finish();
     drop(inboxes);
     for event_loop in loops {
         let _ = event_loop.join();
@@ -90,7 +121,105 @@ pub fn run(options: &Options) -> ExitCode {
     // Every handle and register is gone: the monitor ends, the alert channel
     // closes, and the printer returns what it saw.
     let seen = printer.join().unwrap_or_default();
-    check(&seen)
+    let written = write_outputs(&options.out, &seen, profile.as_ref());
+    let checked = check(&seen);
+    if written && checked {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The profiling window: started and stopped as the driver's clock passes.
+struct Profiling {
+    control: Control,
+    on: bool,
+    profile: Option<Profile>,
+}
+
+impl Profiling {
+    fn new(control: Control) -> Profiling {
+        Profiling {
+            control,
+            on: false,
+            profile: None,
+        }
+    }
+
+    fn follow(&mut self, now: Duration, from: Duration, until: Duration) {
+        if !self.on && self.profile.is_none() && now >= from {
+            match self.control.start_profiling(ProfilingOptions::default()) {
+                Ok(()) => {
+                    self.on = true;
+                    println!(
+                        "[{:>6.3} s] profiling every thread at 100 Hz",
+                        now.as_secs_f64()
+                    );
+                }
+                Err(error) => eprintln!("demo: profiling unavailable: {error}"),
+            }
+        } else if self.on && now >= until {
+            self.stop();
+            println!("[{:>6.3} s] profiling stopped", now.as_secs_f64());
+        }
+    }
+
+    fn stop(&mut self) {
+        self.on = false;
+        match self.control.stop_profiling() {
+            Ok(profile) => self.profile = Some(profile),
+            Err(error) => eprintln!("demo: profiling failed: {error}"),
+        }
+    }
+
+    fn finish(mut self) -> Option<Profile> {
+        if self.on {
+            self.stop();
+        }
+        self.profile
+    }
+}
+
+/// Writes the four files; says where, or what went wrong.
+fn write_outputs(out: &Path, alerts: &[Alert], profile: Option<&Profile>) -> bool {
+    let mut saved = vec![
+        save(&out.join("alerts.jsonl"), "alerts", |file| {
+            jsonl::write(alerts, file)
+        }),
+        save(&out.join("report.txt"), "the report", |file| {
+            write!(file, "{}", Report::from_alerts(alerts)).map_err(ExportError::Write)
+        }),
+    ];
+    match profile {
+        Some(profile) => {
+            let stacks = collapsed::from_profile(profile, Roots::Component);
+            let title = "hangwatch demo: every thread at 100 Hz around the hang";
+            saved.push(save(&out.join("hangs.svg"), "the flamegraph", |file| {
+                flamegraph::write(&stacks, title, file)
+            }));
+            saved.push(save(
+                &out.join("profile.json"),
+                "the Firefox profile",
+                |file| {
+                    firefox::from_profile("hangwatch-demo", std::process::id(), profile).write(file)
+                },
+            ));
+        }
+        None => saved.push(Err(
+            "no profile was taken: hangs.svg and profile.json are missing".into(),
+        )),
+    }
+    let mut ok = true;
+    for line in saved {
+        match line {
+            Ok(line) => println!("demo: {line}"),
+            Err(line) => {
+                eprintln!("demo: {line}");
+                ok = false;
+            }
+        }
+    }
+    ok
 }
 
 fn spawn_event_loop(
@@ -168,8 +297,10 @@ fn print_alerts(alerts: Receiver<Alert>, started: Instant) -> Vec<Alert> {
 }
 
 /// The demo's self-check: layout raised transient, permanent and ended, in
-/// that order, with a plausible duration; nobody else raised anything.
-fn check(seen: &[Alert]) -> ExitCode {
+/// that order, with a plausible duration, and its permanent alert's stack
+/// names the hung function (where this platform can sample stacks); nobody
+/// else raised anything.
+fn check(seen: &[Alert]) -> bool {
     let layout = ComponentId::new("layout", 1);
     let kinds: Vec<AlertKind> = seen
         .iter()
@@ -189,16 +320,28 @@ fn check(seen: &[Alert]) -> ExitCode {
         .find(|a| matches!(a.kind, AlertKind::Ended { .. }))
         .map(|a| a.duration);
     let duration_ok = duration.is_some_and(|d| d >= HANG.mul_f64(0.8) && d <= HANG.mul_f64(1.2));
-    let ok = kinds == expected && others == 0 && duration_ok;
+    let permanent = seen.iter().find(|a| a.kind == AlertKind::Permanent);
+    let stack_ok = permanent.is_some_and(|alert| match (&alert.stack, &alert.no_stack) {
+        (Some(stack), _) => stack.frames.iter().any(|f| {
+            f.function
+                .as_deref()
+                .is_some_and(|name| name.contains("reflow_stuck_on_lock"))
+        }),
+        (None, Some(NoStack::Unsupported(_))) => true,
+        _ => false,
+    });
+    let ok = kinds == expected && others == 0 && duration_ok && stack_ok;
     println!(
-        "demo: layout raised {} of 3 expected alerts (hang of {}), other loops raised {others}: {}",
+        "demo: layout raised {} of 3 expected alerts (hang of {}, {} in the stack), other loops \
+         raised {others}: {}",
         kinds.len(),
         duration.map_or("?".to_owned(), |d| format!("{d:.2?}")),
+        if stack_ok {
+            "hung function"
+        } else {
+            "NO hung function"
+        },
         if ok { "ok" } else { "FAILED" }
     );
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    ok
 }

@@ -1,6 +1,7 @@
 //! The `hangwatch` command: a thin layer over the library.
 
 mod demo;
+mod output;
 mod report;
 
 use std::process::ExitCode;
@@ -116,6 +117,10 @@ fn print_table(r: &hangwatch_bench::Report) {
         r.symbolize_warm_us,
         r.permanent_alert_latency_ms,
         r.permanent_alert_latency_p99_ms
+    );
+    println!(
+        "profiling 16 busy threads at 100 Hz: {:.2}% of a core ({:.0} samples/s)",
+        r.profile_overhead_pct, r.profile_samples_per_s
     );
     for target in &r.targets {
         println!(

@@ -2,13 +2,14 @@
 //! report, and writes the flamegraph, Firefox profile and collapsed stacks
 //! asked for.
 
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use hangwatch_export::report::Report;
-use hangwatch_export::{collapsed, firefox, flamegraph, jsonl, write_file, ExportError};
+use hangwatch_export::{collapsed, firefox, flamegraph, jsonl};
+
+use crate::output::save;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -99,18 +100,6 @@ pub fn run(args: &Args) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
-    }
-}
-
-/// Writes `what` to `path`; says where, or why not.
-fn save(
-    path: &Path,
-    what: &str,
-    write: impl FnOnce(&mut BufWriter<File>) -> Result<(), ExportError>,
-) -> Result<String, String> {
-    match write_file(path, write) {
-        Ok(()) => Ok(format!("wrote {what} to {}", path.display())),
-        Err(error) => Err(format!("{what} not written: {error}")),
     }
 }
 

@@ -3,9 +3,11 @@
 use std::process::Command;
 
 #[test]
-fn the_demo_passes_its_own_check() {
+fn the_demo_passes_its_own_check_and_leaves_its_files() {
+    let out = std::env::temp_dir().join(format!("hangwatch-demo-test-{}", std::process::id()));
     let output = Command::new(env!("CARGO_BIN_EXE_hangwatch"))
-        .args(["demo", "--seconds", "3"])
+        .args(["demo", "--seconds", "3", "--out"])
+        .arg(&out)
         .output()
         .expect("run hangwatch demo");
     let stdout = String::from_utf8_lossy(&output.stdout);

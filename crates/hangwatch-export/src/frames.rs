@@ -24,9 +24,11 @@
 //! program's when its name is:
 //!
 //! - a Rust path whose crate is one of [`RUNTIME_CRATES`]: the standard
-//!   library (`std`, `core`, `alloc`), hangwatch itself, and the channel,
-//!   lock and runtime crates event loops block in (`crossbeam*`,
-//!   `parking_lot*`, `lock_api`, `tokio`, `mio`). A trait method such as
+//!   library (`std`, `core`, `alloc`), and the channel, lock and runtime
+//!   crates event loops block in (`crossbeam*`, `parking_lot*`, `lock_api`,
+//!   `tokio`, `mio`). hangwatch's own crate is not on the list: its frames
+//!   are never where a thread hangs, and the `hangwatch` command's own
+//!   functions (its demo's, say) share that crate name. A trait method such as
 //!   `<std::sync::Mutex<T> as Foo>::bar` counts by its first path: `std`;
 //! - a C symbol of the C runtime, threads or system calls: one starting with
 //!   `_` (`__lll_lock_wait`, `__GI___poll`, `_start`), `pthread_`, `futex`,
@@ -37,8 +39,7 @@
 //!
 //! Everything else is the program's: `myapp::layout::reflow`,
 //! `<myapp::Doc as core::ops::Drop>::drop` (its first path is `myapp`),
-//! `hangwatch_cli::demo::reflow` (only the `hangwatch` library's own crate is
-//! plumbing), `libmyapp.so+0x1f00`.
+//! `hangwatch::demo::reflow_stuck_on_lock`, `libmyapp.so+0x1f00`.
 //!
 //! ```
 //! use hangwatch::stack::Frame;
@@ -67,7 +68,6 @@ pub const RUNTIME_CRATES: &[&str] = &[
     "std",
     "core",
     "alloc",
-    "hangwatch",
     "crossbeam",
     "crossbeam_channel",
     "crossbeam_utils",
@@ -208,7 +208,6 @@ mod tests {
             "alloc::vec::Vec<T>::push",
             "<std::sync::poison::mutex::MutexGuard<T> as core::ops::drop::Drop>::drop",
             "<&mut std::io::Stdout as std::io::Write>::write",
-            "hangwatch::handle::Handle::notify_activity",
             "crossbeam_channel::channel::Receiver<T>::recv",
             "parking_lot::raw_mutex::RawMutex::lock_slow",
             "tokio::runtime::park::Inner::park",
@@ -234,7 +233,7 @@ mod tests {
             "myapp::layout::reflow",
             "<myapp::Doc as core::ops::drop::Drop>::drop",
             "myapp::main::{{closure}}",
-            "hangwatch_cli::demo::reflow",
+            "hangwatch::demo::reflow_stuck_on_lock",
             "reflow",
             "libmyapp.so+0x1f00",
         ] {

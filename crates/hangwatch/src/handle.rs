@@ -126,6 +126,7 @@ impl Register {
             // thread's id and stack bounds.
             stack_target: self.shared.stack_bytes.map(|bytes| {
                 SampleTarget::current_thread(bytes)
+                    .map(Arc::new)
                     .map_err(|error| NoStack::Disabled(error.to_string()))
             }),
         };

@@ -56,7 +56,7 @@ pub(crate) struct Registration {
     pub(crate) thread: Option<String>,
     /// How to sample the component's thread, made on that thread; `None`
     /// when stacks are off.
-    pub(crate) stack_target: Option<Result<SampleTarget, NoStack>>,
+    pub(crate) stack_target: Option<Result<Arc<SampleTarget>, NoStack>>,
 }
 
 /// From [`Control`](crate::Control).

@@ -464,3 +464,44 @@ fn the_reference_sampler_unwinds_in_the_handler() {
     stop.send(()).unwrap();
     thread.join().unwrap();
 }
+
+#[test]
+fn requests_to_many_threads_are_answered_in_parallel() {
+    let sampler = sampler();
+    let (stop, stopped) = mpsc::channel::<()>();
+    let stopped = Arc::new(Mutex::new(stopped));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let stopped = stopped.clone();
+            let (target, thread) = spawn_sampled(LIMIT, move || {
+                let _ = stopped.lock().map(|r| r.recv_timeout(GENEROUS));
+            });
+            (Arc::new(target), thread)
+        })
+        .collect();
+    for _ in 0..200 {
+        // Ask every thread first, then take the answers.
+        let pending: Vec<_> = threads
+            .iter()
+            .map(|(target, _)| sampler.request(target, 8 * 1024).expect("a request"))
+            .collect();
+        for (request, (target, _)) in pending.into_iter().zip(&threads) {
+            let sample = request.wait(TIMEOUT).expect("an answer");
+            assert_eq!(sample.tid, target.tid());
+            assert!(sample.stack.len() <= 8 * 1024);
+        }
+    }
+    // A request given up (dropped) leaves the target usable.
+    let (target, _) = &threads[0];
+    drop(sampler.request(target, 1024).expect("a request"));
+    assert!(sampler.sample(target, TIMEOUT).is_ok());
+    // A second request while one is outstanding is refused, not queued.
+    let first = sampler.request(target, 1024).expect("a request");
+    assert_eq!(sampler.request(target, 1024).err(), Some(NoStack::Timeout));
+    assert!(first.wait(TIMEOUT).is_ok());
+
+    drop(stop);
+    for (_, thread) in threads {
+        thread.join().unwrap();
+    }
+}

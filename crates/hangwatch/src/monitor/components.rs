@@ -32,7 +32,7 @@ pub(crate) struct Component {
     permanent: u64,
     pub(crate) exit_signal: Option<ExitSignal>,
     /// How to sample its thread (`None`: stacks are off).
-    stack_target: Option<Result<SampleTarget, NoStack>>,
+    stack_target: Option<Result<Arc<SampleTarget>, NoStack>>,
     /// Whether transient alerts carry a stack too.
     stack_on_transient: bool,
     /// The state word at the latest look.
@@ -264,7 +264,7 @@ impl Component {
     }
 
     /// How to sample its thread, if that is possible.
-    pub(crate) fn sample_target(&self) -> Option<&SampleTarget> {
+    pub(crate) fn sample_target(&self) -> Option<&Arc<SampleTarget>> {
         self.stack_target.as_ref()?.as_ref().ok()
     }
 

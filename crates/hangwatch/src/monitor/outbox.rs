@@ -112,8 +112,7 @@ impl Outbox {
             alert.no_stack = Some(NoStack::Disabled("stack sampling is off".into()));
             return self.send_in_order(key, alert);
         };
-        // The whole preallocated copy: a hang's stack may be deep.
-        let sample = match stacks.capture(target, usize::MAX) {
+        let sample = match stacks.capture(target) {
             Ok(sample) => sample,
             Err(reason) => {
                 alert.no_stack = Some(reason);

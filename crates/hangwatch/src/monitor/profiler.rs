@@ -1,11 +1,15 @@
 //! Profiling mode: every registered component's thread sampled at a rate,
 //! while hang checks go on.
 //!
-//! At each tick the monitor captures each component's thread with a small
-//! copy of its stack (32 KiB by default), hands the raw samples to the stack
-//! workers to be unwound, and keeps the walked addresses that come back in a
-//! ring per thread holding at most `max_duration` worth of samples; older
-//! samples fall out and are counted as dropped.
+//! At each tick the monitor asks each component's thread for a small copy of
+//! its stack (32 KiB by default) and goes on without waiting: the threads
+//! answer in parallel, in their signal handlers. At the next tick it takes
+//! the answers, hands them to the stack workers to be unwound, and keeps the
+//! walked addresses that come back in a ring per thread holding at most
+//! `max_duration` worth of samples; older samples fall out, and requests
+//! unanswered within the capture timeout are given up, both counted as
+//! dropped. A tick costs the monitor one signal per thread, not one round
+//! trip per thread.
 //!
 //! A component that was waiting at its previous sample and has not notified
 //! since is not interrupted again: its previous stack is repeated, as the
@@ -32,6 +36,7 @@ use crate::messages::StackWork;
 use crate::monitor::components::Components;
 use crate::monitor::stacks::Stacks;
 use crate::profile::{HangMarker, Profile, ProfileSample, ProfiledThread};
+use crate::stack::sampler::PendingSample;
 use crate::stack::Frame;
 
 /// How to profile. See [`Control::start_profiling`](crate::Control::start_profiling).
@@ -97,6 +102,10 @@ pub(crate) struct Profiler {
     threads: HashMap<u64, ThreadSamples>,
     /// Thread keys in the order they were first seen.
     order: Vec<u64>,
+    /// Samples asked for and not yet answered: thread key to (request, time).
+    pending: HashMap<u64, (PendingSample, u64)>,
+    /// How long a request may go unanswered, in stamps.
+    capture_timeout: u64,
     /// Samples being unwound: job id to (thread key, time).
     in_flight: HashMap<u64, (u64, u64)>,
     markers: HashMap<u64, Vec<HangMarker>>,
@@ -116,7 +125,6 @@ impl Profiler {
             .max(1);
         let per_second = options.rate_hz.max(1) as f64;
         Profiler {
-            stacks,
             interval,
             stack_bytes: options.stack_bytes,
             max_samples: ((options.max_duration.as_secs_f64() * per_second).ceil() as usize).max(1),
@@ -126,10 +134,13 @@ impl Profiler {
             next_tick: now,
             threads: HashMap::new(),
             order: Vec::new(),
+            pending: HashMap::new(),
+            capture_timeout: clock.to_stamps(stacks.capture_timeout),
             in_flight: HashMap::new(),
             markers: HashMap::new(),
             dropped: 0,
             stopping: None,
+            stacks,
         }
     }
 
@@ -146,11 +157,16 @@ impl Profiler {
         // Ticks missed while the monitor was busy are skipped, not bunched.
         self.next_tick = (self.next_tick + self.interval).max(now + self.interval / 2);
         let time = now - self.started;
+        self.take_answers(time);
         for component in components.iter() {
             let Some(target) = component.sample_target() else {
                 continue;
             };
             let key = component.key();
+            if self.pending.contains_key(&key) {
+                // Still unanswered: asking again would only queue signals.
+                continue;
+            }
             let thread = self.threads.entry(key).or_insert_with(|| {
                 self.order.push(key);
                 ThreadSamples {
@@ -177,14 +193,30 @@ impl Profiler {
                 );
                 continue;
             }
-            let job = self
-                .stacks
-                .capture(target, self.stack_bytes)
+            match self.stacks.request(target, self.stack_bytes) {
+                Ok(request) => {
+                    self.pending.insert(key, (request, time));
+                }
+                Err(_) => self.dropped += 1,
+            }
+        }
+    }
+
+    /// Hands the answered requests to the workers, and gives up those
+    /// unanswered for longer than the capture timeout.
+    fn take_answers(&mut self, time: u64) {
+        for (key, (request, asked)) in std::mem::take(&mut self.pending) {
+            if !request.is_answered() && time - asked <= self.capture_timeout {
+                self.pending.insert(key, (request, asked));
+                continue;
+            }
+            let job = request
+                .wait(Duration::ZERO)
                 .ok()
                 .and_then(|sample| self.stacks.submit(StackWork::ProfileSample(sample)));
             match job {
                 Some(id) => {
-                    self.in_flight.insert(id, (key, time));
+                    self.in_flight.insert(id, (key, asked));
                 }
                 None => self.dropped += 1,
             }
@@ -256,8 +288,10 @@ impl Profiler {
         }
         let mut profile = Profile::new(self.started_wall, self.interval_duration());
         profile.duration = clock.to_duration(now - self.started);
-        profile.dropped_samples = self.dropped + self.in_flight.len() as u64;
+        profile.dropped_samples =
+            self.dropped + self.in_flight.len() as u64 + self.pending.len() as u64;
         self.in_flight.clear();
+        self.pending.clear();
         let mut samples = Vec::new();
         for key in &self.order {
             let Some(thread) = self.threads.remove(key) else {

@@ -7,10 +7,11 @@
 //! monitor's inbox, and the monitor routes each to whoever owns its job id.
 
 use std::cell::Cell;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::messages::{StackJob, StackWork};
-use crate::stack::sampler::{SampleTarget, Sampler};
+use crate::stack::sampler::{PendingSample, SampleTarget, Sampler};
 use crate::stack::workers::StackWorkers;
 use crate::stack::{NoStack, RawSample};
 
@@ -40,14 +41,19 @@ impl Stacks {
         }
     }
 
-    /// Copies `target`'s registers and at most `max_bytes` of its stack.
-    pub(crate) fn capture(
+    /// Copies `target`'s registers and its whole preallocated slice of stack,
+    /// waiting at most the capture timeout.
+    pub(crate) fn capture(&self, target: &SampleTarget) -> Result<RawSample, NoStack> {
+        self.sampler.sample(target, self.capture_timeout)
+    }
+
+    /// Asks `target` for at most `max_bytes` of its stack, without waiting.
+    pub(crate) fn request(
         &self,
-        target: &SampleTarget,
+        target: &Arc<SampleTarget>,
         max_bytes: usize,
-    ) -> Result<RawSample, NoStack> {
-        self.sampler
-            .sample_at_most(target, max_bytes, self.capture_timeout)
+    ) -> Result<PendingSample, NoStack> {
+        self.sampler.request(target, max_bytes)
     }
 
     /// Hands `work` to the workers and returns its job id, or `None` if

@@ -191,6 +191,21 @@ pub(super) fn sample(
     sample_with(signal, &COPY_HANDLER, target, max_bytes, timeout)
 }
 
+/// Sends a request for a sample without waiting for anything.
+pub(super) fn request(
+    signal: SampleSignal,
+    target: &Target,
+    max_bytes: usize,
+) -> Result<Request, NoStack> {
+    let now = Deadline::after(Duration::ZERO);
+    request_with(signal, &COPY_HANDLER, target, max_bytes, &now)
+}
+
+/// Waits for `request`'s answer at most `timeout`.
+pub(super) fn finish(request: Request, timeout: Duration) -> Result<RawSample, NoStack> {
+    request.finish(&Deadline::after(timeout))
+}
+
 /// Installs `spec` for `signal`, unless something other than `SIG_DFL`,
 /// `SIG_IGN` or `spec` itself handles it.
 pub(super) fn install_handler(
@@ -499,10 +514,10 @@ impl Drop for Turn<'_> {
 }
 
 /// A deadline that a huge timeout turns into "none".
-struct Deadline(Option<Instant>);
+pub(super) struct Deadline(Option<Instant>);
 
 impl Deadline {
-    fn after(timeout: Duration) -> Deadline {
+    pub(super) fn after(timeout: Duration) -> Deadline {
         Deadline(Instant::now().checked_add(timeout))
     }
 
@@ -646,6 +661,19 @@ pub(super) fn sample_with(
     timeout: Duration,
 ) -> Result<RawSample, NoStack> {
     let deadline = Deadline::after(timeout);
+    request_with(signal, spec, target, max_bytes, &deadline)?.finish(&deadline)
+}
+
+/// Asks `target`'s thread to run `spec.handler`, without waiting for the
+/// answer. Waits, at most until `deadline`, only for its turn on the slot
+/// and for a handler still busy with an abandoned request.
+pub(super) fn request_with(
+    signal: SampleSignal,
+    spec: &HandlerSpec,
+    target: &Target,
+    max_bytes: usize,
+    deadline: &Deadline,
+) -> Result<Request, NoStack> {
     let slot = target.slot();
     if target.exited() {
         return Err(NoStack::ThreadGone);
@@ -657,12 +685,12 @@ pub(super) fn sample_with(
             "the handler for {signal} was replaced by another one; hangwatch no longer receives it"
         )));
     }
-    let Some(_turn) = slot.take_turn(&deadline) else {
+    let Some(turn) = slot.take_turn(deadline) else {
         return Err(NoStack::Timeout);
     };
     // A handler still busy with an earlier, abandoned request owns the
     // buffer: wait for it to finish.
-    slot.wait(&deadline, |state| state & PHASE_MASK == CLAIMED);
+    slot.wait(deadline, |state| state & PHASE_MASK == CLAIMED);
     let Some(idle) = slot.quiesce() else {
         return Err(NoStack::Timeout);
     };
@@ -670,19 +698,19 @@ pub(super) fn sample_with(
         return Err(NoStack::Timeout);
     }
 
-    let ticket = (idle + 1) & TICKET_MASK;
-    let (requested, claimed, done) = (
-        word(ticket, REQUESTED),
-        word(ticket, CLAIMED),
-        word(ticket, DONE),
-    );
+    let request = Request {
+        slot,
+        tid: target.tid,
+        lease: target.lease,
+        ticket: (idle + 1) & TICKET_MASK,
+        _turn: turn,
+    };
     // Holding the turn with the slot idle, nobody else writes the state or
     // the limit; the `Release` store of the request publishes both.
     slot.limit.store(max_bytes, Relaxed);
-    slot.state.store(requested, Release);
-    slot.sent.store(ticket, Relaxed);
-    if let Err(error) = send(signal, target.tid, target.index, requested) {
-        let _ = slot.take_back(requested);
+    slot.state.store(request.word(REQUESTED), Release);
+    slot.sent.store(request.ticket, Relaxed);
+    if let Err(error) = send(signal, target.tid, target.index, request.word(REQUESTED)) {
         return Err(match error.raw_os_error() {
             Some(libc::ESRCH) => NoStack::ThreadGone,
             // The queue is full: the thread takes no signals.
@@ -690,43 +718,102 @@ pub(super) fn sample_with(
             _ => NoStack::Disabled(format!("could not send {signal}: {error}")),
         });
     }
+    Ok(request)
+}
 
-    let state = slot.wait(&deadline, |state| {
-        (state == requested || state == claimed) && !target.exited()
-    });
-    // Unless it is done, take the request back, so that a late handler does
-    // nothing; if a handler has claimed it, that handler owns the buffer
-    // until it is done, and the next call waits for it. (It may have finished
-    // just now.)
-    if state != done && slot.take_back(requested) != Err(done) {
-        return Err(if target.exited() {
-            NoStack::ThreadGone
-        } else {
-            NoStack::Timeout
-        });
+/// A request sent and not yet taken: it holds the sampler's turn on the
+/// slot. Dropping it gives the request up (a late handler then does
+/// nothing) and passes the turn on.
+pub(super) struct Request {
+    slot: &'static Slot,
+    tid: u32,
+    lease: u32,
+    ticket: u32,
+    _turn: Turn<'static>,
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("tid", &self.tid)
+            .field("ticket", &self.ticket)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Request {
+    fn word(&self, phase: u32) -> u32 {
+        word(self.ticket, phase)
     }
 
-    let copied = slot.copied.load(Relaxed);
-    // SAFETY: the slot is `DONE` and we hold its turn: the handler that
-    // wrote the buffer has finished (its `Release` swap to `DONE` pairs with
-    // our `Acquire` load), and no handler can write it again before we make
-    // a new request. The buffer lives as long as the lease that `target`
-    // holds, and `copied` never exceeds its capacity.
-    let stack = unsafe { std::slice::from_raw_parts(slot.buffer.load(Relaxed), copied) }.to_vec();
-    let [ip, sp, fp, lr] = slot
-        .registers
-        .each_ref()
-        .map(|register| register.load(Relaxed));
-    let sample = RawSample {
-        tid: target.tid,
-        registers: Registers { ip, sp, fp, lr },
-        stack_start: sp,
-        stack,
-        truncated: slot.truncated.load(Relaxed),
-        pause_ns: slot.pause_ns.load(Relaxed),
-    };
-    slot.state.store(word(ticket, IDLE), Release);
-    Ok(sample)
+    fn exited(&self) -> bool {
+        self.slot.lease.load(Acquire) != self.lease
+    }
+
+    /// Whether the handler has answered.
+    pub(super) fn is_answered(&self) -> bool {
+        self.slot.state.load(Acquire) & !WAITING == self.word(DONE)
+    }
+
+    /// Waits for the answer until `deadline`, then takes it, or gives up.
+    pub(super) fn finish(self, deadline: &Deadline) -> Result<RawSample, NoStack> {
+        let (requested, claimed, done) =
+            (self.word(REQUESTED), self.word(CLAIMED), self.word(DONE));
+        let slot = self.slot;
+        let state = slot.wait(deadline, |state| {
+            (state == requested || state == claimed) && !self.exited()
+        });
+        // Unless it is done, take the request back, so that a late handler
+        // does nothing; if a handler has claimed it, that handler owns the
+        // buffer until it is done, and the next call waits for it. (It may
+        // have finished just now.)
+        if state != done && slot.take_back(requested) != Err(done) {
+            return Err(if self.exited() {
+                NoStack::ThreadGone
+            } else {
+                NoStack::Timeout
+            });
+        }
+
+        let copied = slot.copied.load(Relaxed);
+        // SAFETY: the slot is `DONE` and we hold its turn: the handler that
+        // wrote the buffer has finished (its `Release` swap to `DONE` pairs
+        // with our `Acquire` load), and no handler can write it again before
+        // a new request. The buffer lives as long as the target's lease,
+        // which the caller keeps alive while a request is outstanding (the
+        // public `PendingSample` holds the target), and `copied` never
+        // exceeds its capacity.
+        let stack =
+            unsafe { std::slice::from_raw_parts(slot.buffer.load(Relaxed), copied) }.to_vec();
+        let [ip, sp, fp, lr] = slot
+            .registers
+            .each_ref()
+            .map(|register| register.load(Relaxed));
+        let sample = RawSample {
+            tid: self.tid,
+            registers: Registers { ip, sp, fp, lr },
+            stack_start: sp,
+            stack,
+            truncated: slot.truncated.load(Relaxed),
+            pause_ns: slot.pause_ns.load(Relaxed),
+        };
+        slot.state.store(self.word(IDLE), Release);
+        Ok(sample)
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        // A request still outstanding is taken back; one answered and not
+        // taken is returned to idle; one already taken is idle, and this
+        // does nothing. A claimed one stays with its handler.
+        let _ = self.slot.take_back(self.word(REQUESTED));
+        let done = self.word(DONE);
+        let _ = self
+            .slot
+            .state
+            .compare_exchange(done, self.word(IDLE), AcqRel, Acquire);
+    }
 }
 
 /// The kernel's `siginfo_t` for `SI_QUEUE` on 64-bit Linux: the common

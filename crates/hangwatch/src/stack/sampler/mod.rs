@@ -74,6 +74,7 @@
 //! ```
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::stack::{NoStack, RawSample};
@@ -179,6 +180,46 @@ impl Sampler {
         timeout: Duration,
     ) -> Result<RawSample, NoStack> {
         platform::sample(self.signal, &target.inner, max_bytes, timeout)
+    }
+
+    /// Asks `target` for a sample of at most `max_bytes` of its stack and
+    /// returns at once, so that many threads can be asked in parallel and
+    /// answered while the caller does other work. Fails with
+    /// [`NoStack::Timeout`] if another caller holds the target's turn.
+    pub fn request(
+        &self,
+        target: &Arc<SampleTarget>,
+        max_bytes: usize,
+    ) -> Result<PendingSample, NoStack> {
+        let request = platform::request(self.signal, &target.inner, max_bytes)?;
+        Ok(PendingSample {
+            request,
+            _target: target.clone(),
+        })
+    }
+}
+
+/// A sample asked for with [`Sampler::request`] and not yet taken.
+/// Dropping it gives the request up; a handler that runs later does
+/// nothing.
+#[derive(Debug)]
+pub struct PendingSample {
+    request: platform::Request,
+    /// The slot's buffer lives as long as its target.
+    _target: Arc<SampleTarget>,
+}
+
+impl PendingSample {
+    /// Whether the thread has answered, so that [`wait`](PendingSample::wait)
+    /// returns at once.
+    pub fn is_answered(&self) -> bool {
+        self.request.is_answered()
+    }
+
+    /// Waits at most `timeout` for the answer (zero: take it if it is
+    /// there), or gives up, with the errors of [`Sampler::sample`].
+    pub fn wait(self, timeout: Duration) -> Result<RawSample, NoStack> {
+        platform::finish(self.request, timeout)
     }
 }
 

@@ -28,11 +28,15 @@ pub(super) fn sample(
     _: usize,
     _: Duration,
 ) -> Result<RawSample, NoStack> {
-    Err(NoStack::Unsupported(format!(
+    Err(unsupported())
+}
+
+fn unsupported() -> NoStack {
+    NoStack::Unsupported(format!(
         "hangwatch has no stack sampler for {} on {} yet (it samples Linux on x86_64 and aarch64)",
         std::env::consts::OS,
         std::env::consts::ARCH,
-    )))
+    ))
 }
 
 /// Nothing to record.
@@ -48,4 +52,22 @@ impl Target {
     pub(super) fn tid(&self) -> u32 {
         0
     }
+}
+
+/// No request can be made here, so none exists.
+#[derive(Debug)]
+pub(super) enum Request {}
+
+impl Request {
+    pub(super) fn is_answered(&self) -> bool {
+        match *self {}
+    }
+}
+
+pub(super) fn request(_: SampleSignal, _: &Target, _: usize) -> Result<Request, NoStack> {
+    Err(unsupported())
+}
+
+pub(super) fn finish(request: Request, _: Duration) -> Result<RawSample, NoStack> {
+    match request {}
 }
