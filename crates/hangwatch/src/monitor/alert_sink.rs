@@ -5,6 +5,10 @@
 //! the channel is full it takes the oldest alert out and counts it as dropped,
 //! so an application that stops reading (or drops its receiver) costs a fixed
 //! amount of memory and never stalls the monitor.
+//!
+//! Every alert the monitor raises leaves through [`AlertSink::send`], so the
+//! `tracing` and `metrics` integrations (when their features are on) see each
+//! one here.
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
@@ -28,6 +32,8 @@ impl AlertSink {
     }
 
     pub(crate) fn send(&mut self, mut alert: Alert) {
+        #[cfg(any(feature = "tracing", feature = "metrics"))]
+        crate::integrations::on_alert(&alert);
         loop {
             match self.sender.try_send(alert) {
                 Ok(()) => {
@@ -38,6 +44,8 @@ impl AlertSink {
                     alert = back;
                     if self.oldest.try_recv().is_ok() {
                         self.dropped += 1;
+                        #[cfg(feature = "metrics")]
+                        crate::integrations::metrics::alert_dropped();
                     }
                 }
                 // We hold a receiver, so this cannot happen; if it did, there

@@ -140,6 +140,20 @@ impl Components {
         self.list.iter().map(|c| c.transient).min()
     }
 
+    /// The earliest first deadline among activities no look has seen yet.
+    /// The monitor promised to look at each of them by then (see
+    /// `schedule.rs`); a look much later than that means it was paused.
+    pub(crate) fn earliest_unseen_deadline(&self, now: u64) -> Option<u64> {
+        self.list
+            .iter()
+            .filter_map(|c| {
+                let word = c.cell.load_state();
+                let unseen = cell::is_active(word) && word != c.seen && word != c.ignored;
+                unseen.then(|| cell::start_of(word, now) + c.transient)
+            })
+            .min()
+    }
+
     /// Whether any component's state word differs from what the latest look saw.
     pub(crate) fn any_changed(&self) -> bool {
         self.list.iter().any(|c| c.cell.load_state() != c.seen)

@@ -235,6 +235,8 @@ impl Monitor {
                 Ok(RegistryMsg::Register(registration)) => self.register(registration),
                 Ok(RegistryMsg::Unregister { key }) => {
                     if let Some(component) = self.components.remove(key) {
+                        #[cfg(feature = "metrics")]
+                        crate::integrations::metrics::components_removed(1);
                         let now = self.clock.now();
                         component.retire(now, &self.pauses, self.clock, &mut self.outbox);
                     }
@@ -246,6 +248,8 @@ impl Monitor {
     }
 
     fn register(&mut self, registration: Registration) {
+        #[cfg(feature = "metrics")]
+        crate::integrations::metrics::components_added(1);
         let component = self
             .components
             .add(registration, self.clock, self.stack_on_transient);
@@ -377,7 +381,12 @@ impl Monitor {
 
     fn look(&mut self) -> Plan {
         let now = self.clock.now();
-        self.pauses.observe(self.last_look, self.wake_at, now);
+        // This look was due at the timer we set, or earlier, at the first
+        // deadline of an activity we have not seen yet: its component relied
+        // on our promise (or woke us) to be looked at by then. Either way, a
+        // look much later than due means we were not running.
+        let due = earliest(self.wake_at, self.components.earliest_unseen_deadline(now));
+        self.pauses.observe(self.last_look, due, now);
         self.last_look = now;
         self.looks += 1;
         self.retire_exited_threads(now);
@@ -441,6 +450,8 @@ impl Monitor {
     fn retire_exited_threads(&mut self, now: u64) {
         for key in self.components.exited_threads() {
             if let Some(component) = self.components.remove(key) {
+                #[cfg(feature = "metrics")]
+                crate::integrations::metrics::components_removed(1);
                 self.threads_exited += 1;
                 component.report_thread_exited(now, &mut self.outbox);
             }
@@ -471,6 +482,14 @@ impl Monitor {
         for reply in self.stats_requests.drain(..) {
             let _ = reply.send(stats.clone());
         }
+    }
+}
+
+/// The components still registered when the monitor ends leave the gauge.
+#[cfg(feature = "metrics")]
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        crate::integrations::metrics::components_removed(self.components.iter().count());
     }
 }
 

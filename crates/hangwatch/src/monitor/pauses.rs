@@ -10,12 +10,16 @@
 //! > whole span since its previous look is a *pause*, and no activity is
 //! > charged for time inside a pause.
 //!
+//! "Planned" is the timer the monitor set, or, if earlier, the first deadline
+//! of an activity it has not seen yet: the component relied on the
+//! monitor's promise, or woke it, to be looked at by then (`schedule.rs`).
+//! That second case catches a process stopped right after a component woke
+//! an idle monitor, before the monitor ran.
+//!
 //! The monitor cannot tell when inside that span the pause began, so it gives
 //! the benefit of the doubt to the component: a hang that was real during the
 //! span is reported later by at most the monitor's planned sleep, while a
-//! paused process never raises an alert it did not earn while running. A
-//! monitor that was woken by a component, or that had no timer set, was not
-//! late, so it records no pause.
+//! paused process never raises an alert it did not earn while running.
 //!
 //! Spans are kept only while some activity that began before their end is
 //! still being watched, so the log stays a handful of entries long.

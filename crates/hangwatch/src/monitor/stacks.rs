@@ -44,7 +44,12 @@ impl Stacks {
     /// Copies `target`'s registers and its whole preallocated slice of stack,
     /// waiting at most the capture timeout.
     pub(crate) fn capture(&self, target: &SampleTarget) -> Result<RawSample, NoStack> {
-        self.sampler.sample(target, self.capture_timeout)
+        let sample = self.sampler.sample(target, self.capture_timeout);
+        #[cfg(feature = "metrics")]
+        if sample.is_ok() {
+            crate::integrations::metrics::sample_taken();
+        }
+        sample
     }
 
     /// Asks `target` for at most `max_bytes` of its stack, without waiting.
@@ -53,7 +58,12 @@ impl Stacks {
         target: &Arc<SampleTarget>,
         max_bytes: usize,
     ) -> Result<PendingSample, NoStack> {
-        self.sampler.request(target, max_bytes)
+        let request = self.sampler.request(target, max_bytes);
+        #[cfg(feature = "metrics")]
+        if request.is_ok() {
+            crate::integrations::metrics::sample_taken();
+        }
+        request
     }
 
     /// Hands `work` to the workers and returns its job id, or `None` if
