@@ -66,7 +66,11 @@ pub fn run(options: &Options) -> ExitCode {
         alerts,
         control,
         ..
-    } = match Monitor::builder().start() {
+    } = match Monitor::builder()
+        .warm_symbols(true)
+        .symbolicate_deadline(Duration::from_secs(5))
+        .start()
+    {
         Ok(monitor) => monitor,
         Err(error) => {
             eprintln!("hangwatch demo: {error}");

@@ -54,6 +54,7 @@ pub struct Builder {
     symbolicate_deadline: Duration,
     stack_on_transient: bool,
     stack_workers: usize,
+    warm_symbols: bool,
 }
 
 impl Default for Builder {
@@ -80,6 +81,7 @@ impl Builder {
             symbolicate_deadline: Duration::from_secs(2),
             stack_on_transient: false,
             stack_workers: 1,
+            warm_symbols: false,
         }
     }
 
@@ -155,6 +157,16 @@ impl Builder {
         self
     }
 
+    /// Whether the stack workers read the program's symbols as soon as the
+    /// monitor starts (off by default). The first hang's stack is then
+    /// symbolicated as fast as later ones (microseconds rather than tens of
+    /// milliseconds, or more for a large debug build), at the price of that
+    /// work and memory up front, even if nothing ever hangs.
+    pub fn warm_symbols(mut self, warm: bool) -> Builder {
+        self.warm_symbols = warm;
+        self
+    }
+
     /// How many threads unwind and symbolicate stacks (1 by default).
     pub fn stack_workers(mut self, workers: usize) -> Builder {
         self.stack_workers = workers;
@@ -181,7 +193,7 @@ impl Builder {
         let stack_stages = if self.stacks {
             Some(Stacks::new(
                 Sampler::install(self.stack_signal).map_err(StartError::Sampler)?,
-                StackWorkers::start(self.stack_workers, &stacks_sender)
+                StackWorkers::start(self.stack_workers, &stacks_sender, self.warm_symbols)
                     .map_err(StartError::Spawn)?,
                 self.capture_timeout,
                 Clock::global().to_stamps(self.symbolicate_deadline),

@@ -109,6 +109,20 @@
 //! | exited thread with no unregister | reported as hung | reported once as exited |
 //!
 //! Run `hangwatch bench` for the figures side by side on your machine.
+//!
+//! # Integrations
+//!
+//! Cargo features, all off by default, fit hangwatch to what a program
+//! already uses; see the `integrations` module (present when one of them is
+//! on) for each one's API and cost:
+//!
+//! - `crossbeam`: a loop over crossbeam-channel receivers is monitored by
+//!   changing one line, `for msg in handle.event_loop(annotate).iter(&inbox)`.
+//! - `tokio`: every worker thread of a multi-thread runtime is a component;
+//!   a task that blocks its worker raises alerts naming the task.
+//! - `tracing`: every alert is also a `tracing` event.
+//! - `metrics`: hang counters, durations and health figures through the
+//!   `metrics` facade, for Prometheus and the like.
 
 #![warn(missing_docs)]
 
@@ -121,6 +135,13 @@ mod component;
 mod control;
 mod error;
 mod handle;
+#[cfg(any(
+    feature = "crossbeam",
+    feature = "tokio",
+    feature = "tracing",
+    feature = "metrics"
+))]
+pub mod integrations;
 mod messages;
 mod monitor;
 mod profile;

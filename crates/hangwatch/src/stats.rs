@@ -3,13 +3,13 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::alert::HangLevel;
 use crate::component::ComponentId;
 
 /// The monitor's figures at one moment. See [`Control::stats`](crate::Control::stats).
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Stats {
     /// Whether hang checks are on.
     pub enabled: bool,
@@ -36,7 +36,7 @@ pub struct Stats {
 }
 
 /// One component's figures.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ComponentStats {
     /// Which component.
     pub id: ComponentId,
@@ -55,7 +55,7 @@ pub struct ComponentStats {
 }
 
 /// What a component is doing, as of the monitor's latest look.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum ComponentState {
     /// Waiting for its next event.

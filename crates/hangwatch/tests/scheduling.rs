@@ -32,8 +32,22 @@ fn context_switches(name: &str) -> u64 {
 
 #[test]
 fn an_idle_monitor_does_not_wake_up() {
-    let name = "hw-test-idle";
-    let Monitor { register, .. } = Monitor::builder().thread_name(name).start().unwrap();
+    idle_monitor_wakeups("hw-test-idle", true);
+}
+
+#[test]
+fn an_idle_monitor_without_stacks_does_not_wake_up_either() {
+    // Without stack workers, the monitor must not keep selecting on their
+    // closed channel.
+    idle_monitor_wakeups("hw-test-nostack", false);
+}
+
+fn idle_monitor_wakeups(name: &str, stacks: bool) {
+    let Monitor { register, .. } = Monitor::builder()
+        .thread_name(name)
+        .stacks(stacks)
+        .start()
+        .unwrap();
     let puppets: Vec<_> = (0..100)
         .map(|n| {
             Puppet::spawn(

@@ -7,8 +7,8 @@
 //! amount of memory and never stalls the monitor.
 //!
 //! Every alert the monitor raises leaves through [`AlertSink::send`], so the
-//! `tracing` and `metrics` integrations (when their features are on) see each
-//! one here.
+//! `tracing`, `metrics` and `tokio` integrations (when their features are on)
+//! see each one here.
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
@@ -32,7 +32,7 @@ impl AlertSink {
     }
 
     pub(crate) fn send(&mut self, mut alert: Alert) {
-        #[cfg(any(feature = "tracing", feature = "metrics"))]
+        #[cfg(any(feature = "tracing", feature = "metrics", feature = "tokio"))]
         crate::integrations::on_alert(&alert);
         loop {
             match self.sender.try_send(alert) {

@@ -177,21 +177,30 @@ impl Monitor {
             //    message, a stack from a worker, or a stack's deadline.
             inbox.wait(self.time_until_wake());
 
-            // 2. Take in what arrived. Registrations go first, so that an exit
-            //    request sees every registration sent before it; one that
-            //    arrives after an exit is signalled on arrival, so the two
-            //    channels may interleave in any order without losing a signal.
-            if !self.take_registrations(&inbox.registry) {
-                // Every register and handle is gone: nothing left to watch,
-                // and nobody left to signal.
-                return;
-            }
-            if !self.take_control(&mut inbox.control) {
+            // 2. Take in what arrived. Every registration sent before a
+            //    control request is taken in before that request is handled
+            //    (see `take_messages`); one that arrives after an exit is
+            //    signalled on arrival, so the two channels may interleave in
+            //    any order without losing a signal.
+            if !self.take_messages(&mut inbox) {
+                // Every register and handle is gone (nothing left to watch,
+                // and nobody left to signal), or we were asked to stop. Alerts
+                // still waiting for their stacks leave with what they have.
+                self.outbox.expire(u64::MAX);
                 return;
             }
             while inbox.wake.try_recv().is_ok() {}
-            while let Ok(done) = inbox.stacks.try_recv() {
-                self.stack_done(done);
+            loop {
+                match inbox.stacks.try_recv() {
+                    Ok(done) => self.stack_done(done),
+                    Err(TryRecvError::Empty) => break,
+                    // No stack workers (stacks are off, or they failed):
+                    // stop selecting on a channel that would always be ready.
+                    Err(TryRecvError::Disconnected) => {
+                        inbox.stacks = never();
+                        break;
+                    }
+                }
             }
 
             // 3. Look at every component: raise what is due (sampling the
@@ -263,33 +272,52 @@ impl Monitor {
         }
     }
 
-    /// Returns false when asked to shut down.
-    fn take_control(&mut self, control: &mut Receiver<ControlMsg>) -> bool {
+    /// Takes in registrations, then control requests. Before each control
+    /// request it takes in the registrations again: one sent before the
+    /// request (by a thread the requester heard from) is in the channel by
+    /// the time the request is, so it is taken in first, and an exit or a
+    /// figures request reflects it. Returns false once every register and
+    /// handle is gone, or when asked to shut down.
+    fn take_messages(&mut self, inbox: &mut Inbox) -> bool {
+        if !self.take_registrations(&inbox.registry) {
+            return false;
+        }
         loop {
-            match control.try_recv() {
-                Ok(ControlMsg::Exit { reply }) => {
-                    let report = self.exit();
-                    let _ = reply.send(report);
-                }
-                Ok(ControlMsg::Stats { reply }) => self.stats_requests.push(reply),
-                Ok(ControlMsg::SetEnabled(enabled)) => self.set_enabled(enabled),
-                Ok(ControlMsg::StartProfiling { options, reply }) => {
-                    let _ = reply.send(self.start_profiling(options));
-                }
-                Ok(ControlMsg::StopProfiling { reply }) => self.stop_profiling(reply),
-                Ok(ControlMsg::Shutdown { reply }) => {
-                    // Nothing is looked at after this reply.
-                    let _ = reply.send(());
-                    return false;
-                }
+            let message = match inbox.control.try_recv() {
+                Ok(message) => message,
                 Err(TryRecvError::Empty) => return true,
                 Err(TryRecvError::Disconnected) => {
                     // Every `Control` is gone; stop selecting on its channel.
-                    *control = never();
+                    inbox.control = never();
                     return true;
                 }
+            };
+            if !self.take_registrations(&inbox.registry) || !self.handle_control(message) {
+                return false;
             }
         }
+    }
+
+    /// Returns false when asked to shut down.
+    fn handle_control(&mut self, message: ControlMsg) -> bool {
+        match message {
+            ControlMsg::Exit { reply } => {
+                let report = self.exit();
+                let _ = reply.send(report);
+            }
+            ControlMsg::Stats { reply } => self.stats_requests.push(reply),
+            ControlMsg::SetEnabled(enabled) => self.set_enabled(enabled),
+            ControlMsg::StartProfiling { options, reply } => {
+                let _ = reply.send(self.start_profiling(options));
+            }
+            ControlMsg::StopProfiling { reply } => self.stop_profiling(reply),
+            ControlMsg::Shutdown { reply } => {
+                // Nothing is looked at after this reply.
+                let _ = reply.send(());
+                return false;
+            }
+        }
+        true
     }
 
     fn exit(&mut self) -> ExitReport {

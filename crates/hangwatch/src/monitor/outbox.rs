@@ -18,6 +18,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::alert::{Alert, AlertKind};
 use crate::messages::StackWork;
@@ -31,7 +32,7 @@ pub(crate) enum Capture<'a> {
     /// This alert carries no stack.
     No,
     /// Sample this thread.
-    Thread(&'a SampleTarget),
+    Thread(&'a Arc<SampleTarget>),
     /// It should, but cannot.
     Missing(NoStack),
 }

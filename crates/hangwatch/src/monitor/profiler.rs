@@ -23,6 +23,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crossbeam_channel::Sender;
@@ -36,7 +37,7 @@ use crate::messages::StackWork;
 use crate::monitor::components::Components;
 use crate::monitor::stacks::Stacks;
 use crate::profile::{HangMarker, Profile, ProfileSample, ProfiledThread};
-use crate::stack::sampler::PendingSample;
+use crate::stack::sampler::SampleTarget;
 use crate::stack::Frame;
 
 /// How to profile. See [`Control::start_profiling`](crate::Control::start_profiling).
@@ -94,7 +95,8 @@ pub(crate) struct Profiler {
     stacks: Rc<Stacks>,
     interval: u64,
     stack_bytes: usize,
-    max_samples: usize,
+    /// The span of samples kept, in stamps.
+    keep: u64,
     options: ProfilingOptions,
     started: u64,
     started_wall: SystemTime,
@@ -102,8 +104,9 @@ pub(crate) struct Profiler {
     threads: HashMap<u64, ThreadSamples>,
     /// Thread keys in the order they were first seen.
     order: Vec<u64>,
-    /// Samples asked for and not yet answered: thread key to (request, time).
-    pending: HashMap<u64, (PendingSample, u64)>,
+    /// Samples asked for and not yet taken: thread key to (target, time).
+    /// The requests themselves are kept by `Stacks`.
+    pending: HashMap<u64, (Arc<SampleTarget>, u64)>,
     /// How long a request may go unanswered, in stamps.
     capture_timeout: u64,
     /// Samples being unwound: job id to (thread key, time).
@@ -123,11 +126,10 @@ impl Profiler {
         let interval = clock
             .to_stamps(Duration::from_secs(1) / options.rate_hz.max(1))
             .max(1);
-        let per_second = options.rate_hz.max(1) as f64;
         Profiler {
             interval,
             stack_bytes: options.stack_bytes,
-            max_samples: ((options.max_duration.as_secs_f64() * per_second).ceil() as usize).max(1),
+            keep: clock.to_stamps(options.max_duration),
             options,
             started: now,
             started_wall: SystemTime::now(),
@@ -185,17 +187,12 @@ impl Profiler {
                     time,
                     ..last.clone()
                 };
-                push_bounded(
-                    &mut thread.samples,
-                    repeat,
-                    self.max_samples,
-                    &mut self.dropped,
-                );
+                push_bounded(&mut thread.samples, repeat, self.keep, &mut self.dropped);
                 continue;
             }
             match self.stacks.request(target, self.stack_bytes) {
-                Ok(request) => {
-                    self.pending.insert(key, (request, time));
+                Ok(()) => {
+                    self.pending.insert(key, (target.clone(), time));
                 }
                 Err(_) => self.dropped += 1,
             }
@@ -205,13 +202,13 @@ impl Profiler {
     /// Hands the answered requests to the workers, and gives up those
     /// unanswered for longer than the capture timeout.
     fn take_answers(&mut self, time: u64) {
-        for (key, (request, asked)) in std::mem::take(&mut self.pending) {
-            if !request.is_answered() && time - asked <= self.capture_timeout {
-                self.pending.insert(key, (request, asked));
+        for (key, (target, asked)) in std::mem::take(&mut self.pending) {
+            let give_up = time - asked > self.capture_timeout;
+            let Some(answer) = self.stacks.answer(&target, give_up) else {
+                self.pending.insert(key, (target, asked));
                 continue;
-            }
-            let job = request
-                .wait(Duration::ZERO)
+            };
+            let job = answer
                 .ok()
                 .and_then(|sample| self.stacks.submit(StackWork::ProfileSample(sample)));
             match job {
@@ -234,12 +231,7 @@ impl Profiler {
                 addresses: addresses.into(),
                 truncated,
             };
-            push_bounded(
-                &mut thread.samples,
-                walked,
-                self.max_samples,
-                &mut self.dropped,
-            );
+            push_bounded(&mut thread.samples, walked, self.keep, &mut self.dropped);
         }
         true
     }
@@ -292,6 +284,7 @@ impl Profiler {
             self.dropped + self.in_flight.len() as u64 + self.pending.len() as u64;
         self.in_flight.clear();
         self.pending.clear();
+        self.stacks.forget_requests();
         let mut samples = Vec::new();
         for key in &self.order {
             let Some(thread) = self.threads.remove(key) else {
@@ -359,9 +352,11 @@ impl Profiler {
     }
 }
 
-fn push_bounded(samples: &mut VecDeque<Walked>, walked: Walked, max: usize, dropped: &mut u64) {
+/// Adds `walked` and drops the samples older than `keep` before it.
+fn push_bounded(samples: &mut VecDeque<Walked>, walked: Walked, keep: u64, dropped: &mut u64) {
+    let oldest = walked.time.saturating_sub(keep);
     samples.push_back(walked);
-    while samples.len() > max {
+    while samples.front().is_some_and(|s| s.time < oldest) {
         samples.pop_front();
         *dropped += 1;
     }

@@ -5,8 +5,15 @@
 //! outbox, which captures hung threads, and the profiler, which captures
 //! every thread at a rate. Answers come back on the `stacks` channel of the
 //! monitor's inbox, and the monitor routes each to whoever owns its job id.
+//!
+//! The profiler's requests are kept here, not in the profiler: a request
+//! holds the sampler's turn on its thread until it is taken, and the
+//! monitor must not wait for that turn to capture a hung thread, since only
+//! the monitor itself could give it back. A capture therefore first gives up
+//! a profiling request pending on the same thread.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +30,9 @@ pub(crate) struct Stacks {
     /// How long a hang alert may wait for symbolication, in stamps.
     pub(crate) symbolicate_deadline: u64,
     next_job: Cell<u64>,
+    /// Profiling requests not yet taken, by target (its address, which is
+    /// stable while the request holds the target).
+    pending: RefCell<HashMap<usize, PendingSample>>,
 }
 
 impl Stacks {
@@ -38,12 +48,15 @@ impl Stacks {
             capture_timeout,
             symbolicate_deadline,
             next_job: Cell::new(0),
+            pending: RefCell::new(HashMap::new()),
         }
     }
 
     /// Copies `target`'s registers and its whole preallocated slice of stack,
     /// waiting at most the capture timeout.
-    pub(crate) fn capture(&self, target: &SampleTarget) -> Result<RawSample, NoStack> {
+    pub(crate) fn capture(&self, target: &Arc<SampleTarget>) -> Result<RawSample, NoStack> {
+        // Frees the turn a profiling request may hold on this thread.
+        self.pending.borrow_mut().remove(&address(target));
         let sample = self.sampler.sample(target, self.capture_timeout);
         #[cfg(feature = "metrics")]
         if sample.is_ok() {
@@ -52,18 +65,43 @@ impl Stacks {
         sample
     }
 
-    /// Asks `target` for at most `max_bytes` of its stack, without waiting.
+    /// Asks `target` for at most `max_bytes` of its stack, without waiting;
+    /// [`Stacks::answer`] takes the answer.
     pub(crate) fn request(
         &self,
         target: &Arc<SampleTarget>,
         max_bytes: usize,
-    ) -> Result<PendingSample, NoStack> {
-        let request = self.sampler.request(target, max_bytes);
+    ) -> Result<(), NoStack> {
+        let request = self.sampler.request(target, max_bytes)?;
         #[cfg(feature = "metrics")]
-        if request.is_ok() {
-            crate::integrations::metrics::sample_taken();
+        crate::integrations::metrics::sample_taken();
+        self.pending.borrow_mut().insert(address(target), request);
+        Ok(())
+    }
+
+    /// The answer to `target`'s request: `None` while it is pending (unless
+    /// `give_up`, which takes what is there or gives the request up);
+    /// `Some(Err(NoStack::Timeout))` if there is no request any more (a
+    /// capture took its place).
+    pub(crate) fn answer(
+        &self,
+        target: &Arc<SampleTarget>,
+        give_up: bool,
+    ) -> Option<Result<RawSample, NoStack>> {
+        let mut pending = self.pending.borrow_mut();
+        let key = address(target);
+        match pending.get(&key) {
+            None => Some(Err(NoStack::Timeout)),
+            Some(request) if !request.is_answered() && !give_up => None,
+            Some(_) => pending
+                .remove(&key)
+                .map(|request| request.wait(Duration::ZERO)),
         }
-        request
+    }
+
+    /// Gives up every profiling request.
+    pub(crate) fn forget_requests(&self) {
+        self.pending.borrow_mut().clear();
     }
 
     /// Hands `work` to the workers and returns its job id, or `None` if
@@ -73,4 +111,8 @@ impl Stacks {
         self.next_job.set(id + 1);
         self.workers.submit(StackJob { id, work }).ok().map(|()| id)
     }
+}
+
+fn address(target: &Arc<SampleTarget>) -> usize {
+    Arc::as_ptr(target) as usize
 }

@@ -31,15 +31,22 @@ pub(crate) struct StackWorkers {
 }
 
 impl StackWorkers {
-    /// Starts `count` workers that answer on `done`.
-    pub(crate) fn start(count: usize, done: &Sender<StackDone>) -> std::io::Result<StackWorkers> {
+    /// Starts `count` workers that answer on `done`. With `warm`, each
+    /// first reads the symbols of the module hangwatch is linked into
+    /// (usually the program itself), so that the first hang's stack is
+    /// symbolicated as fast as the later ones.
+    pub(crate) fn start(
+        count: usize,
+        done: &Sender<StackDone>,
+        warm: bool,
+    ) -> std::io::Result<StackWorkers> {
         let (jobs, queue) = bounded(QUEUE);
         for n in 0..count.max(1) {
             let queue = queue.clone();
             let done = done.clone();
             std::thread::Builder::new()
                 .name(format!("hangwatch-stack-{n}"))
-                .spawn(move || work(queue, done))?;
+                .spawn(move || work(queue, done, warm))?;
         }
         Ok(StackWorkers { jobs })
     }
@@ -52,9 +59,16 @@ impl StackWorkers {
     }
 }
 
-fn work(queue: Receiver<StackJob>, done: Sender<StackDone>) {
+fn work(queue: Receiver<StackJob>, done: Sender<StackDone>, warm: bool) {
     let mut unwinder = Unwinder::new();
     let mut symbolizer = Symbolizer::new();
+    if warm {
+        let here = work as fn(_, _, _) as usize as u64;
+        if let Some(module) = unwinder.modules().find(here) {
+            // Missing symbols only mean a slower first stack.
+            let _ = symbolizer.preload(module);
+        }
+    }
     for StackJob { id, work } in queue {
         let answers = match work {
             StackWork::Hang(sample) => {

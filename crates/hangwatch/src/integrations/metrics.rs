@@ -1,0 +1,163 @@
+//! The monitor's figures through the `metrics` facade (feature `metrics`).
+//!
+//! With the feature on, the monitor records these through whatever recorder
+//! the program installed (`metrics-exporter-prometheus`, say), from the
+//! single places where alerts leave it, components join and leave it, and
+//! stacks are sampled:
+//!
+//! | name | type | labels | what |
+//! |---|---|---|---|
+//! | [`hangwatch_hangs_total`](HANGS_TOTAL) | counter | `component`, `level` | hang alerts raised: `level="transient"` counts every hang (each one raises a transient alert first), `level="permanent"` those that went on past the permanent timeout |
+//! | [`hangwatch_hang_duration_seconds`](HANG_DURATION_SECONDS) | histogram | `component` | how long each hang lasted, recorded when it ends |
+//! | [`hangwatch_monitored_components`](MONITORED_COMPONENTS) | gauge | | components registered now |
+//! | [`hangwatch_alerts_dropped_total`](ALERTS_DROPPED_TOTAL) | counter | | alerts dropped because nobody read the alert channel: a health signal, which should stay at zero |
+//! | [`hangwatch_samples_total`](SAMPLES_TOTAL) | counter | | stacks sampled: for hang alerts that carry a stack, and (counted when asked for) while profiling |
+//!
+//! The `component` label is the component's *name* (`layout`, not
+//! `layout#1`), so that the number of series stays bounded however many
+//! components of one kind come and go. The names are constants here, for
+//! whoever serves or relays them; call [`describe`] once to give them units
+//! and help texts, and use [`HANG_DURATION_BUCKETS`] as the histogram's
+//! buckets if your exporter asks for some.
+//!
+//! Install the recorder before starting the monitor: the gauge counts
+//! registrations up and down, so one installed later would miss the
+//! components registered before it.
+//!
+//! ```
+//! use std::time::Duration;
+//! use hangwatch::integrations::metrics::{describe, HANG_DURATION_BUCKETS, HANG_DURATION_SECONDS};
+//! use hangwatch::{ComponentId, Monitor};
+//! use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+//!
+//! // First the recorder (here one we render ourselves; use
+//! // `.with_http_listener(addr).install()?` to serve them over HTTP) ...
+//! let prometheus = PrometheusBuilder::new()
+//!     .set_buckets_for_metric(Matcher::Full(HANG_DURATION_SECONDS.into()), HANG_DURATION_BUCKETS)?
+//!     .install_recorder()?;
+//! describe();
+//!
+//! // ... then the monitor.
+//! let Monitor { register, control, .. } = Monitor::builder().stacks(false).start()?;
+//! let _handle = register.register_component(
+//!     ComponentId::new("ui", 1),
+//!     Duration::from_millis(100),
+//!     Duration::from_secs(1),
+//!     None,
+//! )?;
+//! control.stats()?; // the monitor has taken the registration in
+//! let page = prometheus.render();
+//! assert!(page.contains("hangwatch_monitored_components 1"), "{page}");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! **Cost:** a few recorder calls per alert, per registration and per stack
+//! sample, all on the monitor's thread (with the Prometheus recorder, a
+//! hash-map lookup and an atomic add each); none on the hot path. Without an
+//! installed recorder each call is a load and a branch.
+
+use ::metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+};
+
+use crate::alert::{Alert, AlertKind};
+
+/// Counter of hang alerts, labelled [`COMPONENT_LABEL`] and [`LEVEL_LABEL`].
+pub const HANGS_TOTAL: &str = "hangwatch_hangs_total";
+/// Histogram of ended hangs' durations in seconds, labelled [`COMPONENT_LABEL`].
+pub const HANG_DURATION_SECONDS: &str = "hangwatch_hang_duration_seconds";
+/// Gauge of the components registered now.
+pub const MONITORED_COMPONENTS: &str = "hangwatch_monitored_components";
+/// Counter of alerts dropped because the alert channel was full.
+pub const ALERTS_DROPPED_TOTAL: &str = "hangwatch_alerts_dropped_total";
+/// Counter of stacks sampled.
+pub const SAMPLES_TOTAL: &str = "hangwatch_samples_total";
+
+/// The label holding the component's name.
+pub const COMPONENT_LABEL: &str = "component";
+/// The label holding the hang level: `transient` or `permanent`.
+pub const LEVEL_LABEL: &str = "level";
+/// The label a hub relaying other processes' figures puts on them: which
+/// process they come from. hangwatch itself never sets it.
+pub const PROCESS_LABEL: &str = "process";
+
+/// Histogram buckets for [`HANG_DURATION_SECONDS`], in seconds: from the
+/// shortest transient timeouts people use to hangs of minutes.
+pub const HANG_DURATION_BUCKETS: &[f64] =
+    &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+
+/// Gives every metric its unit and help text in the installed recorder, and
+/// makes the series without labels appear (at zero) before anything
+/// happens, so that `hangwatch_alerts_dropped_total == 0` can be told from
+/// a process that exports nothing. Call it once, after installing the
+/// recorder.
+pub fn describe() {
+    describe_counter!(
+        HANGS_TOTAL,
+        Unit::Count,
+        "Hang alerts raised, by component name and level (level=transient counts every hang)."
+    );
+    describe_histogram!(
+        HANG_DURATION_SECONDS,
+        Unit::Seconds,
+        "How long each hang lasted, recorded when it ended, by component name."
+    );
+    describe_gauge!(
+        MONITORED_COMPONENTS,
+        Unit::Count,
+        "Components registered with the hang monitor."
+    );
+    describe_counter!(
+        ALERTS_DROPPED_TOTAL,
+        Unit::Count,
+        "Alerts dropped because nobody read the alert channel; should stay at zero."
+    );
+    describe_counter!(
+        SAMPLES_TOTAL,
+        Unit::Count,
+        "Stacks of monitored threads sampled by the hang monitor."
+    );
+    counter!(ALERTS_DROPPED_TOTAL).increment(0);
+    counter!(SAMPLES_TOTAL).increment(0);
+    gauge!(MONITORED_COMPONENTS).increment(0.0);
+}
+
+/// Counts a hang alert, or records an ended hang's duration.
+pub(crate) fn record_alert(alert: &Alert) {
+    let component = alert.component.name.clone();
+    match alert.kind {
+        AlertKind::Transient => {
+            counter!(HANGS_TOTAL, COMPONENT_LABEL => component, LEVEL_LABEL => "transient")
+                .increment(1);
+        }
+        AlertKind::Permanent => {
+            counter!(HANGS_TOTAL, COMPONENT_LABEL => component, LEVEL_LABEL => "permanent")
+                .increment(1);
+        }
+        AlertKind::Ended { .. } => {
+            histogram!(HANG_DURATION_SECONDS, COMPONENT_LABEL => component)
+                .record(alert.duration.as_secs_f64());
+        }
+        AlertKind::ThreadExited => {}
+    }
+}
+
+/// An alert was dropped from the full alert channel.
+pub(crate) fn alert_dropped() {
+    counter!(ALERTS_DROPPED_TOTAL).increment(1);
+}
+
+/// `count` components joined the monitor.
+pub(crate) fn components_added(count: usize) {
+    gauge!(MONITORED_COMPONENTS).increment(count as f64);
+}
+
+/// `count` components left the monitor.
+pub(crate) fn components_removed(count: usize) {
+    gauge!(MONITORED_COMPONENTS).decrement(count as f64);
+}
+
+/// A stack was sampled.
+pub(crate) fn sample_taken() {
+    counter!(SAMPLES_TOTAL).increment(1);
+}

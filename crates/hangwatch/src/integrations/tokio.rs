@@ -1,0 +1,699 @@
+//! Tokio worker threads as monitored components (feature `tokio`).
+//!
+//! A tokio worker is an event loop like any other: it runs tasks until it has
+//! none left, then parks. A task that blocks its worker — `std::thread::sleep`,
+//! a blocking lock, a CPU loop, synchronous I/O — keeps the worker from
+//! parking and from running every other task queued on it. With a
+//! [`WorkerMonitor`] installed on the runtime's builder, each worker thread
+//! registers itself as a component (`name#1`, `name#2`, …) and reports its
+//! activity, so such a task raises the usual alerts; the permanent alert
+//! carries the worker's stack, which points at the blocking call, and the
+//! annotation names the task when it is known.
+//!
+//! ```
+//! use std::time::Duration;
+//! use hangwatch::integrations::tokio::{spawn_named, BuilderExt, WorkerMonitor};
+//! use hangwatch::{AlertKind, Monitor};
+//!
+//! let Monitor { register, alerts, .. } = Monitor::builder().stacks(false).start()?;
+//! let workers = WorkerMonitor::new(
+//!     &register,
+//!     "tokio-worker",
+//!     Duration::from_millis(50), // transient
+//!     Duration::from_secs(1),    // permanent
+//! )?;
+//! // The one line: `.watch_workers(&workers)` on the runtime's builder.
+//! let runtime = tokio::runtime::Builder::new_multi_thread()
+//!     .worker_threads(2)
+//!     .enable_all()
+//!     .watch_workers(&workers)
+//!     .build()?;
+//! # // Workers register when they first park (see "What each option catches").
+//! # while workers.registered() < 2 { std::thread::sleep(Duration::from_millis(1)); }
+//!
+//! runtime.block_on(async {
+//!     // A task that blocks its worker for 150 ms.
+//!     spawn_named("resize images", async {
+//!         std::thread::sleep(Duration::from_millis(150));
+//!     })
+//!     .await
+//! })?;
+//!
+//! let alert = alerts.recv()?;
+//! assert_eq!(alert.kind, AlertKind::Transient);
+//! assert_eq!(alert.annotation.as_deref(), Some("resize images"));
+//! assert!(alert.component.name == "tokio-worker");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # What each option catches, and what it costs
+//!
+//! **Worker hooks** ([`WorkerMonitor::install`], stable tokio). The runtime's
+//! `on_thread_park` and `on_thread_unpark` hooks notify wait and activity:
+//! a worker is active from the moment it wakes until it parks again.
+//!
+//! - *Catches* anything that keeps a worker from parking for longer than the
+//!   timeout, in any task, instrumented or not: blocking calls and CPU loops
+//!   alike. The permanent alert's stack shows the blocking call; the
+//!   annotation is [`RUNNING_TASKS`], since the hooks do not know which task
+//!   runs.
+//! - *Misses* nothing that blocks, but a worker kept busy by a stream of
+//!   short tasks never parks either, so on a saturated runtime the activity
+//!   grows past the timeout with no task to blame. Choose timeouts longer
+//!   than the busiest stretch you expect, or instrument the tasks (below):
+//!   each instrumented poll restarts the clock.
+//! - Workers register when they first park (the hooks are the only way to
+//!   tell a worker from a blocking-pool thread), so a task that blocks a
+//!   worker before its first park — at start-up, before the runtime was ever
+//!   idle — is not seen.
+//! - `tokio::task::block_in_place` hands the worker's role to another
+//!   thread while the calling thread blocks, and that thread may end up in
+//!   the blocking pool. Call [`block_in_place`] from this module instead:
+//!   it retires the calling thread as a component first (the thread
+//!   registers again if it parks as a worker later). Called directly,
+//!   tokio's is reported as a hang of the worker, and a thread retired to
+//!   the blocking pool goes on being reported busy until it exits.
+//! - *Costs* one notification per park and one per unpark (a thread-local
+//!   lookup and a few nanoseconds), nothing per task. Workers park only when
+//!   they run out of work, so a busy runtime pays less, not more.
+//!
+//! **Instrumented tasks** ([`spawn`], [`spawn_named`], [`instrument`],
+//! [`instrument_named`]). Each poll of the wrapped future is an activity
+//! annotated with the task's name or spawn location (`file:line:column`, from
+//! `#[track_caller]`); when the poll returns, the worker's activity goes back
+//! to [`RUNNING_TASKS`] with its clock restarted.
+//!
+//! - *Catches* a poll of that task that blocks, and names the task in the
+//!   alert. A runtime whose tasks are instrumented raises no alert merely
+//!   for being busy: the clock restarts at every instrumented poll.
+//! - *Costs* per poll a thread-local lookup and two notifications (tens of
+//!   nanoseconds); per [`spawn`]/[`instrument`] one thread-local hash lookup
+//!   of the spawn location (the first time a thread sees a location, a global
+//!   lock, and once per location in the program, one small string that is
+//!   never freed). On a thread that is not a monitored worker the wrapper
+//!   does nothing but the lookup.
+//!
+//! **Poll hooks** (with `RUSTFLAGS="--cfg tokio_unstable"`). Tokio's unstable
+//! `on_before_task_poll` and `on_after_task_poll` hooks, which
+//! [`WorkerMonitor::install`] adds when they are available, make every poll of
+//! every task an activity annotated with the task's spawn location
+//! (`TaskMeta::spawned_at`).
+//!
+//! - *Catches* every task without touching a spawn call, including tasks
+//!   spawned by libraries (for a server, that is usually the library's spawn
+//!   site for each connection: wrap your handler with [`instrument_named`] to
+//!   name it). The clock restarts at every poll, so a busy runtime is not
+//!   reported.
+//! - *Costs* per poll of every task a thread-local hash lookup and two
+//!   notifications, and an unstable tokio API that may change in a 1.x
+//!   release; the whole program must be built with `--cfg tokio_unstable`.
+//!
+//! # When one blocked worker stalls the whole runtime
+//!
+//! Tokio polls its I/O and timer driver from whichever worker parked on it
+//! last; the other idle workers sleep until someone hands them a task. When
+//! the worker that held the driver wakes with a single task to run and that
+//! task blocks, nobody polls the driver any more: no socket is read, no
+//! timer fires, and requests that other workers could serve wait for the
+//! blocked one (tokio's unstable `enable_eager_driver_handoff` exists for
+//! this). So when a monitored worker raises a transient alert, the monitor
+//! also spawns an empty task on that worker's runtime, which wakes an idle
+//! worker; that worker runs it, parks again, and takes the driver over. A
+//! blocking task then costs the rest of the runtime at most the transient
+//! timeout, not the whole hang, for the price of one task spawned from the
+//! monitor's thread per transient alert of a worker.
+//! [`WorkerMonitor::hand_off_on_hang`] turns this off.
+//!
+//! Only multi-thread runtimes are watched: a current-thread runtime runs on
+//! the thread that calls `block_on`, which goes on with other work when
+//! `block_on` returns, so register that thread yourself.
+//!
+//! If the runtime already has park, unpark or stop hooks of its own (tokio
+//! keeps one of each), call [`WorkerMonitor::on_thread_park`],
+//! [`WorkerMonitor::on_thread_unpark`] and [`WorkerMonitor::on_thread_stop`]
+//! from them instead of calling `install`.
+
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::Location;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use ::tokio::runtime::{Builder, RuntimeFlavor};
+use ::tokio::task::JoinHandle;
+
+use crate::annotation::Annotation;
+use crate::component::{ComponentId, Timeouts};
+use crate::error::RegisterError;
+use crate::handle::{Handle, Register};
+
+/// The annotation of a worker's activity while it runs tasks that are not
+/// instrumented.
+pub const RUNNING_TASKS: Annotation = Annotation::new("tokio worker: running tasks");
+
+/// How many registration errors a [`WorkerMonitor`] keeps.
+const KEPT_ERRORS: usize = 16;
+
+/// Registers a runtime's worker threads as components and reports their
+/// activity. Cheap to clone; every clone shares the worker numbering.
+///
+/// See the [module docs](self) for what it catches and costs.
+#[derive(Clone)]
+pub struct WorkerMonitor {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    register: Register,
+    name: Cow<'static, str>,
+    timeouts: Timeouts,
+    next_number: AtomicU64,
+    registered: AtomicU64,
+    errors: Mutex<Vec<RegisterError>>,
+    hand_off: std::sync::atomic::AtomicBool,
+}
+
+impl WorkerMonitor {
+    /// Worker threads will register with `register` as components named
+    /// `name`, numbered from 1 in the order they first park, with these
+    /// timeouts.
+    ///
+    /// Fails if the timeouts are invalid (see
+    /// [`Register::register_component`]). Give each runtime its own name, or
+    /// share one `WorkerMonitor` between runtimes: two monitors with the same
+    /// name would register duplicate ids, which fail (see
+    /// [`registration_errors`](WorkerMonitor::registration_errors)).
+    pub fn new(
+        register: &Register,
+        name: impl Into<Cow<'static, str>>,
+        transient: Duration,
+        permanent: Duration,
+    ) -> Result<WorkerMonitor, RegisterError> {
+        Ok(WorkerMonitor {
+            shared: Arc::new(Shared {
+                register: register.clone(),
+                name: name.into(),
+                timeouts: Timeouts::new(transient, permanent)?,
+                next_number: AtomicU64::new(1),
+                registered: AtomicU64::new(0),
+                errors: Mutex::new(Vec::new()),
+                hand_off: std::sync::atomic::AtomicBool::new(true),
+            }),
+        })
+    }
+
+    /// Whether a transient alert of one of these workers wakes an idle
+    /// worker of its runtime to take over the I/O and timer driver (on by
+    /// default; see the [module docs](self)). Applies to workers that
+    /// register afterwards.
+    pub fn hand_off_on_hang(self, on: bool) -> WorkerMonitor {
+        self.shared.hand_off.store(on, Ordering::Relaxed);
+        self
+    }
+
+    /// Installs the hooks on `builder`: `on_thread_park`, `on_thread_unpark`
+    /// and `on_thread_stop`, and with `--cfg tokio_unstable` also
+    /// `on_before_task_poll` and `on_after_task_poll`. Each replaces a hook
+    /// of the same kind set earlier.
+    pub fn install<'b>(&self, builder: &'b mut Builder) -> &'b mut Builder {
+        let park = self.clone();
+        let unpark = self.clone();
+        builder
+            .on_thread_park(move || park.on_thread_park())
+            .on_thread_unpark(move || unpark.on_thread_unpark())
+            .on_thread_stop(WorkerMonitor::on_thread_stop);
+        #[cfg(tokio_unstable)]
+        builder
+            .on_before_task_poll(WorkerMonitor::on_before_task_poll)
+            .on_after_task_poll(WorkerMonitor::on_after_task_poll);
+        builder
+    }
+
+    /// What the park hook does: the worker goes back to waiting. The first
+    /// call on a worker thread registers it.
+    pub fn on_thread_park(&self) {
+        self.with_worker(Worker::park);
+    }
+
+    /// What the unpark hook does: the worker becomes active.
+    pub fn on_thread_unpark(&self) {
+        self.with_worker(Worker::unpark);
+    }
+
+    /// What the stop hook does: unregisters the calling thread, if it was a
+    /// monitored worker.
+    pub fn on_thread_stop() {
+        let _ = WORKER.try_with(|slot| {
+            if let Ok(mut slot) = slot.try_borrow_mut() {
+                // Dropping the handle unregisters the component.
+                *slot = Slot::Unmonitored;
+            }
+        });
+    }
+
+    /// What the before-poll hook does (`--cfg tokio_unstable`): the poll is
+    /// an activity annotated with the task's spawn location.
+    #[cfg(tokio_unstable)]
+    pub fn on_before_task_poll(meta: &::tokio::runtime::TaskMeta<'_>) {
+        let spawned_at = meta.spawned_at();
+        with_registered_worker(|worker| worker.set(location_label(spawned_at)));
+    }
+
+    /// What the after-poll hook does (`--cfg tokio_unstable`): the worker's
+    /// activity goes back to [`RUNNING_TASKS`].
+    #[cfg(tokio_unstable)]
+    pub fn on_after_task_poll(_meta: &::tokio::runtime::TaskMeta<'_>) {
+        with_registered_worker(|worker| worker.set(RUNNING_TASKS));
+    }
+
+    /// How many times worker threads have registered so far (a thread
+    /// registers again after [`block_in_place`]).
+    pub fn registered(&self) -> u64 {
+        self.shared.registered.load(Ordering::Relaxed)
+    }
+
+    /// The errors met registering workers (at most the first 16). A worker
+    /// that failed to register goes unmonitored.
+    pub fn registration_errors(&self) -> Vec<RegisterError> {
+        self.shared
+            .errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Runs `f` on the calling thread's worker, registering the thread first
+    /// if it was never seen.
+    fn with_worker(&self, f: impl FnOnce(&Worker)) {
+        let _ = WORKER.try_with(|slot| {
+            let unseen = slot
+                .try_borrow()
+                .is_ok_and(|slot| matches!(*slot, Slot::Unseen));
+            if unseen {
+                let found = self.register_this_thread();
+                if let Ok(mut slot) = slot.try_borrow_mut() {
+                    *slot = found;
+                }
+            }
+            if let Ok(slot) = slot.try_borrow() {
+                if let Slot::Worker(worker) = &*slot {
+                    f(worker);
+                }
+            }
+        });
+    }
+
+    fn register_this_thread(&self) -> Slot {
+        // Park hooks run on workers only, within the runtime's context; a
+        // current-thread runtime's "worker" is whichever thread calls
+        // `block_on`, which is not ours to watch.
+        let runtime = match ::tokio::runtime::Handle::try_current() {
+            Ok(runtime) if runtime.runtime_flavor() != RuntimeFlavor::CurrentThread => runtime,
+            _ => return Slot::Unmonitored,
+        };
+        let shared = &self.shared;
+        let number = shared.next_number.fetch_add(1, Ordering::Relaxed);
+        let id = ComponentId::new(shared.name.clone(), number);
+        match shared.register.register_component(
+            id.clone(),
+            shared.timeouts.transient(),
+            shared.timeouts.permanent(),
+            None,
+        ) {
+            Ok(handle) => {
+                shared.registered.fetch_add(1, Ordering::Relaxed);
+                let hand_off = shared
+                    .hand_off
+                    .load(Ordering::Relaxed)
+                    .then(|| HandOff::watch(id, runtime));
+                Slot::Worker(Worker {
+                    handle,
+                    current: Cell::new(RUNNING_TASKS),
+                    _hand_off: hand_off,
+                })
+            }
+            Err(error) => {
+                let mut errors = shared.errors.lock().unwrap_or_else(PoisonError::into_inner);
+                if errors.len() < KEPT_ERRORS {
+                    errors.push(error);
+                }
+                Slot::Unmonitored
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for WorkerMonitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerMonitor")
+            .field("name", &self.shared.name)
+            .field("timeouts", &self.shared.timeouts)
+            .field("registered", &self.registered())
+            .finish()
+    }
+}
+
+/// Adds [`watch_workers`](BuilderExt::watch_workers) to tokio's runtime
+/// builder.
+pub trait BuilderExt {
+    /// Installs `workers`' hooks: see [`WorkerMonitor::install`].
+    fn watch_workers(&mut self, workers: &WorkerMonitor) -> &mut Self;
+}
+
+impl BuilderExt for Builder {
+    fn watch_workers(&mut self, workers: &WorkerMonitor) -> &mut Self {
+        workers.install(self)
+    }
+}
+
+/// What the calling thread is to us.
+enum Slot {
+    /// Not yet seen by a park hook.
+    Unseen,
+    /// A monitored worker.
+    Worker(Worker),
+    /// Not a worker of a multi-thread runtime, a worker that could not
+    /// register, or a worker that stopped.
+    Unmonitored,
+}
+
+thread_local! {
+    static WORKER: RefCell<Slot> = const { RefCell::new(Slot::Unseen) };
+}
+
+/// A monitored worker thread.
+struct Worker {
+    handle: Handle,
+    /// The annotation of the activity under way, to go back to when a nested
+    /// (instrumented) poll ends.
+    current: Cell<Annotation>,
+    /// Its entry in the runtimes to wake on a hang, while it lives.
+    _hand_off: Option<HandOff>,
+}
+
+impl Worker {
+    fn park(&self) {
+        self.current.set(RUNNING_TASKS);
+        self.handle.notify_wait();
+    }
+
+    fn unpark(&self) {
+        self.set(RUNNING_TASKS);
+    }
+
+    /// A new activity, annotated `label`; returns the one it replaces.
+    fn set(&self, label: Annotation) -> Annotation {
+        self.handle.notify_activity(label);
+        self.current.replace(label)
+    }
+}
+
+/// The runtime of each monitored worker (by component id, with a token
+/// telling registrations of the same id apart), for the driver hand-off.
+type Runtimes = HashMap<ComponentId, (u64, ::tokio::runtime::Handle)>;
+
+fn runtimes() -> &'static Mutex<Runtimes> {
+    static RUNTIMES: OnceLock<Mutex<Runtimes>> = OnceLock::new();
+    RUNTIMES.get_or_init(Mutex::default)
+}
+
+/// A worker's entry in [`runtimes`], removed when the worker goes.
+struct HandOff {
+    id: ComponentId,
+    token: u64,
+}
+
+impl HandOff {
+    fn watch(id: ComponentId, runtime: ::tokio::runtime::Handle) -> HandOff {
+        static TOKENS: AtomicU64 = AtomicU64::new(0);
+        let token = TOKENS.fetch_add(1, Ordering::Relaxed);
+        runtimes()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.clone(), (token, runtime));
+        HandOff { id, token }
+    }
+}
+
+impl Drop for HandOff {
+    fn drop(&mut self) {
+        let mut runtimes = runtimes().lock().unwrap_or_else(PoisonError::into_inner);
+        if runtimes
+            .get(&self.id)
+            .is_some_and(|(token, _)| *token == self.token)
+        {
+            runtimes.remove(&self.id);
+        }
+    }
+}
+
+/// Called on the monitor's thread with every alert: a transient alert of a
+/// monitored worker wakes an idle worker of its runtime, which then takes
+/// over the I/O and timer driver (see the module docs).
+pub(crate) fn on_alert(alert: &crate::Alert) {
+    if alert.kind != crate::AlertKind::Transient {
+        return;
+    }
+    let runtime = runtimes()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&alert.component)
+        .map(|(_, runtime)| runtime.clone());
+    if let Some(runtime) = runtime {
+        // A task spawned from outside the runtime wakes a parked worker. If
+        // the runtime is shutting down, the task is dropped unrun.
+        drop(runtime.spawn(async {}));
+    }
+}
+
+/// Runs `f` on the calling thread's worker, if it is a monitored one.
+fn with_registered_worker<R>(f: impl FnOnce(&Worker) -> R) -> Option<R> {
+    WORKER
+        .try_with(|slot| match &*slot.try_borrow().ok()? {
+            Slot::Worker(worker) => Some(f(worker)),
+            _ => None,
+        })
+        .ok()
+        .flatten()
+}
+
+/// One poll of an instrumented future: an activity with its label, and when
+/// it ends, the worker's previous activity again (its clock restarted).
+struct PollScope {
+    previous: Option<Annotation>,
+}
+
+impl PollScope {
+    #[inline]
+    fn enter(label: Annotation) -> PollScope {
+        PollScope {
+            previous: with_registered_worker(|worker| worker.set(label)),
+        }
+    }
+}
+
+impl Drop for PollScope {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(previous) = self.previous {
+            with_registered_worker(|worker| worker.set(previous));
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future whose every poll, on a monitored worker, is an activity
+    /// annotated with its label. Made by [`instrument`] and
+    /// [`instrument_named`].
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Instrumented<F> {
+        #[pin]
+        future: F,
+        label: Annotation,
+    }
+}
+
+impl<F> Instrumented<F> {
+    /// The annotation of this future's polls.
+    pub fn label(&self) -> Annotation {
+        self.label
+    }
+
+    /// The wrapped future.
+    pub fn into_inner(self) -> F {
+        self.future
+    }
+}
+
+impl<F: Future> Future for Instrumented<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _scope = PollScope::enter(*this.label);
+        this.future.poll(cx)
+    }
+}
+
+impl<F> std::fmt::Debug for Instrumented<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instrumented")
+            .field("label", &self.label)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Wraps `future` so that its polls are annotated with the caller's location
+/// (`file:line:column`).
+#[track_caller]
+pub fn instrument<F: Future>(future: F) -> Instrumented<F> {
+    Instrumented {
+        future,
+        label: location_label(Location::caller()),
+    }
+}
+
+/// Wraps `future` so that its polls are annotated `name`.
+pub fn instrument_named<F: Future>(name: impl Into<Annotation>, future: F) -> Instrumented<F> {
+    Instrumented {
+        future,
+        label: name.into(),
+    }
+}
+
+/// `tokio::spawn`, with the task's polls annotated with the caller's location.
+///
+/// Like `tokio::spawn`, it must be called within a runtime.
+#[track_caller]
+pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    ::tokio::spawn(instrument(future))
+}
+
+/// `tokio::spawn`, with the task's polls annotated `name`.
+///
+/// Like `tokio::spawn`, it must be called within a runtime.
+#[track_caller]
+pub fn spawn_named<F>(name: impl Into<Annotation>, future: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    ::tokio::spawn(instrument_named(name, future))
+}
+
+/// `tokio::task::block_in_place`, for monitored workers: the calling thread
+/// stops being a monitored worker first, since tokio hands its worker's role
+/// to another thread while `f` blocks. If the thread parks as a worker again
+/// afterwards, it registers again (under a new number).
+///
+/// Panics where tokio's does: when called from a current-thread runtime.
+pub fn block_in_place<F, R>(f: F) -> R
+where
+    F: FnOnce() -> R,
+{
+    let _ = WORKER.try_with(|slot| {
+        if let Ok(mut slot) = slot.try_borrow_mut() {
+            if matches!(*slot, Slot::Worker(_)) {
+                // Dropping the worker unregisters it.
+                *slot = Slot::Unseen;
+            }
+        }
+    });
+    ::tokio::task::block_in_place(f)
+}
+
+/// The annotation `file:line:column` for a location, made once per location
+/// in the program and then looked up in a per-thread cache.
+fn location_label(location: &'static Location<'static>) -> Annotation {
+    type Key = (usize, usize, u32, u32);
+    thread_local! {
+        static SEEN: RefCell<HashMap<Key, Annotation>> = RefCell::new(HashMap::new());
+    }
+    static ALL: OnceLock<Mutex<HashMap<Key, Annotation>>> = OnceLock::new();
+
+    let file = location.file();
+    let key = (
+        file.as_ptr() as usize,
+        file.len(),
+        location.line(),
+        location.column(),
+    );
+    let seen = SEEN
+        .try_with(|seen| seen.try_borrow().ok()?.get(&key).copied())
+        .ok()
+        .flatten();
+    if let Some(label) = seen {
+        return label;
+    }
+    let label = *ALL
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(key)
+        .or_insert_with(|| {
+            // Once per location in the program: a bounded, deliberate leak,
+            // since annotations are `&'static str`.
+            Annotation::new(Box::leak(location.to_string().into_boxed_str()))
+        });
+    let _ = SEEN.try_with(|seen| {
+        if let Ok(mut seen) = seen.try_borrow_mut() {
+            seen.insert(key, label);
+        }
+    });
+    label
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_location_label_is_made_once_and_reads_file_line_column() {
+        let here = Location::caller();
+        let first = location_label(here);
+        let second = location_label(here);
+        assert!(std::ptr::eq(first.as_str(), second.as_str()));
+        assert_eq!(
+            first.as_str(),
+            format!("{}:{}:{}", here.file(), here.line(), here.column())
+        );
+        let other = std::thread::spawn(move || location_label(here))
+            .join()
+            .unwrap();
+        assert!(std::ptr::eq(first.as_str(), other.as_str()));
+    }
+
+    #[test]
+    fn instrument_labels_with_the_callers_location() {
+        let future = instrument(async {});
+        let line = line!() - 1;
+        assert!(
+            future
+                .label()
+                .as_str()
+                .starts_with(&format!("{}:{line}:", file!())),
+            "{:?}",
+            future.label()
+        );
+        assert_eq!(
+            instrument_named("named", async {}).label().as_str(),
+            "named"
+        );
+    }
+
+    #[test]
+    fn polls_off_a_worker_thread_do_nothing() {
+        // Not a tokio worker: the scope finds no worker and restores nothing.
+        let scope = PollScope::enter(Annotation::new("not a worker"));
+        assert!(scope.previous.is_none());
+    }
+}

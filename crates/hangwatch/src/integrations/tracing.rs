@@ -1,0 +1,197 @@
+//! Every alert as a `tracing` event (feature `tracing`).
+//!
+//! With the feature on, the monitor emits one event per alert, at the point
+//! where every alert leaves it, on the monitor's thread, with target
+//! [`TARGET`] (`"hangwatch"`):
+//!
+//! | alert | level | message |
+//! |---|---|---|
+//! | transient | `WARN` | `transient hang` |
+//! | permanent | `ERROR` | `permanent hang` |
+//! | ended | `INFO` | `hang ended` |
+//! | thread exited | `INFO` | `thread exited without unregistering` |
+//!
+//! and these fields (a field whose value is unknown is left out):
+//!
+//! | field | value |
+//! |---|---|
+//! | `component` | the component, as `name#number` |
+//! | `kind` | `transient`, `permanent`, `ended` or `thread_exited`, as in the alert JSON lines |
+//! | `level` | the hang level: `transient` or `permanent` (for `ended`, the highest level the hang reached) |
+//! | `annotation` | what the component said it was doing |
+//! | `duration_ms` | how long it had been busy (for `ended`, how long the hang lasted), in milliseconds |
+//! | `thread` | the component's thread name |
+//! | `top_frame` | the first frame of the alert's stack that is the program's own code (see [`top_frame`]) |
+//! | `no_stack` | why an alert that should carry a stack does not |
+//!
+//! Nothing needs calling: the events go to the global default subscriber
+//! (the monitor's thread has no scoped one), so install yours with
+//! `tracing::subscriber::set_global_default` or your subscriber's `init`, and
+//! filter on the `hangwatch` target as usual.
+//!
+//! **Cost:** one event per alert, built and dispatched on the monitor's
+//! thread; a subscriber that is slow to record delays the monitor's next
+//! look by as much, so keep it non-blocking (most writers are buffered).
+//! Components pay nothing.
+
+use ::tracing::field::display;
+
+use crate::alert::{Alert, AlertKind, HangLevel};
+use crate::stack::{Frame, Stack};
+
+/// The target of hangwatch's events.
+pub const TARGET: &str = "hangwatch";
+
+/// Emits `alert` as an event.
+pub(crate) fn emit(alert: &Alert) {
+    let component = display(&alert.component);
+    let annotation = alert.annotation.as_deref();
+    let duration_ms = alert.duration.as_secs_f64() * 1e3;
+    let thread = alert.thread.as_deref();
+    let top_frame = alert
+        .stack
+        .as_ref()
+        .and_then(top_frame)
+        .and_then(|frame| frame.function.as_deref());
+    let no_stack = alert.no_stack.as_ref().map(display);
+    // A level per event: tracing fixes an event's level where it is written.
+    match alert.kind {
+        AlertKind::Transient => ::tracing::warn!(
+            target: TARGET,
+            component,
+            kind = "transient",
+            level = "transient",
+            annotation,
+            duration_ms,
+            thread,
+            top_frame,
+            no_stack,
+            "transient hang"
+        ),
+        AlertKind::Permanent => ::tracing::error!(
+            target: TARGET,
+            component,
+            kind = "permanent",
+            level = "permanent",
+            annotation,
+            duration_ms,
+            thread,
+            top_frame,
+            no_stack,
+            "permanent hang"
+        ),
+        AlertKind::Ended { worst } => ::tracing::info!(
+            target: TARGET,
+            component,
+            kind = "ended",
+            level = level_name(worst),
+            annotation,
+            duration_ms,
+            thread,
+            "hang ended"
+        ),
+        AlertKind::ThreadExited => ::tracing::info!(
+            target: TARGET,
+            component,
+            kind = "thread_exited",
+            annotation,
+            thread,
+            "thread exited without unregistering"
+        ),
+    }
+}
+
+fn level_name(level: HangLevel) -> &'static str {
+    match level {
+        HangLevel::Transient => "transient",
+        HangLevel::Permanent => "permanent",
+    }
+}
+
+/// The first frame of `stack` (innermost first) that is the program's own
+/// code: the first with a function name that is not in `std`, `core`,
+/// `alloc` or hangwatch, and whose module is not the system's C library or
+/// dynamic loader. `None` if there is no such frame.
+pub fn top_frame(stack: &Stack) -> Option<&Frame> {
+    stack.frames.iter().find(|frame| is_own_code(frame))
+}
+
+fn is_own_code(frame: &Frame) -> bool {
+    let Some(function) = frame.function.as_deref() else {
+        return false;
+    };
+    let path = owner_path(function);
+    const RUNTIME: [&str; 4] = ["std::", "core::", "alloc::", "hangwatch::"];
+    if RUNTIME.iter().any(|prefix| path.starts_with(prefix)) {
+        return false;
+    }
+    !frame.module.as_deref().is_some_and(is_system_library)
+}
+
+/// The path of the code a function name belongs to. For a trait method,
+/// `<Type as Trait>::method`, that is the type's path, or the trait's when the
+/// type is generic (`<&mut F as core::ops::FnOnce<A>>::call_once` is core's).
+fn owner_path(function: &str) -> &str {
+    let Some(qualified) = function.strip_prefix('<') else {
+        return function;
+    };
+    let qualified = qualified
+        .trim_start_matches('&')
+        .trim_start_matches("mut ")
+        .trim_start_matches("dyn ");
+    match qualified.split_once(" as ") {
+        Some((ty, _)) if ty.contains("::") => ty,
+        Some((_, tr)) => tr,
+        None => qualified,
+    }
+}
+
+/// The C library, the dynamic loader and the vDSO: where a blocking call
+/// ends up, never where it was made.
+fn is_system_library(module: &str) -> bool {
+    let name = module.rsplit('/').next().unwrap_or(module);
+    const SYSTEM: [&str; 6] = [
+        "libc.so",
+        "libc-",
+        "libpthread",
+        "ld-linux",
+        "linux-vdso",
+        "libgcc_s",
+    ];
+    SYSTEM.iter().any(|prefix| name.starts_with(prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(function: Option<&str>, module: &str) -> Frame {
+        Frame {
+            function: function.map(str::to_owned),
+            module: Some(module.to_owned()),
+            ..Frame::default()
+        }
+    }
+
+    #[test]
+    fn the_top_frame_skips_the_runtime_and_the_c_library() {
+        let stack = Stack {
+            frames: vec![
+                frame(None, "/usr/lib/x86_64-linux-gnu/libc.so.6"),
+                frame(Some("clock_nanosleep"), "/usr/lib/x86_64-linux-gnu/libc.so.6"),
+                frame(Some("std::thread::sleep"), "app"),
+                frame(
+                    Some("<hangwatch::integrations::tokio::Instrumented<F> as core::future::future::Future>::poll"),
+                    "app",
+                ),
+                frame(Some("<&mut F as core::ops::function::FnOnce<A>>::call_once"), "app"),
+                frame(Some("app::handlers::slow::{{closure}}"), "app"),
+                frame(Some("app::main"), "app"),
+            ],
+            truncated: false,
+        };
+        let top = top_frame(&stack).and_then(|f| f.function.as_deref());
+        assert_eq!(top, Some("app::handlers::slow::{{closure}}"));
+        assert!(top_frame(&Stack::default()).is_none());
+    }
+}

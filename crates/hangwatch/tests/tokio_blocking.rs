@@ -1,0 +1,345 @@
+//! The tokio integration (feature `tokio`): tasks that block their worker —
+//! `std::thread::sleep` in an HTTP handler, a blocking lock, a CPU loop,
+//! synchronous I/O — raise alerts carrying the worker's stack and the task's
+//! name or spawn location, while the other workers go on serving; workers
+//! unregister when the runtime stops.
+//!
+//! The HTTP server is `examples/tokio_http.rs`, compiled in here, driven
+//! with real HTTP requests over loopback.
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+
+mod common;
+#[allow(dead_code)]
+#[path = "../examples/tokio_http.rs"]
+mod tokio_http;
+
+use std::io::{Read, Write};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{ms, GENEROUS};
+use crossbeam_channel::Receiver;
+#[cfg(tokio_unstable)]
+use hangwatch::integrations::tokio::BuilderExt;
+use hangwatch::integrations::tokio::{
+    block_in_place, spawn, spawn_named, WorkerMonitor, RUNNING_TASKS,
+};
+use hangwatch::{Alert, AlertKind, ComponentId, Control, HangLevel, Monitor};
+
+/// The next alert that `wanted` accepts, skipping others (a worker of a
+/// loaded machine may legitimately be reported busy now and then).
+fn next_matching(alerts: &Receiver<Alert>, what: &str, wanted: impl Fn(&Alert) -> bool) -> Alert {
+    let deadline = Instant::now() + GENEROUS;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match alerts.recv_timeout(left) {
+            Ok(alert) if wanted(&alert) => return alert,
+            Ok(_) => continue,
+            Err(error) => panic!("expected {what} within {GENEROUS:?}: {error}"),
+        }
+    }
+}
+
+fn stack_names(alert: &Alert, function: &str) -> bool {
+    alert.stack.as_ref().is_some_and(|stack| {
+        stack.frames.iter().any(|frame| {
+            frame
+                .function
+                .as_deref()
+                .is_some_and(|f| f.contains(function))
+        })
+    })
+}
+
+/// Waits until no component named `name` is registered.
+fn wait_until_unregistered(control: &Control, name: &str) {
+    let deadline = Instant::now() + GENEROUS;
+    loop {
+        let stats = control.stats().unwrap();
+        if !stats.components.iter().any(|c| c.id.name == name) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "workers still registered: {stats:?}"
+        );
+        std::thread::sleep(ms(10));
+    }
+}
+
+#[test]
+fn a_blocking_http_handler_is_caught_in_its_stack_while_other_workers_serve() {
+    let Monitor {
+        register,
+        alerts,
+        control,
+        ..
+    } = Monitor::builder()
+        .symbolicate_deadline(GENEROUS)
+        .start()
+        .unwrap();
+    let workers = WorkerMonitor::new(&register, "http-worker", ms(100), ms(400)).unwrap();
+    let runtime = tokio_http::runtime(&workers, 3).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    runtime.spawn(tokio_http::serve(
+        listener,
+        tokio_http::app(Duration::from_millis(1500)),
+    ));
+    assert!(
+        tokio_http::wait_for_workers(&workers, 3),
+        "{:?}",
+        workers.registration_errors()
+    );
+
+    // The slow request, from a thread of its own.
+    let (slow_done, slow_answer) = mpsc::channel();
+    let client = std::thread::spawn(move || {
+        let _ = slow_done.send(tokio_http::http_get(addr, "/slow"));
+    });
+
+    let transient = next_matching(&alerts, "a transient alert for GET /slow", |alert| {
+        alert.kind == AlertKind::Transient && alert.annotation.as_deref() == Some("GET /slow")
+    });
+    let blocked = transient.component.clone();
+    let blocked_thread = transient.thread.clone().expect("workers have names");
+
+    // Meanwhile, the other workers serve.
+    for _ in 0..4 {
+        let (status, served_by) = tokio_http::http_get(addr, "/fast").unwrap();
+        assert_eq!(status, 200);
+        assert_ne!(served_by, blocked_thread, "served by the blocked worker");
+    }
+    assert!(
+        slow_answer.try_recv().is_err(),
+        "the fast requests were served while GET /slow was still blocked"
+    );
+
+    // The permanent alert carries the blocked worker's stack: the handler
+    // calling std::thread::sleep.
+    let permanent = next_matching(&alerts, "a permanent alert for GET /slow", |alert| {
+        alert.kind == AlertKind::Permanent && alert.component == blocked
+    });
+    assert_eq!(permanent.annotation.as_deref(), Some("GET /slow"));
+    assert!(
+        stack_names(&permanent, "tokio_http::block_the_worker"),
+        "the stack does not show the handler:\n{permanent}"
+    );
+    assert!(stack_names(&permanent, "std::thread"), "{permanent}");
+
+    let (status, body) = slow_answer.recv_timeout(GENEROUS).unwrap().unwrap();
+    assert_eq!((status, body.as_str()), (200, "blocked a worker for 1.5s"));
+    client.join().unwrap();
+    let ended = next_matching(&alerts, "the hang's end", |alert| {
+        matches!(alert.kind, AlertKind::Ended { .. }) && alert.component == blocked
+    });
+    assert_eq!(
+        ended.kind,
+        AlertKind::Ended {
+            worst: HangLevel::Permanent
+        }
+    );
+    assert!(ended.duration >= ms(400), "{ended}");
+
+    // Stopping the runtime unregisters its workers: no "thread exited".
+    runtime.shutdown_timeout(GENEROUS);
+    wait_until_unregistered(&control, "http-worker");
+    assert_eq!(control.stats().unwrap().threads_exited, 0);
+}
+
+#[inline(never)]
+fn blocked_on_a_lock(lock: &Mutex<()>) {
+    drop(std::hint::black_box(lock).lock());
+}
+
+#[test]
+fn a_lock_a_cpu_loop_and_synchronous_io_are_caught_and_named() {
+    let Monitor {
+        register,
+        alerts,
+        control,
+        ..
+    } = Monitor::builder()
+        .symbolicate_deadline(GENEROUS)
+        .start()
+        .unwrap();
+    let workers = WorkerMonitor::new(&register, "worker", ms(80), ms(300)).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_park({
+            let workers = workers.clone();
+            move || workers.on_thread_park()
+        })
+        .on_thread_unpark({
+            let workers = workers.clone();
+            move || workers.on_thread_unpark()
+        })
+        .on_thread_stop(WorkerMonitor::on_thread_stop)
+        .build()
+        .unwrap();
+    assert!(tokio_http::wait_for_workers(&workers, 2));
+    let is_worker = |alert: &Alert| alert.component.name == "worker";
+
+    // A blocking lock, in a task spawned through the integration: named by
+    // its spawn location, and seen in the stack.
+    let lock = Arc::new(Mutex::new(()));
+    let held = lock.lock().unwrap();
+    let task = {
+        let _runtime = runtime.enter();
+        let lock = lock.clone();
+        spawn(async move { blocked_on_a_lock(&lock) })
+    };
+    let spawned_at = format!("{}:{}:", file!(), line!() - 2);
+    let transient = next_matching(&alerts, "a transient alert for the lock", |alert| {
+        is_worker(alert) && alert.kind == AlertKind::Transient
+    });
+    assert!(
+        transient
+            .annotation
+            .as_deref()
+            .is_some_and(|label| label.starts_with(&spawned_at)),
+        "{transient} (expected the spawn location {spawned_at}...)"
+    );
+    let permanent = next_matching(&alerts, "a permanent alert for the lock", |alert| {
+        alert.component == transient.component && alert.kind == AlertKind::Permanent
+    });
+    assert!(stack_names(&permanent, "blocked_on_a_lock"), "{permanent}");
+    drop(held);
+    runtime.block_on(task).unwrap();
+    next_matching(&alerts, "the lock's hang to end", |alert| {
+        alert.component == transient.component && matches!(alert.kind, AlertKind::Ended { .. })
+    });
+
+    // A CPU loop in a plain tokio task: the worker hooks alone catch it,
+    // without a task name.
+    let spin = runtime.spawn(async {
+        let start = Instant::now();
+        let mut turns = 0u64;
+        while start.elapsed() < ms(200) {
+            turns = std::hint::black_box(turns + 1);
+        }
+        turns
+    });
+    let transient = next_matching(&alerts, "a transient alert for the CPU loop", |alert| {
+        is_worker(alert) && alert.kind == AlertKind::Transient
+    });
+    assert_eq!(
+        transient.annotation.as_deref(),
+        Some(RUNNING_TASKS.as_str())
+    );
+    assert!(runtime.block_on(spin).unwrap() > 0);
+    next_matching(&alerts, "the CPU loop's hang to end", |alert| {
+        alert.component == transient.component && matches!(alert.kind, AlertKind::Ended { .. })
+    });
+
+    // Synchronous I/O: a blocking read from a socket, in a named task.
+    let (mut ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let read = {
+        let _runtime = runtime.enter();
+        spawn_named("read a socket", async move {
+            let mut byte = [0u8; 1];
+            theirs.read_exact(&mut byte).map(|()| byte[0])
+        })
+    };
+    let transient = next_matching(&alerts, "a transient alert for the read", |alert| {
+        is_worker(alert) && alert.kind == AlertKind::Transient
+    });
+    assert_eq!(transient.annotation.as_deref(), Some("read a socket"));
+    ours.write_all(&[42]).unwrap();
+    assert_eq!(runtime.block_on(read).unwrap().unwrap(), 42);
+    next_matching(&alerts, "the read's hang to end", |alert| {
+        alert.component == transient.component && matches!(alert.kind, AlertKind::Ended { .. })
+    });
+
+    runtime.shutdown_timeout(GENEROUS);
+    wait_until_unregistered(&control, "worker");
+}
+
+#[test]
+fn block_in_place_retires_the_worker_instead_of_reporting_it() {
+    let Monitor {
+        register, alerts, ..
+    } = Monitor::builder().stacks(false).start().unwrap();
+    let workers = WorkerMonitor::new(&register, "placing", ms(150), ms(5_000)).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_park({
+            let workers = workers.clone();
+            move || workers.on_thread_park()
+        })
+        .on_thread_unpark({
+            let workers = workers.clone();
+            move || workers.on_thread_unpark()
+        })
+        .on_thread_stop(WorkerMonitor::on_thread_stop)
+        .build()
+        .unwrap();
+    assert!(tokio_http::wait_for_workers(&workers, 2));
+    let task = runtime.spawn(async { block_in_place(|| std::thread::sleep(ms(400))) });
+    runtime.block_on(task).unwrap();
+    // Neither the blocking closure nor the thread afterwards (a worker
+    // again, or retired to the blocking pool) is reported.
+    common::expect_silence(&alerts, ms(400));
+}
+
+#[test]
+fn a_current_thread_runtime_and_bad_timeouts_are_refused_without_panicking() {
+    let Monitor {
+        register, control, ..
+    } = Monitor::builder().stacks(false).start().unwrap();
+    assert!(WorkerMonitor::new(&register, "bad", ms(100), ms(100)).is_err());
+    assert!(WorkerMonitor::new(&register, "bad", Duration::ZERO, ms(100)).is_err());
+
+    // A current-thread runtime's park hooks run on whoever calls block_on:
+    // not registered.
+    let workers = WorkerMonitor::new(&register, "current", ms(100), ms(200)).unwrap();
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_all();
+    workers.install(&mut builder);
+    let runtime = builder.build().unwrap();
+    runtime.block_on(async { tokio::time::sleep(ms(20)).await });
+    assert_eq!(workers.registered(), 0);
+    assert!(control
+        .stats()
+        .unwrap()
+        .components
+        .iter()
+        .all(|c| c.id != ComponentId::new("current", 1)));
+}
+
+/// With `RUSTFLAGS="--cfg tokio_unstable"`, the poll hooks name every task
+/// by its spawn location, with no change to the spawn call.
+#[cfg(tokio_unstable)]
+#[test]
+fn with_tokio_unstable_a_plain_task_is_named_by_its_spawn_location() {
+    let Monitor {
+        register, alerts, ..
+    } = Monitor::builder().stacks(false).start().unwrap();
+    let workers = WorkerMonitor::new(&register, "unstable", ms(80), ms(5_000)).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .watch_workers(&workers)
+        .build()
+        .unwrap();
+    assert!(tokio_http::wait_for_workers(&workers, 2));
+    let task = runtime.spawn(async { std::thread::sleep(ms(200)) });
+    let spawned_at = format!("{}:{}:", file!(), line!() - 1);
+    let transient = next_matching(&alerts, "a transient alert for the task", |alert| {
+        alert.component.name == "unstable" && alert.kind == AlertKind::Transient
+    });
+    assert!(
+        transient
+            .annotation
+            .as_deref()
+            .is_some_and(|label| label.starts_with(&spawned_at)),
+        "{transient} (expected the spawn location {spawned_at}...)"
+    );
+    runtime.block_on(task).unwrap();
+}
