@@ -21,8 +21,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run event-loop threads with an injected hang and print the alerts as they come.
+    /// The main job: a hub and child processes with injected hangs, a live
+    /// view, a report, a flamegraph and a Firefox profile, and a self-check.
     Demo(demo::Options),
+    /// One child process of the demo (started by `hangwatch demo`).
+    #[command(hide = true)]
+    DemoChild(demo::ChildArgs),
     /// Report on alerts saved as JSON lines; write a flamegraph, a Firefox profile, collapsed stacks.
     Report(report::Args),
     /// Measure hangwatch side by side with a Servo-style reference.
@@ -42,6 +46,7 @@ enum Command {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Demo(options) => demo::run(&options),
+        Command::DemoChild(args) => demo::run_child(&args),
         Command::Report(args) => report::run(&args),
         Command::Bench { json, quick, seed } => bench(json, quick, seed),
     }

@@ -1,4 +1,6 @@
-//! The demo runs to its self-check, as README's first command does.
+//! The demo runs to its self-check, as README's first command does: a hub
+//! and real child processes, every injected hang detected, no false alert,
+//! no missing stack, and the four files left behind.
 
 use std::process::Command;
 
@@ -6,7 +8,7 @@ use std::process::Command;
 fn the_demo_passes_its_own_check_and_leaves_its_files() {
     let out = std::env::temp_dir().join(format!("hangwatch-demo-test-{}", std::process::id()));
     let output = Command::new(env!("CARGO_BIN_EXE_hangwatch"))
-        .args(["demo", "--seconds", "3", "--out"])
+        .args(["demo", "--processes", "2", "--seconds", "6", "--out"])
         .arg(&out)
         .output()
         .expect("run hangwatch demo");
@@ -16,22 +18,78 @@ fn the_demo_passes_its_own_check_and_leaves_its_files() {
         "demo failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("transient hang in \"reflow\""), "{stdout}");
-    assert!(stdout.contains("PERMANENT hang in \"reflow\""), "{stdout}");
-    assert!(stdout.contains("hang ended in \"reflow\""), "{stdout}");
-    assert!(
-        stdout.lines().last().is_some_and(|l| l.ends_with(": ok")),
+    assert_eq!(
+        stdout.lines().last(),
+        Some("demo: 6 injected, 6 detected, 0 false alerts, 0 missing stacks"),
         "{stdout}"
     );
+    for needle in [
+        "child-0 (pid",
+        "child-1 (pid",
+        "PERMANENT hang in \"reflow\"",
+        "hang ended in \"read response\"",
+        "exit signals delivered to 4 loops",
+    ] {
+        assert!(stdout.contains(needle), "no {needle:?} in:\n{stdout}");
+    }
+
+    let read = |name: &str| {
+        std::fs::read_to_string(out.join(name)).unwrap_or_else(|e| panic!("{name}: {e}\n{stdout}"))
+    };
+    let alerts = read("alerts.jsonl");
+    // Per child: transient and ended for the script task, transient,
+    // permanent and ended for each of the two others.
+    assert_eq!(alerts.lines().count(), 16);
+    let first: serde_json::Value = serde_json::from_str(alerts.lines().next().unwrap()).unwrap();
+    assert!(
+        first["pid"].is_number() && first["process"].is_string(),
+        "{first}"
+    );
+    for function in [
+        "run_long_script_task",
+        "reflow_stuck_on_lock",
+        "read_from_slow_socket",
+    ] {
+        assert!(
+            read("report.txt").contains(function),
+            "{function} not in the report"
+        );
+        assert!(
+            read("hangs.svg").contains(function),
+            "{function} not in the flamegraph"
+        );
+    }
+    let profile: serde_json::Value =
+        serde_json::from_str(&read("profile.json")).expect("profile.json is JSON");
+    assert!(profile["meta"]["version"].is_number());
+    let pids: std::collections::BTreeSet<String> = profile["threads"]
+        .as_array()
+        .expect("threads")
+        .iter()
+        .filter_map(|t| t["pid"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(pids.len(), 2, "one process per child: {pids:?}");
+    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[test]
 fn bad_demo_arguments_get_a_clear_error() {
-    let output = Command::new(env!("CARGO_BIN_EXE_hangwatch"))
-        .args(["demo", "--seconds", "0.5"])
-        .output()
-        .expect("run hangwatch demo");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("--seconds must be at least"), "{stderr}");
+    for (args, message) in [
+        (
+            &["demo", "--seconds", "0.5"][..],
+            "--seconds must be at least",
+        ),
+        (
+            &["demo", "--processes", "0"][..],
+            "--processes must be from 1 to 16",
+        ),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_hangwatch"))
+            .args(args)
+            .output()
+            .expect("run hangwatch demo");
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(message), "{stderr}");
+    }
 }

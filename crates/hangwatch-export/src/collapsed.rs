@@ -57,7 +57,7 @@ use std::fmt;
 use std::io::Write;
 
 use hangwatch::stack::Stack;
-use hangwatch::{Alert, Profile};
+use hangwatch::{Alert, Profile, ProfileSample, ProfiledThread};
 
 use crate::error::{ExportError, LineError};
 use crate::frames::frame_name;
@@ -151,13 +151,32 @@ pub fn from_alerts(alerts: &[Alert]) -> Collapsed {
 /// The stacks of `profile`'s samples: each sample counts 1, under its
 /// component's name if `roots` asks for it.
 pub fn from_profile(profile: &Profile, roots: Roots) -> Collapsed {
+    from_samples(profile, roots, |_, _| true)
+}
+
+/// The stacks of `profile`'s samples taken while their thread was hung (in
+/// one of its hang markers): where threads spend their hangs.
+pub fn from_profile_hangs(profile: &Profile, roots: Roots) -> Collapsed {
+    from_samples(profile, roots, |thread, sample| {
+        thread
+            .hangs
+            .iter()
+            .any(|hang| (hang.start..=hang.start + hang.duration).contains(&sample.time))
+    })
+}
+
+fn from_samples(
+    profile: &Profile,
+    roots: Roots,
+    keep: impl Fn(&ProfiledThread, &ProfileSample) -> bool,
+) -> Collapsed {
     let mut collapsed = Collapsed::default();
     for thread in &profile.threads {
         let root = match roots {
             Roots::None => None,
             Roots::Component => Some(thread.component.to_string()),
         };
-        for sample in &thread.samples {
+        for sample in thread.samples.iter().filter(|sample| keep(thread, sample)) {
             collapsed.add_stack(root.as_deref(), &profile.stack_of(sample));
         }
     }

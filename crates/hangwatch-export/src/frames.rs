@@ -91,6 +91,8 @@ pub const RUNTIME_SYMBOLS: &[&str] = &[
     "clone3",
     "nanosleep",
     "clock_nanosleep",
+    "clock_gettime",
+    "gettimeofday",
     "usleep",
     "sleep",
     "sched_yield",

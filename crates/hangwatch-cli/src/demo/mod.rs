@@ -1,0 +1,243 @@
+//! `hangwatch demo`: the main job. A hub and child processes with injected
+//! hangs.
+//!
+//! The hub (this process) re-executes the same binary as `--processes`
+//! children (`hangwatch demo-child`). Each child runs four event loops shaped
+//! like a browser's (script, layout, network, compositor) under its own
+//! monitor, doing jittered work, and injects the hangs of its plan
+//! (`plan.rs`): a long script task (transient), a reflow stuck on a lock and
+//! a network read that waits for a slow peer (both permanent), each ending on
+//! its own. Every alert reaches the hub, which shows a live view; one
+//! profiling window runs across all children. At the end the hub asks every
+//! child to exit (with confirmation), writes the alerts, a report, a
+//! flamegraph and a Firefox profile, prints the report, and checks itself
+//! against the plans: the last line says how many hangs were injected and
+//! detected, and exits non-zero if any count is off.
+
+mod check;
+mod child;
+mod outputs;
+mod plan;
+mod view;
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use hangwatch::{Alert, Profile, ProfilingOptions};
+use hangwatch_export::report::Report;
+use hangwatch_hub::{ChildAlert, ChildInfo, Hub, HubEvent};
+
+pub use self::child::{run as run_child, ChildArgs};
+use self::plan::InjectedHang;
+use self::view::View;
+
+#[derive(clap::Args)]
+pub struct Options {
+    /// How many child processes.
+    #[arg(long, default_value_t = 3)]
+    processes: u32,
+    /// How long the demo runs, in seconds (longer if the plan needs it).
+    #[arg(long, default_value_t = 15.0)]
+    seconds: f64,
+    /// Where to write alerts.jsonl, report.txt, hangs.svg and profile.json.
+    #[arg(long, default_value = "hangwatch-demo")]
+    out: PathBuf,
+    /// Seed for the plan of hangs and the jitter of the work.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+}
+
+pub fn run(options: &Options) -> ExitCode {
+    match run_hub(options) {
+        Ok(ok) if ok => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("hangwatch demo: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A child as the hub knows it.
+struct Child {
+    index: u32,
+    info: ChildInfo,
+    process: std::process::Child,
+    plan: Vec<InjectedHang>,
+}
+
+fn run_hub(options: &Options) -> Result<bool, String> {
+    if !(options.seconds.is_finite() && options.seconds >= plan::MIN_SECONDS) {
+        return Err(format!("--seconds must be at least {}", plan::MIN_SECONDS));
+    }
+    if !(1..=16).contains(&options.processes) {
+        return Err("--processes must be from 1 to 16".into());
+    }
+    std::fs::create_dir_all(&options.out)
+        .map_err(|e| format!("cannot create {}: {e}", options.out.display()))?;
+    let program = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let hub = Hub::start().map_err(|e| e.to_string())?;
+    let mut view = View::new();
+    let plans: Vec<Vec<InjectedHang>> = (0..options.processes)
+        .map(|index| plan::hangs(index, options.seed, options.seconds))
+        .collect();
+    let run_for = Duration::from_secs_f64(options.seconds)
+        .max(plan::last_end(&plans) + Duration::from_secs(1));
+    view.say(&format!(
+        "demo: a hub and {} child processes for {:.1} s; transient timeout {:?}, permanent {:?}; \
+         each child hangs 3 times",
+        options.processes,
+        run_for.as_secs_f64(),
+        plan::TRANSIENT,
+        plan::PERMANENT
+    ));
+
+    let mut spawned = Vec::new();
+    for index in 0..options.processes {
+        let mut command = Command::new(&program);
+        command.args([
+            "demo-child",
+            "--index",
+            &index.to_string(),
+            "--seed",
+            &options.seed.to_string(),
+        ]);
+        command.args(["--seconds", &options.seconds.to_string()]);
+        let process = hub
+            .spawn(format!("child-{index}"), &mut command)
+            .map_err(|e| format!("cannot start child {index}: {e}"))?;
+        spawned.push((index, process));
+    }
+
+    // The children connect; their clocks start about now, as ours does.
+    let started = Instant::now();
+    let mut children = Vec::new();
+    let mut alerts: Vec<ChildAlert> = Vec::new();
+    while !spawned.is_empty() {
+        match hub.events().recv_timeout(Duration::from_secs(20)) {
+            Ok(HubEvent::Connected(info)) => {
+                view.connected(&info);
+                let Some(at) = spawned
+                    .iter()
+                    .position(|(i, _)| info.name == format!("child-{i}"))
+                else {
+                    continue;
+                };
+                let (index, process) = spawned.remove(at);
+                let plan = plans[index as usize].clone();
+                children.push(Child {
+                    index,
+                    info,
+                    process,
+                    plan,
+                });
+            }
+            Ok(HubEvent::Alert(alert)) => {
+                view.alert(&alert);
+                alerts.push(alert);
+            }
+            Ok(other) => view.say(&format!("{other}")),
+            Err(_) => return Err("a child did not connect within 20 s".into()),
+        }
+    }
+
+    // The run: alerts as they come, and one profiling window across all
+    // children.
+    let window = (run_for.mul_f64(0.1), run_for.mul_f64(0.85));
+    let mut profiles = Vec::new();
+    let mut profiling = false;
+    while started.elapsed() < run_for {
+        if !profiling && profiles.is_empty() && started.elapsed() >= window.0 {
+            profiling = true;
+            for (child, answer) in hub
+                .start_profiling_all(ProfilingOptions::default())
+                .map_err(|e| e.to_string())?
+            {
+                if let Err(error) = answer {
+                    view.say(&format!("{child}: profiling did not start: {error}"));
+                }
+            }
+            view.say("profiling every thread of every child at 100 Hz");
+        }
+        if profiling && started.elapsed() >= window.1 {
+            profiling = false;
+            for (child, answer) in hub.stop_profiling_all().map_err(|e| e.to_string())? {
+                match answer {
+                    Ok(profile) => profiles.push((child.name.clone(), child.pid, profile)),
+                    Err(error) => view.say(&format!("{child}: no profile: {error}")),
+                }
+            }
+            view.say("profiling stopped");
+        }
+        if let Ok(event) = hub.events().recv_timeout(Duration::from_millis(100)) {
+            handle_event(event, &mut view, &mut alerts);
+        }
+        view.redraw();
+    }
+
+    // Exit, confirmed by each child's report; then their goodbyes.
+    for (child, answer) in hub.exit_all().map_err(|e| e.to_string())? {
+        match answer {
+            Ok(report) => view.say(&format!(
+                "{child}: exit signals delivered to {} loops",
+                report.signalled
+            )),
+            Err(error) => view.say(&format!("{child}: exit not confirmed: {error}")),
+        }
+    }
+    let mut left = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while left < children.len() && Instant::now() < deadline {
+        if let Ok(event) = hub.events().recv_timeout(Duration::from_millis(100)) {
+            if matches!(event, HubEvent::Left { .. } | HubEvent::ProcessGone { .. }) {
+                left += 1;
+            }
+            handle_event(event, &mut view, &mut alerts);
+        }
+    }
+    view.finish();
+    for child in &mut children {
+        let _ = child.process.wait();
+    }
+
+    let (lines, written) = outputs::write(&options.out, &alerts, &profiles_sorted(profiles));
+    let plain: Vec<Alert> = alerts.iter().map(|a| a.alert.clone()).collect();
+    println!("\n{}", Report::from_alerts(&plain));
+    for line in lines {
+        println!("demo: {line}");
+    }
+    let expected: Vec<(u32, u32, Vec<InjectedHang>)> = children
+        .iter()
+        .map(|c| (c.info.pid, c.index, c.plan.clone()))
+        .collect();
+    let outcome = check::check(&expected, &alerts);
+    for problem in &outcome.problems {
+        println!("demo: {problem}");
+    }
+    println!("{outcome}");
+    Ok(written && outcome.ok())
+}
+
+fn handle_event(event: HubEvent, view: &mut View, alerts: &mut Vec<ChildAlert>) {
+    match event {
+        HubEvent::Alert(alert) => {
+            view.alert(&alert);
+            alerts.push(alert);
+        }
+        HubEvent::Left { child, .. } => {
+            view.gone(child.pid, "exited");
+            view.say(&format!("{child} exited"));
+        }
+        HubEvent::ProcessGone { child, .. } => {
+            view.gone(child.pid, "GONE");
+            view.say(&format!("{child} died"));
+        }
+        other => view.say(&format!("{other}")),
+    }
+}
+
+fn profiles_sorted(mut profiles: Vec<(String, u32, Profile)>) -> Vec<(String, u32, Profile)> {
+    profiles.sort_by(|a, b| a.0.cmp(&b.0));
+    profiles
+}

@@ -1,0 +1,90 @@
+//! The files the demo leaves: `alerts.jsonl`, `report.txt`, `hangs.svg` and
+//! `profile.json`.
+
+use std::io::Write;
+use std::path::Path;
+
+use hangwatch::{Alert, Profile};
+use hangwatch_export::collapsed::{self, Collapsed, Roots};
+use hangwatch_export::report::Report;
+use hangwatch_export::{firefox, flamegraph, ExportError};
+use hangwatch_hub::ChildAlert;
+use serde::Serialize;
+
+use crate::output::save;
+
+/// An alert line with the process that raised it: the fields of an alert
+/// (see README, "Alert JSON lines"), plus `pid` and `process`.
+#[derive(Serialize)]
+struct AlertLine<'a> {
+    pid: u32,
+    process: &'a str,
+    #[serde(flatten)]
+    alert: &'a Alert,
+}
+
+/// Writes the four files; returns the lines saying where (or what failed),
+/// and whether all were written.
+pub fn write(
+    out: &Path,
+    alerts: &[ChildAlert],
+    profiles: &[(String, u32, Profile)],
+) -> (Vec<String>, bool) {
+    let plain: Vec<Alert> = alerts.iter().map(|a| a.alert.clone()).collect();
+    let mut saved = vec![
+        save(&out.join("alerts.jsonl"), "alerts", |file| {
+            for alert in alerts {
+                let line = AlertLine {
+                    pid: alert.child.pid,
+                    process: &alert.child.name,
+                    alert: &alert.alert,
+                };
+                serde_json::to_writer(&mut *file, &line).map_err(ExportError::Json)?;
+                writeln!(file).map_err(ExportError::Write)?;
+            }
+            Ok(())
+        }),
+        save(&out.join("report.txt"), "the report", |file| {
+            write!(file, "{}", Report::from_alerts(&plain)).map_err(ExportError::Write)
+        }),
+    ];
+    if profiles.is_empty() {
+        saved.push(Err(
+            "no profile came back: hangs.svg and profile.json are missing".into(),
+        ));
+    } else {
+        // Where the threads were while they hung: the samples inside the
+        // profiles' hang markers, under process and component.
+        let mut stacks = Collapsed::default();
+        for (name, _, profile) in profiles {
+            for (frames, count) in collapsed::from_profile_hangs(profile, Roots::Component).stacks()
+            {
+                stacks.add(
+                    std::iter::once(name.as_str()).chain(frames.iter().map(String::as_str)),
+                    count,
+                );
+            }
+        }
+        let title = "hangwatch demo: where each thread was while it hung (100 Hz samples)";
+        saved.push(save(&out.join("hangs.svg"), "the flamegraph", |file| {
+            flamegraph::write(&stacks, title, file)
+        }));
+        let mut builder = firefox::Builder::new("hangwatch demo");
+        for (name, pid, profile) in profiles {
+            builder = builder.profile(name.clone(), *pid, profile);
+        }
+        saved.push(save(
+            &out.join("profile.json"),
+            "the Firefox profile",
+            |file| builder.build().write(file),
+        ));
+    }
+    let ok = saved.iter().all(Result::is_ok);
+    (
+        saved
+            .into_iter()
+            .map(|line| line.unwrap_or_else(|e| e))
+            .collect(),
+        ok,
+    )
+}
