@@ -33,6 +33,9 @@ pub struct Stats {
     pub paused: Duration,
     /// Times the monitor has looked at its components.
     pub looks: u64,
+    /// Stack samples taken (for hang alerts and for profiles).
+    #[serde(default)]
+    pub samples: u64,
 }
 
 /// One component's figures.

@@ -16,6 +16,7 @@
 
 mod check;
 mod child;
+mod metrics;
 mod outputs;
 mod plan;
 mod view;
@@ -46,6 +47,10 @@ pub struct Options {
     /// Seed for the plan of hangs and the jitter of the work.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Serve every child's figures for Prometheus on this address
+    /// (`127.0.0.1:9184`), labelled by process.
+    #[arg(long)]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 pub fn run(options: &Options) -> ExitCode {
@@ -77,6 +82,9 @@ fn run_hub(options: &Options) -> Result<bool, String> {
     std::fs::create_dir_all(&options.out)
         .map_err(|e| format!("cannot create {}: {e}", options.out.display()))?;
     let program = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    if let Some(address) = options.metrics {
+        metrics::serve(address)?;
+    }
     let hub = Hub::start().map_err(|e| e.to_string())?;
     let mut view = View::new();
     let plans: Vec<Vec<InjectedHang>> = (0..options.processes)
@@ -133,11 +141,7 @@ fn run_hub(options: &Options) -> Result<bool, String> {
                     plan,
                 });
             }
-            Ok(HubEvent::Alert(alert)) => {
-                view.alert(&alert);
-                alerts.push(alert);
-            }
-            Ok(other) => view.say(&format!("{other}")),
+            Ok(other) => handle_event(other, &mut view, &mut alerts),
             Err(_) => return Err("a child did not connect within 20 s".into()),
         }
     }
@@ -147,6 +151,7 @@ fn run_hub(options: &Options) -> Result<bool, String> {
     let window = (run_for.mul_f64(0.1), run_for.mul_f64(0.85));
     let mut profiles = Vec::new();
     let mut profiling = false;
+    let mut last_stats = Instant::now();
     while started.elapsed() < run_for {
         if !profiling && profiles.is_empty() && started.elapsed() >= window.0 {
             profiling = true;
@@ -172,6 +177,14 @@ fn run_hub(options: &Options) -> Result<bool, String> {
         }
         if let Ok(event) = hub.events().recv_timeout(Duration::from_millis(100)) {
             handle_event(event, &mut view, &mut alerts);
+        }
+        if options.metrics.is_some() && last_stats.elapsed() >= Duration::from_secs(1) {
+            last_stats = Instant::now();
+            for (child, answer) in hub.stats_all().map_err(|e| e.to_string())? {
+                if let Ok(stats) = answer {
+                    metrics::stats(&child, &stats);
+                }
+            }
         }
         view.redraw();
     }
@@ -223,6 +236,7 @@ fn handle_event(event: HubEvent, view: &mut View, alerts: &mut Vec<ChildAlert>) 
     match event {
         HubEvent::Alert(alert) => {
             view.alert(&alert);
+            metrics::alert(&alert);
             alerts.push(alert);
         }
         HubEvent::Left { child, .. } => {

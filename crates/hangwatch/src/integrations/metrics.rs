@@ -11,7 +11,7 @@
 //! | [`hangwatch_hang_duration_seconds`](HANG_DURATION_SECONDS) | histogram | `component` | how long each hang lasted, recorded when it ends |
 //! | [`hangwatch_monitored_components`](MONITORED_COMPONENTS) | gauge | | components registered now |
 //! | [`hangwatch_alerts_dropped_total`](ALERTS_DROPPED_TOTAL) | counter | | alerts dropped because nobody read the alert channel: a health signal, which should stay at zero |
-//! | [`hangwatch_samples_total`](SAMPLES_TOTAL) | counter | | stacks sampled: for hang alerts that carry a stack, and (counted when asked for) while profiling |
+//! | [`hangwatch_samples_total`](SAMPLES_TOTAL) | counter | | stacks sampled: for hang alerts that carry a stack, and while profiling |
 //!
 //! The `component` label is the component's *name* (`layout`, not
 //! `layout#1`), so that the number of series stays bounded however many

@@ -506,6 +506,7 @@ impl Monitor {
             pauses: self.pauses.count,
             paused: self.clock.to_duration(self.pauses.total),
             looks: self.looks,
+            samples: self.stacks.as_ref().map_or(0, |stacks| stacks.taken.get()),
         };
         for reply in self.stats_requests.drain(..) {
             let _ = reply.send(stats.clone());

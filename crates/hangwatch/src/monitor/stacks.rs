@@ -30,6 +30,8 @@ pub(crate) struct Stacks {
     /// How long a hang alert may wait for symbolication, in stamps.
     pub(crate) symbolicate_deadline: u64,
     next_job: Cell<u64>,
+    /// Samples taken so far (hang captures and profiling answers).
+    pub(crate) taken: Cell<u64>,
     /// Profiling requests not yet taken, by target (its address, which is
     /// stable while the request holds the target).
     pending: RefCell<HashMap<usize, PendingSample>>,
@@ -48,6 +50,7 @@ impl Stacks {
             capture_timeout,
             symbolicate_deadline,
             next_job: Cell::new(0),
+            taken: Cell::new(0),
             pending: RefCell::new(HashMap::new()),
         }
     }
@@ -58,10 +61,7 @@ impl Stacks {
         // Frees the turn a profiling request may hold on this thread.
         self.pending.borrow_mut().remove(&address(target));
         let sample = self.sampler.sample(target, self.capture_timeout);
-        #[cfg(feature = "metrics")]
-        if sample.is_ok() {
-            crate::integrations::metrics::sample_taken();
-        }
+        self.count(&sample);
         sample
     }
 
@@ -73,8 +73,6 @@ impl Stacks {
         max_bytes: usize,
     ) -> Result<(), NoStack> {
         let request = self.sampler.request(target, max_bytes)?;
-        #[cfg(feature = "metrics")]
-        crate::integrations::metrics::sample_taken();
         self.pending.borrow_mut().insert(address(target), request);
         Ok(())
     }
@@ -93,9 +91,20 @@ impl Stacks {
         match pending.get(&key) {
             None => Some(Err(NoStack::Timeout)),
             Some(request) if !request.is_answered() && !give_up => None,
-            Some(_) => pending
-                .remove(&key)
-                .map(|request| request.wait(Duration::ZERO)),
+            Some(_) => pending.remove(&key).map(|request| {
+                let sample = request.wait(Duration::ZERO);
+                self.count(&sample);
+                sample
+            }),
+        }
+    }
+
+    /// Counts a sample taken.
+    fn count(&self, sample: &Result<RawSample, NoStack>) {
+        if sample.is_ok() {
+            self.taken.set(self.taken.get() + 1);
+            #[cfg(feature = "metrics")]
+            crate::integrations::metrics::sample_taken();
         }
     }
 
