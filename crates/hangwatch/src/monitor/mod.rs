@@ -190,18 +190,7 @@ impl Monitor {
                 return;
             }
             while inbox.wake.try_recv().is_ok() {}
-            loop {
-                match inbox.stacks.try_recv() {
-                    Ok(done) => self.stack_done(done),
-                    Err(TryRecvError::Empty) => break,
-                    // No stack workers (stacks are off, or they failed):
-                    // stop selecting on a channel that would always be ready.
-                    Err(TryRecvError::Disconnected) => {
-                        inbox.stacks = never();
-                        break;
-                    }
-                }
-            }
+            self.take_stacks(&mut inbox);
 
             // 3. Look at every component: raise what is due (sampling the
             //    threads whose alerts carry a stack), find the next deadline.
@@ -347,6 +336,22 @@ impl Monitor {
         }
         self.enabled = enabled;
         self.schedule.set_enabled(enabled);
+    }
+
+    /// Takes in the stack workers' answers.
+    fn take_stacks(&mut self, inbox: &mut Inbox) {
+        loop {
+            match inbox.stacks.try_recv() {
+                Ok(done) => self.stack_done(done),
+                Err(TryRecvError::Empty) => return,
+                // No stack workers (stacks are off, or they failed): stop
+                // selecting on a channel that would always be ready.
+                Err(TryRecvError::Disconnected) => {
+                    inbox.stacks = never();
+                    return;
+                }
+            }
+        }
     }
 
     /// Routes a stack worker's answer to whoever owns its job.
