@@ -158,10 +158,11 @@ pub fn from_profile(profile: &Profile, roots: Roots) -> Collapsed {
 /// one of its hang markers): where threads spend their hangs.
 pub fn from_profile_hangs(profile: &Profile, roots: Roots) -> Collapsed {
     from_samples(profile, roots, |thread, sample| {
-        thread
-            .hangs
-            .iter()
-            .any(|hang| (hang.start..=hang.start + hang.duration).contains(&sample.time))
+        thread.hangs.iter().any(|hang| {
+            // Saturating: a profile from another process may say anything.
+            let end = hang.start.saturating_add(hang.duration);
+            (hang.start..=end).contains(&sample.time)
+        })
     })
 }
 

@@ -18,6 +18,18 @@
 //!   next.
 //! - There must be at least one stack: an empty input is an error
 //!   ([`ExportError::NoStacks`]) rather than an empty picture.
+//! - What only parsed collapsed text can bring is drawn too, rather than
+//!   failing, breaking the XML or being misread:
+//!   - a character XML cannot hold (a control character other than tab,
+//!     U+FFFE, U+FFFF) is drawn as U+FFFD;
+//!   - an outermost frame starting with `#` (inferno skips a line starting
+//!     with `# ` as a comment) gets a fullwidth `＃` instead;
+//!   - an innermost frame ending in a space and a number (which inferno
+//!     would take for a second, differential count) gets a no-break space
+//!     for that space;
+//!   - counts whose sum would overflow inferno's 64-bit sample counter are
+//!     all divided by one factor, each kept at 1 or more, so the widths stay
+//!     in proportion and every stack still shows.
 //!
 //! # Example
 //!
@@ -33,6 +45,7 @@
 //!
 //! [inferno]: https://docs.rs/inferno
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use inferno::flamegraph::{self as inferno_flamegraph, Options};
@@ -57,8 +70,65 @@ pub fn write(stacks: &Collapsed, title: &str, mut out: impl Write) -> Result<(),
     options.title = title.to_owned();
     options.count_name = "stacks".to_owned();
     options.hash = true;
-    let lines = stacks.to_string();
+    let lines = drawable(stacks).to_string();
     inferno_flamegraph::from_lines(&mut options, lines.lines(), &mut out)?;
     out.flush()?;
     Ok(())
+}
+
+/// What inferno is given: `stacks` with every frame name [`xml_safe`] and
+/// each stack [`unambiguous`], and, if the sum of the counts would come near
+/// `u64::MAX` (inferno adds them up in a `u64`, which panics or wraps past
+/// it), every count divided by one factor and kept at 1 or more.
+fn drawable(stacks: &Collapsed) -> Collapsed {
+    // Half the range leaves room for the counts rounded up to 1.
+    let room = u128::from(u64::MAX / 2);
+    let sum: u128 = stacks.stacks().map(|(_, count)| u128::from(count)).sum();
+    let factor = sum.div_ceil(room).max(1);
+    let mut drawable = Collapsed::default();
+    for (frames, count) in stacks.stacks() {
+        let count = u64::try_from(u128::from(count) / factor).unwrap_or(u64::MAX);
+        let mut names: Vec<String> = frames.iter().map(|n| xml_safe(n).into_owned()).collect();
+        unambiguous(&mut names);
+        drawable.add(names, count.max(1));
+    }
+    drawable
+}
+
+/// Makes one stack's names (outermost first) read by inferno as they are:
+/// it skips a line starting with `# ` as a comment, and takes a number after
+/// the last space of a line, before its count, for a differential count.
+fn unambiguous(names: &mut [String]) {
+    if let Some(outermost) = names.first_mut() {
+        if outermost.starts_with('#') {
+            outermost.replace_range(..1, "\u{ff03}");
+        }
+    }
+    if let Some(innermost) = names.last_mut() {
+        if let Some(space) = innermost.rfind(' ') {
+            let tail = &innermost[space + 1..];
+            if !tail.is_empty() && tail.chars().all(|c| c.is_ascii_digit() || c == '.') {
+                innermost.replace_range(space..=space, "\u{a0}");
+            }
+        }
+    }
+}
+
+/// `name` with every character XML 1.0 cannot hold replaced by U+FFFD.
+fn xml_safe(name: &str) -> Cow<'_, str> {
+    let allowed = |c: char| matches!(c, '\t' | '\n' | '\r' | ' '..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..);
+    if name.chars().all(allowed) {
+        return Cow::Borrowed(name);
+    }
+    Cow::Owned(
+        name.chars()
+            .map(|c| {
+                if allowed(c) {
+                    c
+                } else {
+                    char::REPLACEMENT_CHARACTER
+                }
+            })
+            .collect(),
+    )
 }

@@ -93,3 +93,24 @@ fn the_report_counts_what_the_collapsed_lines_count() {
     assert_eq!(from_report, from_lines);
     assert_eq!(from_report.len(), 3);
 }
+
+/// Found by the hub's hostile-bytes test: a child's profile whose hang
+/// marker ends past the largest `Duration` made `from_profile_hangs` panic
+/// ("overflow when adding durations") instead of counting the sample.
+#[test]
+fn a_hang_marker_that_ends_past_the_largest_duration_counts_to_the_end() {
+    let mut profile = profile();
+    for hang in &mut profile.threads[0].hangs {
+        hang.start = std::time::Duration::from_millis(1);
+        hang.duration = std::time::Duration::MAX;
+    }
+    let hung = collapsed::from_profile_hangs(&profile, Roots::Component);
+    let samples = profile.threads[0].samples.len() as u64;
+    assert_eq!(
+        hung.stacks()
+            .filter(|(frames, _)| frames[0] == "script#1")
+            .map(|(_, n)| n)
+            .sum::<u64>(),
+        samples
+    );
+}

@@ -74,3 +74,65 @@ fn no_stacks_is_an_error_that_says_why() {
     assert!(matches!(error, ExportError::NoStacks));
     assert!(error.to_string().contains("permanent alerts"), "{error}");
 }
+
+/// Found by the hostile-input tests (`collapsed_lines`): counts whose sum
+/// overflows a `u64` made inferno panic ("attempt to add with overflow") in
+/// debug builds.
+#[test]
+fn counts_that_overflow_when_added_are_scaled_down() {
+    let stacks = collapsed::parse(&format!(
+        "main;huge {}\nmain;small 3\nmain;tiny 1\n",
+        u64::MAX
+    ))
+    .unwrap();
+    let texts = texts(&flamegraph::to_svg(&stacks, "Huge").unwrap());
+    assert!(
+        texts.iter().any(|t| t.starts_with("huge (")),
+        "no huge frame in {texts:?}"
+    );
+    assert!(
+        texts.iter().any(|t| t.starts_with("main (")),
+        "no main frame in {texts:?}"
+    );
+}
+
+/// Found by the hostile-input tests (`collapsed_lines`): a control character
+/// in a parsed frame name went into the SVG as it was, which is not
+/// well-formed XML.
+#[test]
+fn characters_xml_cannot_hold_are_replaced() {
+    let stacks = collapsed::parse("main;bell\u{7}here;\u{fffe} 2\nmain;ok 1\n").unwrap();
+    let texts = texts(&flamegraph::to_svg(&stacks, "Odd").unwrap());
+    assert!(
+        texts.iter().any(|t| t.starts_with("bell\u{fffd}here (")),
+        "no bell frame in {texts:?}"
+    );
+    assert!(
+        texts.iter().any(|t| t.starts_with("\u{fffd} (")),
+        "no replaced frame in {texts:?}"
+    );
+}
+
+/// Found by libFuzzer (`collapsed_lines`): a stack whose outermost frame
+/// starts with `# ` was skipped by inferno as a comment, and with no other
+/// stack the flamegraph failed ("No stack counts found"). Found next to it
+/// in inferno's parser: a number after a space at the end of the innermost
+/// frame was read as a second, differential count and cut off the name.
+#[test]
+fn names_inferno_would_misread_are_drawn_as_they_are() {
+    let stacks = collapsed::parse("# main;run 3\n").unwrap();
+    let drawn = texts(&flamegraph::to_svg(&stacks, "Comment").unwrap());
+    assert!(
+        drawn.iter().any(|t| t.starts_with("\u{ff03} main (")),
+        "no outermost frame in {drawn:?}"
+    );
+
+    let stacks = collapsed::parse("main;frame 12 3\n").unwrap();
+    let texts = texts(&flamegraph::to_svg(&stacks, "Count").unwrap());
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with("frame\u{a0}12 (3 stacks")),
+        "no innermost frame in {texts:?}"
+    );
+}

@@ -126,6 +126,12 @@ pub use crate::event::{ChildAlert, ChildInfo, HubCounters, HubEvent, LastState};
 pub use crate::hub::{Answers, Hub, HubBuilder, Invitation};
 pub use crate::protocol::{HUB_ENV, PROTOCOL_VERSION};
 
+/// The hub's decoding of a child's stream, for the fuzz targets and the
+/// hostile-input tests, which feed it bytes as a child would send them: not
+/// part of the API, and free to change.
+#[doc(hidden)]
+pub use crate::hub::{Delivery, Inbox};
+
 /// The ipc-channel this crate speaks, for peers that build their own
 /// messages (tests, tools).
 pub use ipc_channel;

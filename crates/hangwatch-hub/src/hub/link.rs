@@ -41,7 +41,7 @@ fn link(number: u64, name: String, server: IpcOneShotServer<ChildMsg>, wake: Wak
             why,
         });
     };
-    // A peer's first message is decoded inside `accept`; see `run::decode`
+    // A peer's first message is decoded inside `accept`; see `inbox::decode`
     // for why a panic can come out of ipc-channel there.
     let accepted = catch_unwind(AssertUnwindSafe(move || server.accept()));
     let Ok(accepted) = accepted else {

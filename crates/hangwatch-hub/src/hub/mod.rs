@@ -13,6 +13,9 @@
 //!   writes the hub's requests to that child. One child that stops reading
 //!   can block only its own link thread, never the hub's thread or another
 //!   child's requests.
+//! - Each child's **[`Inbox`]** ([`inbox`]), owned by the hub's thread, turns
+//!   the bytes of its stream into messages and glues their pieces back into
+//!   payloads.
 //! - The **[`Hub`] handle** holds the reading end of the event stream and the
 //!   sending end of the command queue. A request from it (`stats`, `exit`,
 //!   ...) travels as a command to the hub's thread, which numbers it, keeps a
@@ -37,6 +40,7 @@
 //! - A parent that stops reading events loses the oldest ones, counted in
 //!   [`HubCounters::events_dropped`](crate::HubCounters::events_dropped).
 
+mod inbox;
 mod link;
 mod run;
 
@@ -54,6 +58,7 @@ use crate::error::{ControlError, HubError, HubGone};
 use crate::event::{ChildInfo, HubCounters, HubEvent};
 use crate::protocol::{ChildMsg, Reply, Request, HUB_ENV};
 
+pub use inbox::{Delivery, Inbox};
 pub(crate) use run::Command as HubCommand;
 
 /// One answer per child from a request made to every child at once, in the

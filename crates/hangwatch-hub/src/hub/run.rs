@@ -21,7 +21,6 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,9 +30,10 @@ use hangwatch::{Alert, Stats};
 use ipc_channel::ipc::{IpcMessage, IpcReceiver, IpcReceiverSet, IpcSelectionResult};
 use ipc_channel::TrySelectError;
 
+use super::inbox::{Delivery, Inbox};
 use crate::error::{ControlError, HubError, HubGone};
 use crate::event::{ChildAlert, ChildInfo, EventSink, HubCounters, HubEvent, LastState};
-use crate::protocol::{ChildMsg, Hello, HubMsg, Json, Reply, Request, MAX_PAYLOAD_BYTES};
+use crate::protocol::{ChildMsg, Hello, HubMsg, Reply, Request};
 
 /// How long after its caller stopped waiting a request's reply slot is
 /// kept, in case the reply is on its way.
@@ -110,48 +110,8 @@ struct Child {
     last_stats: Option<Stats>,
     alerts: u64,
     undecodable: u64,
-    /// Pieces of the next alert.
-    alert_pieces: Assembly,
-    /// Pieces of the next reply, with its request's number.
-    reply_pieces: Option<(u64, Assembly)>,
-}
-
-/// A JSON payload being glued back together from its pieces.
-#[derive(Default)]
-struct Assembly {
-    text: String,
-    /// It grew past the limit: its pieces are dropped, and so is its
-    /// message.
-    overflowed: bool,
-}
-
-impl Assembly {
-    /// Adds a piece, unless the payload has grown too long.
-    fn add(&mut self, piece: &str) {
-        if self.overflowed || self.text.len() + piece.len() > MAX_PAYLOAD_BYTES {
-            self.overflowed = true;
-            self.text = String::new();
-        } else {
-            self.text.push_str(piece);
-        }
-    }
-
-    /// Puts the pieces in front of the last one, and starts afresh. False if
-    /// the payload overflowed, and its message is to be dropped.
-    fn finish(&mut self, last: &mut String) -> bool {
-        let Assembly {
-            mut text,
-            overflowed,
-        } = std::mem::take(self);
-        if overflowed || text.len() + last.len() > MAX_PAYLOAD_BYTES {
-            return false;
-        }
-        if !text.is_empty() {
-            text.push_str(last);
-            *last = text;
-        }
-        true
-    }
+    /// Its stream's payloads under way.
+    inbox: Inbox,
 }
 
 impl Child {
@@ -388,8 +348,7 @@ impl HubLoop {
                 last_stats: None,
                 alerts: 0,
                 undecodable: 0,
-                alert_pieces: Assembly::default(),
-                reply_pieces: None,
+                inbox: Inbox::default(),
             },
         );
     }
@@ -430,67 +389,31 @@ impl HubLoop {
             return;
         };
         child.last_heard = Instant::now();
-        let message = match decode(message) {
-            Ok(message) => message,
-            Err(detail) => return self.undecodable(stream, detail),
-        };
-        match message {
-            ChildMsg::AlertPiece(piece) => child.alert_pieces.add(&piece),
-            ChildMsg::Alert(mut json) => {
-                if !child.alert_pieces.finish(json.text_mut()) {
-                    return self.undecodable(stream, too_long("an alert"));
-                }
-                self.alert(stream, json);
-            }
-            ChildMsg::ReplyPiece { id, text } => {
-                let pieces = match &mut child.reply_pieces {
-                    Some((of, pieces)) if *of == id => pieces,
-                    // Pieces of an earlier reply that never came are dropped.
-                    other => &mut other.insert((id, Assembly::default())).1,
-                };
-                pieces.add(&text);
-            }
-            ChildMsg::Reply { id, mut reply } => {
-                if let Some((of, mut pieces)) = child.reply_pieces.take() {
-                    let whole = match reply.payload_mut() {
-                        Some(payload) if of == id => pieces.finish(payload),
-                        _ => true,
-                    };
-                    if !whole {
-                        return self.undecodable(stream, too_long("a reply"));
-                    }
-                }
-                self.reply(stream, id, reply);
-            }
-            ChildMsg::Goodbye => {
+        match child.inbox.take(message) {
+            Delivery::Piece => {}
+            Delivery::Alert(alert) => self.alert(stream, alert),
+            Delivery::Reply { id, reply } => self.reply(stream, id, reply),
+            Delivery::Goodbye => {
                 // Stop writing to it: its link thread ends once it has sent
                 // what is queued, and then the child's control thread ends
                 // once it has answered. The stream closes after that.
                 child.outbox = None;
             }
-            ChildMsg::Hello(_) | ChildMsg::Withdrawn => self.undecodable(
-                stream,
-                "a handshake message in the middle of a stream".into(),
-            ),
+            Delivery::Undecodable(detail) => self.undecodable(stream, detail),
         }
     }
 
     /// A whole alert from the child on `stream`.
-    fn alert(&mut self, stream: u64, json: Json<Alert>) {
+    fn alert(&mut self, stream: u64, alert: Alert) {
         let Some(child) = self.children.get_mut(&stream) else {
             return;
         };
-        match json.decode() {
-            Ok(alert) => {
-                child.alerts += 1;
-                child.last_alert = Some(alert.clone());
-                self.counters.alerts += 1;
-                let child = child.info.clone();
-                self.events
-                    .send(HubEvent::Alert(ChildAlert { child, alert }));
-            }
-            Err(error) => self.undecodable(stream, format!("an alert that is not one: {error}")),
-        }
+        child.alerts += 1;
+        child.last_alert = Some(alert.clone());
+        self.counters.alerts += 1;
+        let child = child.info.clone();
+        self.events
+            .send(HubEvent::Alert(ChildAlert { child, alert }));
     }
 
     /// A whole reply from the child on `stream`: to its caller, if the
@@ -586,25 +509,5 @@ impl HubLoop {
         // Dropping the children drops their outboxes: their link threads
         // end, and with them the children's control channels.
         self.children.clear();
-    }
-}
-
-fn too_long(what: &str) -> String {
-    format!("{what} longer than {MAX_PAYLOAD_BYTES} bytes; dropped")
-}
-
-/// A child's message, or why it is not one. Never panics: ipc-channel
-/// 0.23 asserts (in debug builds) when a message carries file descriptors
-/// nobody took, which a hostile peer could arrange; that is caught here and
-/// reported like any other undecodable message.
-fn decode(message: IpcMessage) -> Result<ChildMsg, String> {
-    match catch_unwind(AssertUnwindSafe(move || message.to::<ChildMsg>())) {
-        Ok(Ok(message)) => Ok(message),
-        Ok(Err(error)) => Err(format!("not a message of this protocol ({error:?})")),
-        Err(_) => Err(
-            "ipc-channel failed on it: it carried file descriptors the protocol has \
-                       no place for"
-                .to_owned(),
-        ),
     }
 }
