@@ -3,6 +3,7 @@
 mod demo;
 mod output;
 mod report;
+mod soak;
 
 use std::process::ExitCode;
 
@@ -26,7 +27,11 @@ enum Command {
     Demo(demo::Options),
     /// One child process of the demo (started by `hangwatch demo`).
     #[command(hide = true)]
-    DemoChild(demo::ChildArgs),
+    DemoChild(demo::plan::Script),
+    /// The demo's processes under a heavy mix for a while (load, hangs,
+    /// profiling windows, kills and restarts); prints one JSON object of
+    /// figures.
+    Soak(soak::Options),
     /// Report on alerts saved as JSON lines; write a flamegraph, a Firefox profile, collapsed stacks.
     Report(report::Args),
     /// Measure hangwatch side by side with a Servo-style reference.
@@ -46,7 +51,8 @@ enum Command {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Demo(options) => demo::run(&options),
-        Command::DemoChild(args) => demo::run_child(&args),
+        Command::DemoChild(script) => demo::run_child(&script),
+        Command::Soak(options) => soak::run(&options),
         Command::Report(args) => report::run(&args),
         Command::Bench { json, quick, seed } => bench(json, quick, seed),
     }

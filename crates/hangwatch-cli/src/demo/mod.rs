@@ -11,26 +11,33 @@
 //! profiling window runs across all children. At the end the hub asks every
 //! child to exit (with confirmation), writes the alerts, a report, a
 //! flamegraph and a Firefox profile, prints the report, and checks itself
-//! against the plans: the last line says how many hangs were injected and
-//! detected, and exits non-zero if any count is off.
+//! against the plans (each child's first line on stdout says when its plan's
+//! clock started, which places its alerts in its plan; `lines.rs`): the
+//! last line says how many hangs were injected and detected, and exits
+//! non-zero if any count is off. `hangwatch soak` runs the same children
+//! under a heavier script (`plan.rs`, `crate::soak`).
 
-mod check;
+pub mod check;
 mod child;
+pub mod lines;
 mod metrics;
 mod outputs;
-mod plan;
+pub mod plan;
 mod view;
 
 use std::path::PathBuf;
-use std::process::{Command, ExitCode};
-use std::time::{Duration, Instant};
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime};
 
+use crossbeam_channel::Receiver;
 use hangwatch::{Alert, Profile, ProfilingOptions};
 use hangwatch_export::report::Report;
-use hangwatch_hub::{ChildAlert, ChildInfo, Hub, HubEvent};
+use hangwatch_hub::{ChildAlert, Hub, HubEvent};
 
-pub use self::child::{run as run_child, ChildArgs};
-use self::plan::InjectedHang;
+use self::check::Check;
+pub use self::child::run as run_child;
+use self::lines::Line;
+use self::plan::{InjectedHang, Mode, Script};
 use self::view::View;
 
 #[derive(clap::Args)]
@@ -64,14 +71,6 @@ pub fn run(options: &Options) -> ExitCode {
     }
 }
 
-/// A child as the hub knows it.
-struct Child {
-    index: u32,
-    info: ChildInfo,
-    process: std::process::Child,
-    plan: Vec<InjectedHang>,
-}
-
 fn run_hub(options: &Options) -> Result<bool, String> {
     if !(options.seconds.is_finite() && options.seconds >= plan::MIN_SECONDS) {
         return Err(format!("--seconds must be at least {}", plan::MIN_SECONDS));
@@ -87,9 +86,16 @@ fn run_hub(options: &Options) -> Result<bool, String> {
     }
     let hub = Hub::start().map_err(|e| e.to_string())?;
     let mut view = View::new();
-    let plans: Vec<Vec<InjectedHang>> = (0..options.processes)
-        .map(|index| plan::hangs(index, options.seed, options.seconds))
+    let scripts: Vec<Script> = (0..options.processes)
+        .map(|index| Script {
+            mode: Mode::Demo,
+            index,
+            generation: 0,
+            seed: options.seed,
+            seconds: options.seconds,
+        })
         .collect();
+    let plans: Vec<Vec<InjectedHang>> = scripts.iter().map(Script::hangs).collect();
     let run_for = Duration::from_secs_f64(options.seconds)
         .max(plan::last_end(&plans) + Duration::from_secs(1));
     view.say(&format!(
@@ -97,26 +103,19 @@ fn run_hub(options: &Options) -> Result<bool, String> {
          each child hangs 3 times",
         options.processes,
         run_for.as_secs_f64(),
-        plan::TRANSIENT,
-        plan::PERMANENT
+        Mode::Demo.timeouts().transient,
+        Mode::Demo.timeouts().permanent
     ));
 
+    let mut check = Check::new(Mode::Demo.timeouts());
+    let (line_sender, child_lines) = crossbeam_channel::unbounded();
     let mut spawned = Vec::new();
-    for index in 0..options.processes {
-        let mut command = Command::new(&program);
-        command.args([
-            "demo-child",
-            "--index",
-            &index.to_string(),
-            "--seed",
-            &options.seed.to_string(),
-        ]);
-        command.args(["--seconds", &options.seconds.to_string()]);
-        let process = hub
-            .spawn(format!("child-{index}"), &mut command)
-            .map_err(|e| format!("cannot start child {index}: {e}"))?;
-        spawned.push((index, process));
+    for (script, plan) in scripts.iter().zip(plans) {
+        let process = lines::spawn(&hub, &program, script, &line_sender)?;
+        check.process(process.id(), script.index, plan);
+        spawned.push((script.index, process));
     }
+    drop(line_sender);
 
     // The children connect; their clocks start about now, as ours does.
     let started = Instant::now();
@@ -132,16 +131,10 @@ fn run_hub(options: &Options) -> Result<bool, String> {
                 else {
                     continue;
                 };
-                let (index, process) = spawned.remove(at);
-                let plan = plans[index as usize].clone();
-                children.push(Child {
-                    index,
-                    info,
-                    process,
-                    plan,
-                });
+                let (_, process) = spawned.remove(at);
+                children.push(process);
             }
-            Ok(other) => handle_event(other, &mut view, &mut alerts),
+            Ok(other) => handle_event(other, &mut view, &mut alerts, &mut check),
             Err(_) => return Err("a child did not connect within 20 s".into()),
         }
     }
@@ -176,8 +169,9 @@ fn run_hub(options: &Options) -> Result<bool, String> {
             view.say("profiling stopped");
         }
         if let Ok(event) = hub.events().recv_timeout(Duration::from_millis(100)) {
-            handle_event(event, &mut view, &mut alerts);
+            handle_event(event, &mut view, &mut alerts, &mut check);
         }
+        take_lines(&child_lines, &mut check);
         if options.metrics.is_some() && last_stats.elapsed() >= Duration::from_secs(1) {
             last_stats = Instant::now();
             for (child, answer) in hub.stats_all().map_err(|e| e.to_string())? {
@@ -206,13 +200,14 @@ fn run_hub(options: &Options) -> Result<bool, String> {
             if matches!(event, HubEvent::Left { .. } | HubEvent::ProcessGone { .. }) {
                 left += 1;
             }
-            handle_event(event, &mut view, &mut alerts);
+            handle_event(event, &mut view, &mut alerts, &mut check);
         }
     }
     view.finish();
-    for child in &mut children {
-        let _ = child.process.wait();
+    for process in &mut children {
+        let _ = process.wait();
     }
+    take_lines(&child_lines, &mut check);
 
     let (lines, written) = outputs::write(&options.out, &alerts, &profiles_sorted(profiles));
     let plain: Vec<Alert> = alerts.iter().map(|a| a.alert.clone()).collect();
@@ -220,11 +215,7 @@ fn run_hub(options: &Options) -> Result<bool, String> {
     for line in lines {
         println!("demo: {line}");
     }
-    let expected: Vec<(u32, u32, Vec<InjectedHang>)> = children
-        .iter()
-        .map(|c| (c.info.pid, c.index, c.plan.clone()))
-        .collect();
-    let outcome = check::check(&expected, &alerts);
+    let outcome = check.finish();
     for problem in &outcome.problems {
         println!("demo: {problem}");
     }
@@ -232,11 +223,12 @@ fn run_hub(options: &Options) -> Result<bool, String> {
     Ok(written && outcome.ok())
 }
 
-fn handle_event(event: HubEvent, view: &mut View, alerts: &mut Vec<ChildAlert>) {
+fn handle_event(event: HubEvent, view: &mut View, alerts: &mut Vec<ChildAlert>, check: &mut Check) {
     match event {
         HubEvent::Alert(alert) => {
             view.alert(&alert);
             metrics::alert(&alert);
+            check.alert(alert.clone(), SystemTime::now());
             alerts.push(alert);
         }
         HubEvent::Left { child, .. } => {
@@ -248,6 +240,16 @@ fn handle_event(event: HubEvent, view: &mut View, alerts: &mut Vec<ChildAlert>) 
             view.say(&format!("{child} died"));
         }
         other => view.say(&format!("{other}")),
+    }
+}
+
+/// Takes in when each child's clock started (the demo has no use for its
+/// notification counts).
+fn take_lines(lines: &Receiver<(u32, Line)>, check: &mut Check) {
+    for (pid, line) in lines.try_iter() {
+        if let Line::Started(at) = line {
+            check.started(pid, at);
+        }
     }
 }
 

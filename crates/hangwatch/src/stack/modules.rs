@@ -614,9 +614,27 @@ fn hull(group: &[&Mapping]) -> Range<u64> {
     start..end
 }
 
+/// Reads `/proc/self/maps` until two reads in a row agree.
+///
+/// The kernel produces the file a buffer at a time, and a mapping made or
+/// removed between two of those reads (another thread starting, and mapping
+/// its stack) can make a line go missing from one read: once, the C
+/// library's, which left a hung thread's stack unwound to a single unknown
+/// frame. Two identical reads mean nothing moved while reading.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn read_maps() -> Result<Vec<u8>, ModulesError> {
-    std::fs::read("/proc/self/maps").map_err(ModulesError::Maps)
+    const ATTEMPTS: usize = 8;
+    let read = || std::fs::read("/proc/self/maps").map_err(ModulesError::Maps);
+    let mut previous = read()?;
+    for _ in 1..ATTEMPTS {
+        let current = read()?;
+        if current == previous {
+            return Ok(current);
+        }
+        previous = current;
+    }
+    // Still moving: the latest read is the best there is.
+    Ok(previous)
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]

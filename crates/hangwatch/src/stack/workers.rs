@@ -11,23 +11,49 @@
 //! addresses are symbolicated once, each distinct address once, when
 //! profiling stops.
 //!
-//! The job queue is bounded and the monitor only ever `try_send`s into it; a
-//! full queue means an alert goes out without a stack, or a profile sample is
-//! dropped, rather than the monitor waiting. Workers end when the monitor
-//! drops the queue.
+//! There are two job queues, both bounded, and the monitor only ever
+//! `try_send`s into them: hung threads' samples, which a worker always takes
+//! first, and profiling's work. Profiling many threads in a slow (debug,
+//! loaded) process fills its own queue and drops its own samples; it never
+//! makes a hang's alert go out without its stack. A full hang queue means an
+//! alert goes out with the bare instruction pointer rather than the monitor
+//! waiting. Workers end when the monitor drops the queues.
 
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use crossbeam_channel::{bounded, select, Receiver, Sender, TryRecvError, TrySendError};
 
 use crate::messages::{StackDone, StackJob, StackWork};
 use crate::stack::symbolize::Symbolizer;
 use crate::stack::unwind::Unwinder;
 
-/// Jobs that may wait for a worker before new ones are refused: a few ticks
-/// of profiling many threads.
-const QUEUE: usize = 256;
+/// Hung threads' samples that may wait for a worker.
+const HANG_QUEUE: usize = 64;
+/// Profiling work that may wait: a few ticks of profiling many threads.
+const PROFILE_QUEUE: usize = 256;
 
 pub(crate) struct StackWorkers {
-    jobs: Sender<StackJob>,
+    hangs: Sender<StackJob>,
+    profiling: Sender<StackJob>,
+}
+
+/// A worker's two queues, hangs first.
+struct Queues {
+    hangs: Receiver<StackJob>,
+    profiling: Receiver<StackJob>,
+}
+
+impl Queues {
+    /// The next job, a hang's if there is one; `None` once the monitor is gone.
+    fn next(&self) -> Option<StackJob> {
+        match self.hangs.try_recv() {
+            Ok(job) => return Some(job),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => {}
+        }
+        select! {
+            recv(self.hangs) -> job => job.ok(),
+            recv(self.profiling) -> job => job.ok(),
+        }
+    }
 }
 
 impl StackWorkers {
@@ -40,26 +66,35 @@ impl StackWorkers {
         done: &Sender<StackDone>,
         warm: bool,
     ) -> std::io::Result<StackWorkers> {
-        let (jobs, queue) = bounded(QUEUE);
+        let (hangs, hang_queue) = bounded(HANG_QUEUE);
+        let (profiling, profile_queue) = bounded(PROFILE_QUEUE);
         for n in 0..count.max(1) {
-            let queue = queue.clone();
+            let queues = Queues {
+                hangs: hang_queue.clone(),
+                profiling: profile_queue.clone(),
+            };
             let done = done.clone();
             std::thread::Builder::new()
                 .name(format!("hangwatch-stack-{n}"))
-                .spawn(move || work(queue, done, warm))?;
+                .spawn(move || work(queues, done, warm))?;
         }
-        Ok(StackWorkers { jobs })
+        Ok(StackWorkers { hangs, profiling })
     }
 
-    /// Queues `job`, or hands it back if every worker is busy and the queue full.
+    /// Queues `job` (a hang's in the hang queue, profiling's in the other),
+    /// or hands it back if that queue is full.
     pub(crate) fn submit(&self, job: StackJob) -> Result<(), StackJob> {
-        self.jobs.try_send(job).map_err(|error| match error {
+        let queue = match job.work {
+            StackWork::Hang(_) => &self.hangs,
+            StackWork::ProfileSample(_) | StackWork::Symbolize(_) => &self.profiling,
+        };
+        queue.try_send(job).map_err(|error| match error {
             TrySendError::Full(job) | TrySendError::Disconnected(job) => job,
         })
     }
 }
 
-fn work(queue: Receiver<StackJob>, done: Sender<StackDone>, warm: bool) {
+fn work(queues: Queues, done: Sender<StackDone>, warm: bool) {
     let mut unwinder = Unwinder::new();
     let mut symbolizer = Symbolizer::new();
     if warm {
@@ -69,7 +104,7 @@ fn work(queue: Receiver<StackJob>, done: Sender<StackDone>, warm: bool) {
             let _ = symbolizer.preload(module);
         }
     }
-    for StackJob { id, work } in queue {
+    while let Some(StackJob { id, work }) = queues.next() {
         let answers = match work {
             StackWork::Hang(sample) => {
                 let unwound = unwinder.unwind(&sample);

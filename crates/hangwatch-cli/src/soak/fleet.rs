@@ -1,0 +1,242 @@
+//! The soak's child processes, every one it started: their roles, what
+//! happened to them, and their figures.
+//!
+//! A role (`child-<index>`) always has exactly one live process: when the
+//! soak kills one, it starts the next generation of the same role at once.
+//! Dropping the fleet kills and reaps every child still running.
+//!
+//! Each process's figures are the last it gave: its monitor's stats
+//! (refreshed every poll and just before it is killed), its notification
+//! count (from its own lines), and its resident set size, read from
+//! `/proc/<pid>/status` at every poll once it has warmed up
+//! ([`Member::warm`]), so that its first reading is its start and its last
+//! its end.
+
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::Sender;
+use hangwatch::Stats;
+use hangwatch_hub::Hub;
+
+use crate::demo::check::Check;
+use crate::demo::lines::{self, Line};
+use crate::demo::plan::Script;
+
+/// How long after its start a child has injected a hang of each kind and
+/// been through a profiling window.
+pub const WARM_UP: Duration = Duration::from_secs(8);
+
+/// One child process.
+pub struct Member {
+    pub script: Script,
+    pub pid: u32,
+    /// Until it is reaped.
+    process: Option<Child>,
+    spawned: Instant,
+    pub connected: bool,
+    /// It said when its clock started.
+    pub clock_started: bool,
+    pub killed: bool,
+    /// `ProcessGone` events the hub sent about it.
+    pub gone_reports: u32,
+    /// It said goodbye.
+    pub left: bool,
+    /// It sent an alert whose stack names a function of this program: its
+    /// symbol tables are loaded.
+    pub symbolicated: bool,
+    /// It gave a profile whose samples name functions of this program (a
+    /// window open while a cold start keeps its stack workers busy may
+    /// give an empty one).
+    pub profiled: bool,
+    pub stats: Option<Stats>,
+    pub notifications: u64,
+    /// Resident set size in KiB: the first reading after warm-up, the latest,
+    /// and how far apart they were taken.
+    pub rss: Option<Rss>,
+}
+
+/// A process's memory, read twice or more.
+#[derive(Clone, Copy, Debug)]
+pub struct Rss {
+    pub start_kib: u64,
+    pub end_kib: u64,
+    first: Instant,
+    pub span: Duration,
+}
+
+impl Rss {
+    pub fn growth_kib(&self) -> i64 {
+        self.end_kib as i64 - self.start_kib as i64
+    }
+}
+
+impl Member {
+    pub fn name(&self) -> String {
+        format!("child-{} (pid {})", self.script.index, self.pid)
+    }
+
+    /// Running, as far as the soak knows: neither killed nor gone nor left.
+    pub fn live(&self) -> bool {
+        !self.killed && self.gone_reports == 0 && !self.left
+    }
+
+    pub fn age(&self) -> Duration {
+        self.spawned.elapsed()
+    }
+
+    /// Its caches and buffers have grown to their working size: it has run
+    /// [`WARM_UP`], symbolicated a hang's stack and given a symbolicated
+    /// profile (the first symbolicated profile grows the symbol caches by a
+    /// few MiB in a debug build; on a loaded machine it can come late).
+    pub fn warm(&self) -> bool {
+        self.age() >= WARM_UP && self.symbolicated && self.profiled
+    }
+}
+
+/// Every child process the soak started, in the order it started them.
+#[derive(Default)]
+pub struct Fleet {
+    pub members: Vec<Member>,
+}
+
+impl Fleet {
+    /// Starts a child with `script` (under `hub`, its lines to `lines`) and
+    /// tells `check` its plan.
+    pub fn spawn(
+        &mut self,
+        hub: &Hub,
+        program: &Path,
+        script: Script,
+        lines: &Sender<(u32, Line)>,
+        check: &mut Check,
+    ) -> Result<&Member, String> {
+        let process = lines::spawn(hub, program, &script, lines)?;
+        let pid = process.id();
+        check.process(pid, script.index, script.hangs());
+        self.members.push(Member {
+            script,
+            pid,
+            process: Some(process),
+            spawned: Instant::now(),
+            connected: false,
+            clock_started: false,
+            killed: false,
+            gone_reports: 0,
+            left: false,
+            symbolicated: false,
+            profiled: false,
+            stats: None,
+            notifications: 0,
+            rss: None,
+        });
+        Ok(&self.members[self.members.len() - 1])
+    }
+
+    pub fn get(&mut self, pid: u32) -> Option<&mut Member> {
+        self.members.iter_mut().find(|m| m.pid == pid)
+    }
+
+    pub fn live(&self) -> impl Iterator<Item = &Member> {
+        self.members.iter().filter(|m| m.live())
+    }
+
+    /// Kills process `pid` with SIGKILL and reaps it; returns when.
+    pub fn kill(&mut self, pid: u32) -> Result<SystemTime, String> {
+        let member = self
+            .get(pid)
+            .ok_or_else(|| format!("no child with pid {pid}"))?;
+        let name = member.name();
+        let process = member
+            .process
+            .as_mut()
+            .ok_or_else(|| format!("{name} is already reaped"))?;
+        let at = SystemTime::now();
+        process
+            .kill()
+            .map_err(|e| format!("cannot kill {name}: {e}"))?;
+        let _ = process.wait();
+        member.process = None;
+        member.killed = true;
+        Ok(at)
+    }
+
+    /// Reads the memory of every live child that has warmed up.
+    pub fn read_rss(&mut self) {
+        for member in self.members.iter_mut().filter(|m| m.live() && m.warm()) {
+            let Some(kib) = rss_kib(member.pid) else {
+                continue;
+            };
+            let now = Instant::now();
+            let rss = member.rss.get_or_insert(Rss {
+                start_kib: kib,
+                end_kib: kib,
+                first: now,
+                span: Duration::ZERO,
+            });
+            rss.end_kib = kib;
+            rss.span = now - rss.first;
+        }
+    }
+
+    /// Waits up to `timeout` for every child not yet reaped to end, then
+    /// kills what is left; returns the names of those it had to kill.
+    pub fn reap(&mut self, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut killed = Vec::new();
+        for member in &mut self.members {
+            let Some(process) = member.process.as_mut() else {
+                continue;
+            };
+            loop {
+                match process.try_wait() {
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    Ok(None) => {
+                        let _ = process.kill();
+                        let _ = process.wait();
+                        killed.push(member.name());
+                        break;
+                    }
+                    Ok(Some(_)) | Err(_) => break,
+                }
+            }
+            member.process = None;
+        }
+        killed
+    }
+}
+
+/// A soak that ends early (on an error) leaves no child behind.
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for process in self.members.iter_mut().filter_map(|m| m.process.as_mut()) {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+}
+
+/// The resident set size of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_the_memory_of_a_process() {
+        let kib = super::rss_kib(std::process::id()).expect("VmRSS of this process");
+        assert!(kib > 100, "{kib} KiB");
+        assert_eq!(super::rss_kib(u32::MAX), None);
+    }
+}
