@@ -53,10 +53,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use hangwatch::{ExitReport, Profile, ProfilingOptions, Stats};
 use ipc_channel::ipc::{IpcOneShotServer, IpcSender};
+use serde::de::DeserializeOwned;
 
 use crate::error::{ControlError, HubError, HubGone};
 use crate::event::{ChildInfo, HubCounters, HubEvent};
-use crate::protocol::{ChildMsg, Reply, Request, HUB_ENV};
+use crate::protocol::{ChildMsg, Json, RemoteError, Reply, Request, HUB_ENV};
 
 pub use inbox::{Delivery, Inbox};
 pub(crate) use run::Command as HubCommand;
@@ -472,6 +473,19 @@ fn mismatch(pid: u32, asked: &str, got: &Reply) -> ControlError {
     }
 }
 
+/// A child's JSON answer, decoded, or what went wrong: on its side, or in
+/// the bytes it sent.
+fn decode_reply<T: DeserializeOwned>(
+    pid: u32,
+    result: Result<Json<T>, RemoteError>,
+) -> Result<T, ControlError> {
+    let json = result.map_err(|e| ControlError::remote(pid, e))?;
+    json.decode().map_err(|e| ControlError::BadReply {
+        pid,
+        detail: e.to_string(),
+    })
+}
+
 fn expect_exit(pid: u32, reply: Reply) -> Result<ExitReport, ControlError> {
     match reply {
         Reply::Exit(result) => result
@@ -483,13 +497,7 @@ fn expect_exit(pid: u32, reply: Reply) -> Result<ExitReport, ControlError> {
 
 fn expect_stats(pid: u32, reply: Reply) -> Result<Stats, ControlError> {
     match reply {
-        Reply::Stats(result) => {
-            let json = result.map_err(|e| ControlError::remote(pid, e))?;
-            json.decode().map_err(|e| ControlError::BadReply {
-                pid,
-                detail: e.to_string(),
-            })
-        }
+        Reply::Stats(result) => decode_reply(pid, result),
         other => Err(mismatch(pid, "stats", &other)),
     }
 }
@@ -503,13 +511,7 @@ fn expect_started(pid: u32, reply: Reply) -> Result<(), ControlError> {
 
 fn expect_profile(pid: u32, reply: Reply) -> Result<Profile, ControlError> {
     match reply {
-        Reply::StopProfiling(result) => {
-            let json = result.map_err(|e| ControlError::remote(pid, e))?;
-            json.decode().map_err(|e| ControlError::BadReply {
-                pid,
-                detail: e.to_string(),
-            })
-        }
+        Reply::StopProfiling(result) => decode_reply(pid, result),
         other => Err(mismatch(pid, "stop_profiling", &other)),
     }
 }
