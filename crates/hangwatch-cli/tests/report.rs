@@ -28,6 +28,7 @@ fn alerts() -> Vec<Alert> {
             .map(frame)
             .to_vec(),
         truncated: false,
+        ..Stack::default()
     };
     let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     let alert = |kind, at_ms, duration_ms, stack| Alert {

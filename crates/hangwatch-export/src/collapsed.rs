@@ -41,7 +41,7 @@
 //!
 //! let frame = |name: &str| Frame { function: Some(name.into()), ..Frame::default() };
 //! // Innermost first, as hangwatch records stacks.
-//! let stack = Stack { frames: vec![frame("myapp::reflow"), frame("myapp::run")], truncated: false };
+//! let stack = Stack { frames: vec![frame("myapp::reflow"), frame("myapp::run")], ..Stack::default() };
 //!
 //! let mut stacks = Collapsed::default();
 //! stacks.add_stack(None, &stack);

@@ -60,6 +60,7 @@ fn stack() -> Stack {
         .map(frame)
         .to_vec(),
         truncated: false,
+        ..Stack::default()
     }
 }
 

@@ -28,7 +28,7 @@ use crate::component::{ComponentId, ExitSignal, Timeouts};
 use crate::error::RegisterError;
 use crate::messages::{Registration, RegistryMsg};
 use crate::schedule::Schedule;
-use crate::stack::sampler::SampleTarget;
+use crate::stack::sampler::{SampleTarget, ThreadLease};
 use crate::stack::NoStack;
 
 /// What registers and handles share. Its senders keep the monitor running.
@@ -115,21 +115,27 @@ impl Register {
             ids.insert(id.clone(), Arc::downgrade(&cell));
         }
         let key = self.shared.next_key.fetch_add(1, Ordering::Relaxed);
-        let registration = Registration {
+        let mut registration = Registration {
             key,
             id: id.clone(),
             cell: cell.clone(),
             timeouts,
             exit_signal,
             thread: std::thread::current().name().map(str::to_owned),
-            // Made here, on the component's own thread: it records this
-            // thread's id and stack bounds.
-            stack_target: self.shared.stack_bytes.map(|bytes| {
-                SampleTarget::current_thread(bytes)
-                    .map(Arc::new)
-                    .map_err(|error| NoStack::Disabled(error.to_string()))
-            }),
+            stack_target: None,
         };
+        // Made here, on the component's own thread: it records this thread's
+        // id and stack bounds, and makes sure the sampling handler fits on
+        // its alternate signal stack (the lease gives it back on unregister).
+        let mut stack_lease = None;
+        registration.stack_target = self.shared.stack_bytes.map(|bytes| {
+            SampleTarget::current_thread_leased(bytes)
+                .map(|(target, lease)| {
+                    stack_lease = Some(lease);
+                    Arc::new(target)
+                })
+                .map_err(|error| NoStack::Disabled(error.to_string()))
+        });
         if self
             .shared
             .registry
@@ -151,6 +157,7 @@ impl Register {
             shared: self.shared.clone(),
             id,
             key,
+            _stack_lease: stack_lease,
             _owned_by_its_thread: PhantomData,
         })
     }
@@ -173,6 +180,9 @@ pub struct Handle {
     shared: Arc<Shared>,
     id: ComponentId,
     key: u64,
+    /// The thread's side of its sample target, given back (on this thread)
+    /// after the monitor is told of the unregistration.
+    _stack_lease: Option<ThreadLease>,
     _owned_by_its_thread: PhantomData<*const ()>,
 }
 

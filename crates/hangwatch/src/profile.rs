@@ -94,6 +94,7 @@ impl Profile {
         Stack {
             frames: self.frames_of(sample).cloned().collect(),
             truncated: sample.truncated,
+            ..Stack::default()
         }
     }
 

@@ -20,7 +20,7 @@ use hangwatch::stack::sampler::{
     block_sample_signal_on_this_thread, install_foreign_handler_for_tests,
     unblock_sample_signal_on_this_thread, SampleSignal, SampleTarget, Sampler, SamplerError,
 };
-use hangwatch::stack::{NoStack, RawSample};
+use hangwatch::stack::{CaptureMethod, NoStack, RawSample};
 
 /// The timeout of a sample that should succeed: far more than it takes.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -248,7 +248,10 @@ fn one_target_sampled_from_two_threads_at_once_takes_turns() {
 
 #[test]
 fn a_thread_that_blocks_the_signal_times_out_without_harm() {
-    let sampler = sampler();
+    // The signal path, forced: a thread that waits (here, for commands) is
+    // otherwise read from outside, and its signal mask does not matter.
+    let reader = sampler();
+    let sampler = reader.signal_only();
     let signal = sampler.signal();
     let (commands, inbox) = mpsc::channel::<&str>();
     let (replies, answers) = mpsc::channel::<&str>();
@@ -267,15 +270,22 @@ fn a_thread_that_blocks_the_signal_times_out_without_harm() {
     assert_eq!(answers.recv().unwrap(), "blocked");
     let (other, other_thread) = spawn_sampled(LIMIT, || thread::sleep(Duration::from_secs(1)));
 
-    // It times out, again and again (without queueing signals without end),
-    // while the other thread samples fine.
+    // The first signal times out; the next requests see it still pending
+    // and blocked, and say so at once, queueing nothing more; the other
+    // thread samples fine meanwhile, and the blocked one is read fine.
+    let started = Instant::now();
+    let first = sampler.sample(&blocked, Duration::from_millis(50));
+    assert_eq!(first.unwrap_err(), NoStack::Timeout);
     for _ in 0..8 {
-        let started = Instant::now();
         let result = sampler.sample(&blocked, Duration::from_millis(50));
-        assert_eq!(result.unwrap_err(), NoStack::Timeout);
-        assert!(started.elapsed() < GENEROUS);
+        assert_eq!(result.unwrap_err(), NoStack::SignalBlocked);
         sample_many(&sampler, &other, 10);
+        let read = reader
+            .sample(&blocked, TIMEOUT)
+            .expect("read while blocked");
+        assert_eq!(read.method, CaptureMethod::Blocked);
     }
+    assert!(started.elapsed() < GENEROUS);
 
     // Unblocked, it takes the late signals, which do nothing, and goes on.
     commands.send("unblock").unwrap();
@@ -302,7 +312,9 @@ fn a_thread_that_exited_is_gone() {
 
 #[test]
 fn a_thread_that_exits_while_waited_for_is_gone_at_once() {
-    let sampler = sampler();
+    // A signal the thread blocks is waited for (a waiting thread is
+    // otherwise read at once).
+    let sampler = sampler().signal_only();
     let signal = sampler.signal();
     let (exit, exiting) = mpsc::channel::<()>();
     let (target, thread) = spawn_sampled(LIMIT, move || {
@@ -495,10 +507,18 @@ fn requests_to_many_threads_are_answered_in_parallel() {
     let (target, _) = &threads[0];
     drop(sampler.request(target, 1024).expect("a request"));
     assert!(sampler.sample(target, TIMEOUT).is_ok());
-    // A second request while one is outstanding is refused, not queued.
-    let first = sampler.request(target, 1024).expect("a request");
-    assert_eq!(sampler.request(target, 1024).err(), Some(NoStack::Timeout));
+    // A request read at once from a blocked thread holds nothing; a second
+    // signal request while one is outstanding is refused, not queued.
+    let read = sampler.request(target, 1024).expect("a request");
+    assert!(read.is_answered());
+    let signalling = sampler.signal_only();
+    let first = signalling.request(target, 1024).expect("a request");
+    assert_eq!(
+        signalling.request(target, 1024).err(),
+        Some(NoStack::Timeout)
+    );
     assert!(first.wait(TIMEOUT).is_ok());
+    assert!(read.wait(Duration::ZERO).is_ok());
 
     drop(stop);
     for (_, thread) in threads {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use hangwatch::stack::modules::Modules;
 use hangwatch::stack::symbolize::Symbolizer;
 use hangwatch::stack::unwind::{AddressKind, UnwoundFrame, UnwoundStack, WalkEnd};
-use hangwatch::stack::Frame;
+use hangwatch::stack::{CaptureMethod, Frame};
 
 /// The line of `marked_function`'s body (`line!()` is evaluated inside it).
 #[inline(never)]
@@ -169,6 +169,8 @@ fn raw_and_symbolized_stacks_keep_addresses_and_truncation() {
         ],
         truncated: true,
         end: WalkEnd::OutsideCopy { address: 0 },
+        method: CaptureMethod::Signal,
+        syscall: None,
     };
     let raw = Symbolizer::raw(&stack);
     assert!(raw.truncated);
@@ -256,6 +258,8 @@ fn warm_symbolization_of_a_30_frame_stack_is_fast() {
         frames,
         truncated: false,
         end: WalkEnd::Complete,
+        method: CaptureMethod::Signal,
+        syscall: None,
     };
     let mut symbolizer = Symbolizer::new();
     let module = stack.frames[0].module.as_ref().expect("the test binary");

@@ -12,7 +12,7 @@ use hangwatch::stack::modules::Modules;
 use hangwatch::stack::sampler::{SampleSignal, SampleTarget, Sampler};
 use hangwatch::stack::symbolize::Symbolizer;
 use hangwatch::stack::unwind::{AddressKind, Unwinder, UnwoundStack, WalkEnd, MAX_FRAMES};
-use hangwatch::stack::{Frame, RawSample, Registers, Stack};
+use hangwatch::stack::{CaptureMethod, Frame, RawSample, Registers, Stack};
 
 /// The sampled thread: `outer -> middle -> inner`, and `inner` hands out
 /// its sample target, then blocks until the test is done.
@@ -226,6 +226,8 @@ fn synthetic(registers: Registers, stack_start: u64, stack: Vec<u8>, truncated: 
         stack,
         truncated,
         pause_ns: 0,
+        method: CaptureMethod::Signal,
+        syscall: None,
     }
 }
 

@@ -67,6 +67,7 @@ pub fn stack(innermost_first: &[&str]) -> Stack {
     Stack {
         frames: innermost_first.iter().map(|name| frame(name)).collect(),
         truncated: false,
+        ..Stack::default()
     }
 }
 

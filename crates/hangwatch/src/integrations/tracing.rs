@@ -189,6 +189,7 @@ mod tests {
                 frame(Some("app::main"), "app"),
             ],
             truncated: false,
+            ..Stack::default()
         };
         let top = top_frame(&stack).and_then(|f| f.function.as_deref());
         assert_eq!(top, Some("app::handlers::slow::{{closure}}"));

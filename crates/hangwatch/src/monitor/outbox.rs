@@ -126,6 +126,8 @@ impl Outbox {
                 ..Frame::default()
             }],
             truncated: true,
+            capture: Some(sample.method),
+            blocked_in: sample.syscall.map(crate::stack::sampler::describe_syscall),
         };
         let deadline = now + stacks.symbolicate_deadline;
         let Some(id) = stacks.submit(StackWork::Hang(sample)) else {

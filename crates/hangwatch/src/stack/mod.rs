@@ -11,9 +11,10 @@
 //!                                                       +---------------------+
 //! ```
 //!
-//! - `sampler` (the only `unsafe` of any size in the crate) stops nothing: the
-//!   hung thread copies its own registers and a bounded slice of its stack in
-//!   a signal handler and returns at once.
+//! - `sampler` (the only `unsafe` of any size in the crate) stops nothing: a
+//!   thread blocked in the kernel is read from outside, without a signal; a
+//!   running one copies its own registers and a bounded slice of its stack
+//!   in a signal handler and returns at once.
 //! - `unwind` walks that copy offline with DWARF CFI from `.eh_frame`.
 //! - `symbolize` turns addresses into functions, files and lines, inlined
 //!   frames included, with caches owned by the worker that uses them.
@@ -54,17 +55,43 @@ pub struct RawSample {
     pub stack: Vec<u8>,
     /// The copy stopped at its size limit before the end of the thread's stack.
     pub truncated: bool,
-    /// How long the thread spent in the handler, from entry to exit.
+    /// How long the thread spent in the handler, from entry to exit (zero
+    /// when it was read from outside).
     pub pause_ns: u64,
+    /// How the sample was taken.
+    pub method: CaptureMethod,
+    /// The system call the thread was blocked in, by number, if it was read
+    /// from outside while inside one.
+    pub syscall: Option<u64>,
+}
+
+/// How a thread's stack was taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureMethod {
+    /// The thread was blocked in the kernel: its stack pointer and program
+    /// counter came from the kernel and its stack was read from outside. It
+    /// was not interrupted; its frame pointer (and, on aarch64, its link
+    /// register) were not known to the unwinder.
+    Blocked,
+    /// The thread was running: it copied its own registers and stack in a
+    /// signal handler.
+    Signal,
 }
 
 /// Why an alert carries no stack.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "reason", content = "detail")]
 pub enum NoStack {
-    /// The thread did not run the handler in time: it blocks the signal, or
-    /// it is stopped.
+    /// The thread did not answer in time: it is stopped, or it has not run
+    /// since it was asked.
     Timeout,
+    /// The thread was running with the sampling signal blocked.
+    SignalBlocked,
+    /// The thread was running, and the signal path is refused for it: the
+    /// reason says why (its alternate signal stack could not be made big
+    /// enough for the handler). It is sampled while blocked.
+    Refused(String),
     /// The thread no longer exists.
     ThreadGone,
     /// This platform has no sampler yet.
@@ -81,9 +108,18 @@ pub struct Stack {
     /// The frames, innermost first. An inlined call expands into several
     /// frames at one address: the inlined callees first, then their caller.
     pub frames: Vec<Frame>,
-    /// The stack copy ended before the outermost frame: there are more
-    /// frames than shown.
+    /// The stack copy ended before the outermost frame, or the walk needed
+    /// a register the capture did not have: there are more frames than
+    /// shown.
     pub truncated: bool,
+    /// How the stack was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<CaptureMethod>,
+    /// The system call the thread was blocked in (`futex`, `read`, or
+    /// `syscall 435` for one without a name here), when it was read from
+    /// outside while inside one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked_in: Option<String>,
 }
 
 /// One frame of a stack.
@@ -118,8 +154,18 @@ impl std::fmt::Display for Stack {
         if self.truncated {
             write!(
                 f,
-                "\n    ... (the stack copy ended here; outer frames are missing)"
+                "\n    ... (the walk ended here; outer frames are missing)"
             )?;
+        }
+        match (&self.capture, &self.blocked_in) {
+            (Some(CaptureMethod::Blocked), Some(call)) => {
+                write!(f, "\n    (read while blocked in {call}: not interrupted)")?
+            }
+            (Some(CaptureMethod::Blocked), None) => {
+                write!(f, "\n    (read while blocked: not interrupted)")?
+            }
+            (Some(CaptureMethod::Signal), _) => write!(f, "\n    (taken by signal: running)")?,
+            (None, _) => {}
         }
         Ok(())
     }
@@ -150,9 +196,11 @@ impl std::fmt::Display for Frame {
 impl std::fmt::Display for NoStack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            NoStack::Timeout => {
-                f.write_str("the thread did not answer the sampling signal in time")
+            NoStack::Timeout => f.write_str("the thread did not answer in time"),
+            NoStack::SignalBlocked => {
+                f.write_str("the thread was running with the sampling signal blocked")
             }
+            NoStack::Refused(why) => write!(f, "not signalled while running: {why}"),
             NoStack::ThreadGone => f.write_str("the thread no longer exists"),
             NoStack::Unsupported(why) => write!(f, "unsupported: {why}"),
             NoStack::Disabled(why) => write!(f, "disabled: {why}"),

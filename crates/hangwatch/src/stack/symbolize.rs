@@ -118,7 +118,7 @@ impl Symbolizer {
         }
         Stack {
             frames,
-            truncated: stack.truncated,
+            ..Symbolizer::raw_frameless(stack)
         }
     }
 
@@ -159,7 +159,17 @@ impl Symbolizer {
                     )
                 })
                 .collect(),
+            ..Symbolizer::raw_frameless(stack)
+        }
+    }
+
+    /// `stack`'s truncation and capture, without frames.
+    fn raw_frameless(stack: &UnwoundStack) -> Stack {
+        Stack {
+            frames: Vec::new(),
             truncated: stack.truncated,
+            capture: Some(stack.method),
+            blocked_in: stack.syscall.map(crate::stack::sampler::describe_syscall),
         }
     }
 

@@ -49,7 +49,7 @@
 use std::sync::Arc;
 
 use crate::stack::modules::{LiveModules, Module, Modules, ModulesError};
-use crate::stack::RawSample;
+use crate::stack::{CaptureMethod, RawSample};
 
 /// The most frames a walk returns; deeper stacks are cut and marked
 /// truncated.
@@ -122,6 +122,10 @@ pub enum WalkEnd {
     /// This architecture has no unwinder: the stack has only its
     /// instruction pointer frame.
     UnsupportedArch,
+    /// The walk needed a register the capture did not have: the frame
+    /// pointer (on aarch64, also the link register) of a thread read while
+    /// blocked, before any frame had saved it on the stack.
+    MissingRegister,
 }
 
 /// Why the unwinder could not go on.
@@ -153,6 +157,11 @@ pub struct UnwoundStack {
     pub truncated: bool,
     /// Why the walk stopped.
     pub end: WalkEnd,
+    /// How the sample was taken.
+    pub method: CaptureMethod,
+    /// The system call the thread was blocked in, if it was read while
+    /// inside one.
+    pub syscall: Option<u64>,
 }
 
 /// Unwinds samples of this process's threads. Owned by one worker thread.
@@ -211,7 +220,7 @@ impl Unwinder {
         let (frames, end) = self.walker.walk(sample, &copy, self.modules.modules());
         let truncated = match end {
             WalkEnd::Complete | WalkEnd::UnsupportedArch => false,
-            WalkEnd::FrameLimit => true,
+            WalkEnd::FrameLimit | WalkEnd::MissingRegister => true,
             WalkEnd::OutsideCopy { .. } | WalkEnd::Failed(_) => {
                 sample.truncated && copy.read_past_end()
             }
@@ -220,6 +229,8 @@ impl Unwinder {
             frames,
             truncated,
             end,
+            method: sample.method,
+            syscall: sample.syscall,
         }
     }
 
@@ -234,6 +245,8 @@ impl Unwinder {
             )],
             truncated: true,
             end: WalkEnd::UnsupportedArch,
+            method: sample.method,
+            syscall: sample.syscall,
         }
     }
 }
@@ -250,7 +263,7 @@ mod native {
 
     use super::{AddressKind, UnwindError, UnwoundFrame, WalkEnd, MAX_FRAMES};
     use crate::stack::modules::{LiveModules, Module, Modules};
-    use crate::stack::{RawSample, Registers};
+    use crate::stack::{CaptureMethod, RawSample, Registers};
 
     /// framehop's unwinder for the current snapshot, and its rule cache.
     pub(super) struct Walker {
@@ -283,26 +296,75 @@ mod native {
             self.generation = Some(modules.generation());
         }
 
+        /// Walks from the sample's registers, one frame at a time. For a
+        /// sample read while blocked, the frame pointer starts as
+        /// [`UNKNOWN`]: a step that needs it (its rule reads memory at or
+        /// just above `UNKNOWN`) is tried again with the frame pointer the
+        /// stack itself suggests (see [`frame_record_above`]); if the stack
+        /// suggests none, the walk ends with [`WalkEnd::MissingRegister`].
         pub(super) fn walk(
             &mut self,
             sample: &RawSample,
             copy: &StackCopy<'_>,
             modules: &Modules,
         ) -> (Vec<UnwoundFrame>, WalkEnd) {
-            let regs = initial_regs(&sample.registers, self.unwinder.max_known_code_address());
+            let blocked = sample.method == CaptureMethod::Blocked;
+            let mut registers = sample.registers;
+            if blocked {
+                registers.fp = UNKNOWN;
+                registers.lr = UNKNOWN;
+            }
+            let mut regs = initial_regs(&registers, self.unwinder.max_known_code_address());
             let mut read_stack = |address| copy.read(address);
-            let mut frames = self.unwinder.iter_frames(
-                sample.registers.ip,
-                regs,
-                &mut self.cache,
-                &mut read_stack,
-            );
-            let mut found = Vec::new();
+            let mut address = FrameAddress::InstructionPointer(sample.registers.ip);
+            let mut found = vec![frame(address, modules)];
             let end = loop {
-                match frames.next() {
-                    Ok(Some(_)) if found.len() == MAX_FRAMES => break WalkEnd::FrameLimit,
-                    Ok(Some(address)) => found.push(frame(address, modules)),
+                if found.len() == MAX_FRAMES {
+                    break WalkEnd::FrameLimit;
+                }
+                let mut stepped = regs.clone();
+                let step = self.unwinder.unwind_frame(
+                    address,
+                    &mut stepped,
+                    &mut self.cache,
+                    &mut read_stack,
+                );
+                let step = match step {
+                    Err(Error::CouldNotReadStack(at)) if blocked && is_unknown(at) => {
+                        let Some(record) = frame_record_above(copy, regs.sp(), modules) else {
+                            break WalkEnd::MissingRegister;
+                        };
+                        set_frame_pointer(&mut regs, record);
+                        stepped = regs.clone();
+                        self.unwinder.unwind_frame(
+                            address,
+                            &mut stepped,
+                            &mut self.cache,
+                            &mut read_stack,
+                        )
+                    }
+                    step => step,
+                };
+                match step {
+                    Ok(Some(return_address))
+                        if blocked && took_unknown_link(&found, return_address, modules) =>
+                    {
+                        break WalkEnd::MissingRegister
+                    }
+                    Ok(Some(return_address)) => {
+                        match FrameAddress::from_return_address(return_address) {
+                            Some(next) => {
+                                address = next;
+                                regs = stepped;
+                                found.push(frame(address, modules));
+                            }
+                            None => break WalkEnd::Failed(UnwindError::NullReturnAddress),
+                        }
+                    }
                     Ok(None) => break WalkEnd::Complete,
+                    Err(Error::CouldNotReadStack(at)) if blocked && is_unknown(at) => {
+                        break WalkEnd::MissingRegister
+                    }
                     Err(Error::CouldNotReadStack(address)) => {
                         break WalkEnd::OutsideCopy { address }
                     }
@@ -318,6 +380,65 @@ mod native {
             };
             (found, end)
         }
+    }
+
+    /// What a register the capture did not see starts as: an address far
+    /// above any stack, so that a rule computing from it reads memory there
+    /// (and fails, recognizably) rather than near zero, which framehop takes
+    /// for the end of the frame-pointer chain.
+    const UNKNOWN: u64 = 0xffff_ffff_ffff_0000;
+
+    fn is_unknown(address: u64) -> bool {
+        address >= UNKNOWN
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn set_frame_pointer(regs: &mut framehop::UnwindRegsNative, fp: u64) {
+        regs.set_bp(fp);
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    fn set_frame_pointer(regs: &mut framehop::UnwindRegsNative, fp: u64) {
+        regs.set_fp(fp);
+    }
+
+    /// Whether the first step of a sample read while blocked took its
+    /// return address from the link register the capture did not see:
+    /// aarch64 leaf functions (system-call wrappers among them) keep it
+    /// there, so the frame that called them is unknown.
+    fn took_unknown_link(found: &[UnwoundFrame], return_address: u64, modules: &Modules) -> bool {
+        cfg!(target_arch = "aarch64")
+            && found.len() == 1
+            && !modules.covers(return_address.wrapping_sub(1))
+    }
+
+    /// The frame record (saved frame pointer, then return address) that a
+    /// frame using a frame pointer keeps at the address its frame pointer
+    /// holds: the first one at or above `sp`, 16-byte aligned, whose return
+    /// address lies in known code and whose saved frame pointer is zero (the
+    /// outermost frame) or a frame record further up the copy whose return
+    /// address is code too. A frame's locals lie between its stack pointer
+    /// and its frame record, so the first such record above the stack
+    /// pointer is its own; two linked records whose return addresses are
+    /// both code are not what stale data looks like.
+    fn frame_record_above(copy: &StackCopy<'_>, sp: u64, modules: &Modules) -> Option<u64> {
+        let is_code = |address: u64| address > 1 && modules.covers(address - 1);
+        let record = |at: u64| Some((copy.read(at).ok()?, copy.read(at.checked_add(8)?).ok()?));
+        let mut at = sp.checked_add(15)? & !15;
+        let end = copy.end();
+        while at.checked_add(16)? <= end {
+            if let Some((saved, returns)) = record(at) {
+                let chained = saved == 0
+                    || (saved > at
+                        && saved % 16 == 0
+                        && record(saved).is_some_and(|(_, outer)| outer == 0 || is_code(outer)));
+                if is_code(returns) && chained {
+                    return Some(at);
+                }
+            }
+            at += 16;
+        }
+        None
     }
 
     fn frame(address: FrameAddress, modules: &Modules) -> UnwoundFrame {
@@ -408,6 +529,11 @@ mod native {
                     Err(())
                 }
             }
+        }
+
+        /// The address just past the copy.
+        pub(super) fn end(&self) -> u64 {
+            self.start.saturating_add(self.bytes.len() as u64)
         }
 
         /// Whether the last failed read reached past the end of the copy.

@@ -1,61 +1,85 @@
 //! Capture: the registers and a bounded copy of the stack of another thread,
-//! taken by that thread itself in a signal handler, with a timeout.
+//! taken without changing what that thread observes, with a timeout.
 //!
-//! # How a sample is taken
+//! # Two paths
+//!
+//! A thread is captured the cheapest way that leaves it undisturbed:
+//!
+//! - **Blocked in the kernel** (waiting for a lock, a read, a sleep, a
+//!   poll: most hangs), it is *read from outside*: its stack pointer and
+//!   program counter come from the kernel (`/proc/self/task/TID/syscall`),
+//!   its stack is copied with `process_vm_readv`, and the capture is kept
+//!   only if the thread did not run meanwhile. No signal: its system call
+//!   goes on as if nobody had looked. ([`CaptureMethod::Blocked`].)
+//! - **Running** on a CPU (or ready to), and so not inside a system call,
+//!   it is *signalled*: it copies its own registers and stack in a handler,
+//!   on an alternate signal stack big enough for it, and returns.
+//!   ([`CaptureMethod::Signal`].)
 //!
 //! ```text
-//!   sampling thread (the monitor)             sampled thread
-//!   -----------------------------             --------------
+//!   sampling thread                           sampled thread
+//!   ---------------                           --------------
+//!   /proc/.../syscall: blocked at sp, pc      (in the kernel, untouched)
+//!   process_vm_readv [sp, top)
+//!   /proc/.../schedstat: did not run -> done
+//!
+//!   /proc/.../syscall: running
 //!   slot: IDLE -> REQUESTED(ticket)
 //!   rt_tgsigqueueinfo(tid, signal,
-//!                     value = slot+ticket) -> handler runs (SA_ONSTACK):
-//!                                               checks the value, claims the slot:
-//!                                                 REQUESTED(ticket) -> CLAIMED(ticket)
-//!                                               copies ip/sp/fp(/lr) from the ucontext
-//!                                               and [sp, min(sp + limit, stack end))
-//!                                               into the slot's preallocated buffer
-//!                                               CLAIMED -> DONE (+ futex wake
-//!                                               if the sampler sleeps)
+//!                     value = slot+ticket) -> handler (SA_ONSTACK):
+//!                                               claims the slot (CAS),
+//!                                               copies ip/sp/fp(/lr) and
+//!                                               [sp, min(sp + limit, top))
+//!                                               into the slot's buffer,
+//!                                               publishes DONE
 //!   polls, then futex-waits, at most timeout <- returns: the thread goes on
 //!   copies the buffer out into a Vec
-//!   slot: DONE -> IDLE
 //! ```
 //!
-//! The hung thread is interrupted for as long as the copy takes (a few
-//! microseconds for a typical stack) and never waits for the monitor. All
-//! the work that needs memory, locks or time — allocation, unwinding,
-//! symbolication — happens later on other threads, from the plain bytes in a
+//! All the work that needs memory, locks or time (allocation, unwinding,
+//! symbolication) happens later on other threads, from the plain bytes in a
 //! [`RawSample`].
 //!
 //! # Invariants
 //!
-//! - **A handler never touches memory that can go away.** The slots live in a
-//!   process-wide static table; a slot's buffer is freed only while no
+//! - **A blocked thread is never signalled**, and a capture read from
+//!   outside describes one moment: the thread did not run during it.
+//! - **The handler runs only where it fits**: on an alternate signal stack
+//!   of at least the kernel's signal frame plus what the handler needs. A
+//!   thread without one, or with a smaller one, gets one of ours when it
+//!   registers; if that fails, it is sampled only while blocked, and a
+//!   capture while it runs says why ([`NoStack::Refused`]).
+//! - **A handler never touches memory that can go away.** The slots live in
+//!   a process-wide static table; a slot's buffer is freed only while no
 //!   request is outstanding on it, and a handler may write it only after it
 //!   claimed a request whose ticket is still current.
-//! - **A late handler does nothing.** A sampler that gives up takes its
-//!   request back (`REQUESTED -> IDLE`) before it returns; a handler that
-//!   runs afterwards cannot claim it. If the handler had already claimed it,
-//!   the slot stays claimed, and nobody reads or reuses the buffer until the
-//!   handler says it is done.
-//! - **The sampler never waits forever.** Every wait — for its turn on a
-//!   target, for a handler still busy with an earlier request, for the reply —
-//!   ends at the deadline given to [`Sampler::sample`].
-//! - **The handler does not allocate, lock, panic or unwrap**, and restores
-//!   `errno`. It makes only async-signal-safe calls: `clock_gettime` (in the
-//!   vDSO), `memcpy`, and `futex(FUTEX_WAKE)` when the sampler sleeps. It
-//!   checks the sender's pid and its own tid against values recorded
-//!   beforehand rather than asking the kernel: each system call would cost
-//!   more than the copy of a typical stack.
+//! - **A late handler does nothing**, and **no thread is locked out**: a
+//!   request the thread did not answer in time is taken back and forgotten;
+//!   a signal someone else consumed (a `sigtimedwait` on every signal) does
+//!   not count against the next request; a thread that blocks the signal is
+//!   told apart at once ([`NoStack::SignalBlocked`]) instead of queueing
+//!   signals.
+//! - **The sampler never waits forever.** Every wait ends at the deadline
+//!   given to [`Sampler::sample`].
+//! - **The handler does not allocate, lock, panic or unwrap**, restores
+//!   `errno`, and copies in assembly that no sanitizer instruments (the stack
+//!   it reads holds other frames' poisoned locals).
 //!
-//! [`RawSample::pause_ns`] runs from the handler's entry to the publication
-//! of its copy. What follows is the return, and, only when the sampler
-//! stopped polling and went to sleep (it polls for 50 µs first), a futex
-//! wake of a few microseconds.
+//! [`RawSample::pause_ns`] is how long the handler ran, from its entry to
+//! the publication of its copy (zero for a thread read while blocked, which
+//! is not paused at all).
 //!
-//! The platform code is in `linux.rs` (Linux on x86-64 and aarch64) and
-//! `unsupported.rs` (everything else: [`Sampler::sample`] returns
-//! [`NoStack::Unsupported`] with the reason).
+//! # Platforms
+//!
+//! The portable code here talks to one platform module through the
+//! `Platform` trait: `linux/` (x86-64 and aarch64), and `unsupported.rs`
+//! for everything else, where [`Sampler::sample`] returns
+//! [`NoStack::Unsupported`] with the reason. A macOS sampler would suspend
+//! the thread (`thread_suspend`), read its registers (`thread_get_state`)
+//! and copy its stack (`mach_vm_read_overwrite`), then resume it; a Windows
+//! one `SuspendThread`, `GetThreadContext`, `ReadProcessMemory`,
+//! `ResumeThread`. Both stop the thread from outside, so neither can make a
+//! system call fail the way a signal handler does.
 //!
 //! # Example
 //!
@@ -75,9 +99,55 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::stack::{NoStack, RawSample};
+
+/// What a platform provides, and all the portable code relies on.
+trait Platform {
+    /// What is recorded of a thread, on that thread, so that any other can
+    /// sample it.
+    type Thread: fmt::Debug + Send + Sync;
+    /// What that thread keeps while it may be sampled, given back on that
+    /// thread when dropped (an alternate signal stack lent to it).
+    type ThreadLease: fmt::Debug;
+    /// A sample asked for and not yet taken.
+    type Request: fmt::Debug + Send;
+
+    /// The signal a sampler uses by default.
+    fn default_signal() -> i32;
+    fn describe_signal(signal: i32, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+    /// Makes `signal` ours, process-wide (see [`Sampler::install`]).
+    fn install(signal: SampleSignal) -> Result<(), SamplerError>;
+    /// Records the calling thread, with room for `copy_limit` bytes of its
+    /// stack.
+    fn current_thread(copy_limit: usize)
+        -> Result<(Self::Thread, Self::ThreadLease), SamplerError>;
+    fn tid(thread: &Self::Thread) -> u32;
+    /// Asks `thread` for at most `max_bytes` of its stack: answered at once
+    /// when it can be read from outside, else once it has run its handler.
+    /// Waits at most `wait` for its turn on the thread.
+    fn request(
+        sampler: &Sampler,
+        thread: &Self::Thread,
+        max_bytes: usize,
+        wait: Duration,
+    ) -> Result<Self::Request, NoStack>;
+    fn is_answered(request: &Self::Request) -> bool;
+    /// Waits at most `timeout` for the answer, or gives the request up.
+    fn finish(request: Self::Request, timeout: Duration) -> Result<RawSample, NoStack>;
+    /// The name of system call `number` ([`RawSample::syscall`]), if known.
+    fn syscall_name(number: u64) -> Option<&'static str>;
+}
+
+/// How a thread read while blocked in system call `number` is described:
+/// its name, or `syscall N`.
+pub(crate) fn describe_syscall(number: u64) -> String {
+    match Native::syscall_name(number) {
+        Some(name) => name.to_owned(),
+        None => format!("syscall {number}"),
+    }
+}
 
 #[cfg(all(
     target_os = "linux",
@@ -88,7 +158,7 @@ mod linux;
     target_os = "linux",
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
-use linux as platform;
+type Native = linux::Linux;
 #[cfg(all(
     target_os = "linux",
     any(target_arch = "x86_64", target_arch = "aarch64")
@@ -107,7 +177,7 @@ mod unsupported;
     target_os = "linux",
     any(target_arch = "x86_64", target_arch = "aarch64")
 )))]
-use unsupported as platform;
+type Native = unsupported::Unsupported;
 
 #[cfg(all(
     feature = "reference-samplers",
@@ -131,6 +201,7 @@ pub const DEFAULT_COPY_LIMIT: usize = 256 * 1024;
 #[derive(Clone, Copy, Debug)]
 pub struct Sampler {
     signal: SampleSignal,
+    signal_only: bool,
 }
 
 impl Sampler {
@@ -141,8 +212,11 @@ impl Sampler {
     /// than `SIG_DFL`, `SIG_IGN` or ours), if the signal is `SIGPROF`, or if
     /// it is not a real-time signal: each error says what to do instead.
     pub fn install(signal: SampleSignal) -> Result<Sampler, SamplerError> {
-        platform::install(signal)?;
-        Ok(Sampler { signal })
+        Native::install(signal)?;
+        Ok(Sampler {
+            signal,
+            signal_only: false,
+        })
     }
 
     /// The signal this sampler sends.
@@ -150,14 +224,30 @@ impl Sampler {
         self.signal
     }
 
-    /// Samples `target`: sends it the signal with `rt_tgsigqueueinfo` and
-    /// waits at most `timeout` for its handler to copy its registers and
-    /// stack.
+    /// This sampler, made to signal every thread, blocked or not: the
+    /// sampler hangwatch had before it read blocked threads from outside,
+    /// kept as the reference `hangwatch bench` measures against. A thread
+    /// signalled inside a timed system call sees that call fail with
+    /// `EINTR`; do not use it to watch a program.
+    #[doc(hidden)]
+    pub fn signal_only(self) -> Sampler {
+        Sampler {
+            signal_only: true,
+            ..self
+        }
+    }
+
+    /// Samples `target`, waiting at most `timeout`: reads it from outside
+    /// if it is blocked in the kernel, else sends it the signal with
+    /// `rt_tgsigqueueinfo` and waits for its handler to copy its registers
+    /// and stack.
     ///
-    /// - [`NoStack::Timeout`]: the thread did not answer in time (it blocks
-    ///   the signal, it is stopped, or it has not taken the last few signals
-    ///   sent to it yet, in which case no new one is queued and this returns
-    ///   at once);
+    /// - [`NoStack::Timeout`]: the thread did not answer in time (it is
+    ///   stopped, or it has not taken the last few signals sent to it yet,
+    ///   in which case no new one is queued and this returns at once);
+    /// - [`NoStack::SignalBlocked`]: it is running with the signal blocked;
+    /// - [`NoStack::Refused`]: it is running, and its handler would not fit
+    ///   on its alternate signal stack;
     /// - [`NoStack::ThreadGone`]: the thread has exited;
     /// - [`NoStack::Disabled`]: someone replaced our handler for the signal
     ///   (sending it then could kill the process), or sending failed;
@@ -179,19 +269,22 @@ impl Sampler {
         max_bytes: usize,
         timeout: Duration,
     ) -> Result<RawSample, NoStack> {
-        platform::sample(self.signal, &target.inner, max_bytes, timeout)
+        let started = Instant::now();
+        let request = Native::request(self, &target.inner, max_bytes, timeout)?;
+        Native::finish(request, timeout.saturating_sub(started.elapsed()))
     }
 
     /// Asks `target` for a sample of at most `max_bytes` of its stack and
     /// returns at once, so that many threads can be asked in parallel and
-    /// answered while the caller does other work. Fails with
+    /// answered while the caller does other work. A blocked thread is read
+    /// right here, and its request is answered already. Fails with
     /// [`NoStack::Timeout`] if another caller holds the target's turn.
     pub fn request(
         &self,
         target: &Arc<SampleTarget>,
         max_bytes: usize,
     ) -> Result<PendingSample, NoStack> {
-        let request = platform::request(self.signal, &target.inner, max_bytes)?;
+        let request = Native::request(self, &target.inner, max_bytes, Duration::ZERO)?;
         Ok(PendingSample {
             request,
             _target: target.clone(),
@@ -204,7 +297,7 @@ impl Sampler {
 /// nothing.
 #[derive(Debug)]
 pub struct PendingSample {
-    request: platform::Request,
+    request: <Native as Platform>::Request,
     /// The slot's buffer lives as long as its target.
     _target: Arc<SampleTarget>,
 }
@@ -213,13 +306,13 @@ impl PendingSample {
     /// Whether the thread has answered, so that [`wait`](PendingSample::wait)
     /// returns at once.
     pub fn is_answered(&self) -> bool {
-        self.request.is_answered()
+        Native::is_answered(&self.request)
     }
 
     /// Waits at most `timeout` for the answer (zero: take it if it is
     /// there), or gives up, with the errors of [`Sampler::sample`].
     pub fn wait(self, timeout: Duration) -> Result<RawSample, NoStack> {
-        platform::finish(self.request, timeout)
+        Native::finish(self.request, timeout)
     }
 }
 
@@ -244,13 +337,13 @@ impl Default for SampleSignal {
     /// `SIGRTMIN+5`, clear of the first few real-time signals, which other
     /// libraries tend to take. (Meaningless where there is no sampler.)
     fn default() -> SampleSignal {
-        SampleSignal(platform::default_signal())
+        SampleSignal(Native::default_signal())
     }
 }
 
 impl fmt::Display for SampleSignal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        platform::describe_signal(self.0, f)
+        Native::describe_signal(self.0, f)
     }
 }
 
@@ -263,22 +356,49 @@ impl fmt::Display for SampleSignal {
 /// [`NoStack::ThreadGone`].
 #[derive(Debug)]
 pub struct SampleTarget {
-    inner: platform::Target,
+    inner: <Native as Platform>::Thread,
+}
+
+/// What a sampled thread keeps, on that thread, while it may be sampled: an
+/// alternate signal stack lent to it, given back when this is dropped (see
+/// [`SampleTarget::current_thread_leased`]). Not `Send`.
+#[derive(Debug)]
+pub struct ThreadLease {
+    _inner: <Native as Platform>::ThreadLease,
 }
 
 impl SampleTarget {
     /// Records the calling thread's id and stack bounds and preallocates a
     /// slot with room for `copy_limit` bytes of stack (at most the whole
     /// stack). [`DEFAULT_COPY_LIMIT`] suits most programs.
+    ///
+    /// If the thread's alternate signal stack is missing or too small for
+    /// the handler, the thread gets one of hangwatch's for the rest of its
+    /// life; [`current_thread_leased`](SampleTarget::current_thread_leased)
+    /// gives it back sooner.
     pub fn current_thread(copy_limit: usize) -> Result<SampleTarget, SamplerError> {
-        Ok(SampleTarget {
-            inner: platform::Target::current_thread(copy_limit)?,
-        })
+        let (target, lease) = SampleTarget::current_thread_leased(copy_limit)?;
+        // The lease's thread-local record frees the stack when the thread
+        // exits.
+        std::mem::forget(lease);
+        Ok(target)
+    }
+
+    /// Like [`current_thread`](SampleTarget::current_thread), with the
+    /// thread's side of it: drop the [`ThreadLease`] on this thread when it
+    /// stops being sampled, and the alternate signal stack it was lent, if
+    /// any, is given back (what was there before is put back when the
+    /// handler fits on it).
+    pub fn current_thread_leased(
+        copy_limit: usize,
+    ) -> Result<(SampleTarget, ThreadLease), SamplerError> {
+        let (inner, lease) = Native::current_thread(copy_limit)?;
+        Ok((SampleTarget { inner }, ThreadLease { _inner: lease }))
     }
 
     /// The thread's OS id.
     pub fn tid(&self) -> u32 {
-        self.inner.tid()
+        Native::tid(&self.inner)
     }
 }
 

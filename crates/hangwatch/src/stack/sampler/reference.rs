@@ -12,7 +12,7 @@
 //! deadlocks in the handler.
 //!
 //! It shares the slot table and the handshake of the Linux sampler (see
-//! `linux.rs`): the same claim, the same timeouts, the same safety for late
+//! `linux/slots.rs`): the same claim, the same timeouts, the same safety for late
 //! handlers. What differs is the handler's work, and how it is installed:
 //! like pprof-rs, with `SA_SIGINFO | SA_RESTART` but without `SA_ONSTACK`,
 //! so the unwinder runs on the thread's own stack rather than on a small
@@ -74,7 +74,7 @@ impl ReferenceSampler {
         let raw = linux::sample_with(
             self.signal,
             &REFERENCE_HANDLER,
-            &target.inner,
+            &target.inner.lease,
             usize::MAX,
             timeout,
         )?;
