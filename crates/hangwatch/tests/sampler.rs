@@ -401,14 +401,27 @@ fn the_copy_is_the_real_stack_of_the_thread() {
     });
     let address = marker_address.recv().unwrap();
 
-    let sample = sampler.sample(&target, TIMEOUT).unwrap();
-    assert_eq!(sample.registers.sp, sample.stack_start);
-    assert_ne!(sample.registers.ip, 0);
-    assert!(sample.stack_start <= address);
-    assert!(address < sample.stack_start + sample.stack.len() as u64);
-    assert!(holds_at(&sample, address, MARKER));
-    assert!(holds_at(&sample, address + 8, !MARKER));
-    assert!(sample.pause_ns > 0);
+    // Signalled (as if running), the thread copies itself; read while
+    // blocked, the same bytes are copied from outside.
+    let signalled = sampler.signal_only().sample(&target, TIMEOUT).unwrap();
+    assert_eq!(signalled.method, CaptureMethod::Signal);
+    assert!(signalled.pause_ns > 0);
+    let read = loop {
+        let sample = sampler.sample(&target, TIMEOUT).unwrap();
+        if sample.method == CaptureMethod::Blocked {
+            break sample;
+        }
+    };
+    assert_eq!(read.pause_ns, 0);
+    assert!(read.syscall.is_some());
+    for sample in [signalled, read] {
+        assert_eq!(sample.registers.sp, sample.stack_start);
+        assert_ne!(sample.registers.ip, 0);
+        assert!(sample.stack_start <= address);
+        assert!(address < sample.stack_start + sample.stack.len() as u64);
+        assert!(holds_at(&sample, address, MARKER));
+        assert!(holds_at(&sample, address + 8, !MARKER));
+    }
 
     stop.send(()).unwrap();
     thread.join().unwrap();

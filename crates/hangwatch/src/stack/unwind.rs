@@ -332,6 +332,12 @@ mod native {
                 let step = match step {
                     Err(Error::CouldNotReadStack(at)) if blocked && is_unknown(at) => {
                         let Some(record) = frame_record_above(copy, regs.sp(), modules) else {
+                            // The record may lie past a copy cut short.
+                            if sample.truncated {
+                                let end = copy.end();
+                                let _ = copy.read(end);
+                                break WalkEnd::OutsideCopy { address: end };
+                            }
                             break WalkEnd::MissingRegister;
                         };
                         set_frame_pointer(&mut regs, record);

@@ -176,6 +176,14 @@ mod tests {
             while !spinning.load(Ordering::Relaxed) {
                 std::hint::spin_loop();
             }
+            // AddressSanitizer unmaps the alternate stack it finds at thread
+            // exit, taking it for its own: leave none.
+            let none = libc::stack_t {
+                ss_sp: std::ptr::null_mut(),
+                ss_flags: libc::SS_DISABLE,
+                ss_size: 0,
+            };
+            sys::set_alt_stack(&none).unwrap();
         });
         let target = target.recv().unwrap();
         let sampler = Sampler::install(SampleSignal::default()).unwrap();
