@@ -31,6 +31,15 @@ pub struct Stats {
     pub pauses: u64,
     /// The time those pauses covered, which no hang was charged for.
     pub paused: Duration,
+    /// Times the monitor looked much later than it planned although the
+    /// process could run: its thread waited for a CPU (a loaded machine), or
+    /// was held up while the program ran. Hangs keep their whole length
+    /// through these; many of them mean alerts arrive late.
+    #[serde(default)]
+    pub starved_looks: u64,
+    /// How late those looks were, together.
+    #[serde(default)]
+    pub starved: Duration,
     /// Times the monitor has looked at its components.
     pub looks: u64,
     /// Stack samples taken (for hang alerts and for profiles).

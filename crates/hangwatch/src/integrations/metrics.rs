@@ -12,6 +12,8 @@
 //! | [`hangwatch_monitored_components`](MONITORED_COMPONENTS) | gauge | | components registered now |
 //! | [`hangwatch_alerts_dropped_total`](ALERTS_DROPPED_TOTAL) | counter | | alerts dropped because nobody read the alert channel: a health signal, which should stay at zero |
 //! | [`hangwatch_samples_total`](SAMPLES_TOTAL) | counter | | stacks sampled: for hang alerts that carry a stack, and while profiling |
+//! | [`hangwatch_starved_looks_total`](STARVED_LOOKS_TOTAL) | counter | | looks the monitor made much later than planned although the process could run (its thread waited for a CPU): a health signal; hangs keep their whole length, but alerts come late |
+//! | [`hangwatch_pauses_total`](PAUSES_TOTAL) | counter | | times the process could not run (stopped, suspended) and that time was charged to no hang |
 //!
 //! The `component` label is the component's *name* (`layout`, not
 //! `layout#1`), so that the number of series stays bounded however many
@@ -72,6 +74,10 @@ pub const MONITORED_COMPONENTS: &str = "hangwatch_monitored_components";
 pub const ALERTS_DROPPED_TOTAL: &str = "hangwatch_alerts_dropped_total";
 /// Counter of stacks sampled.
 pub const SAMPLES_TOTAL: &str = "hangwatch_samples_total";
+/// Counter of late looks of a monitor whose process could run.
+pub const STARVED_LOOKS_TOTAL: &str = "hangwatch_starved_looks_total";
+/// Counter of pauses: the process could not run.
+pub const PAUSES_TOTAL: &str = "hangwatch_pauses_total";
 
 /// The label holding the component's name.
 pub const COMPONENT_LABEL: &str = "component";
@@ -117,8 +123,21 @@ pub fn describe() {
         Unit::Count,
         "Stacks of monitored threads sampled by the hang monitor."
     );
+    describe_counter!(
+        STARVED_LOOKS_TOTAL,
+        Unit::Count,
+        "Looks the hang monitor made much later than planned although the process could run \
+         (its thread waited for a CPU)."
+    );
+    describe_counter!(
+        PAUSES_TOTAL,
+        Unit::Count,
+        "Times the process could not run (stopped, suspended); that time counts toward no hang."
+    );
     counter!(ALERTS_DROPPED_TOTAL).increment(0);
     counter!(SAMPLES_TOTAL).increment(0);
+    counter!(STARVED_LOOKS_TOTAL).increment(0);
+    counter!(PAUSES_TOTAL).increment(0);
     gauge!(MONITORED_COMPONENTS).increment(0.0);
 }
 
@@ -160,4 +179,14 @@ pub(crate) fn components_removed(count: usize) {
 /// A stack was sampled.
 pub(crate) fn sample_taken() {
     counter!(SAMPLES_TOTAL).increment(1);
+}
+
+/// A look was late although the process could run.
+pub(crate) fn starved_look() {
+    counter!(STARVED_LOOKS_TOTAL).increment(1);
+}
+
+/// A look was late because the process could not run.
+pub(crate) fn pause() {
+    counter!(PAUSES_TOTAL).increment(1);
 }

@@ -22,6 +22,7 @@ mod components;
 mod outbox;
 mod pauses;
 mod profiler;
+mod run_time;
 mod stacks;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -35,9 +36,10 @@ use crossbeam_channel::{never, Receiver, Select, Sender, TryRecvError};
 pub(crate) use self::alert_sink::AlertSink;
 use self::components::Components;
 use self::outbox::Outbox;
-use self::pauses::Pauses;
+use self::pauses::{Evidence, Pauses};
 use self::profiler::Profiler;
 pub use self::profiler::ProfilingOptions;
+use self::run_time::{RunTimeSource, RunTimes};
 pub(crate) use self::stacks::Stacks;
 use crate::clock::Clock;
 use crate::component::{ComponentId, ExitSignal};
@@ -117,6 +119,10 @@ struct Monitor {
     stacks: Option<Rc<Stacks>>,
     profiler: Option<Profiler>,
     pauses: Pauses,
+    /// The kernel's accounting of the monitor's thread and process, and its
+    /// reading at the previous look: the pause rule's evidence.
+    run_times: RunTimeSource,
+    last_run_times: Option<RunTimes>,
     enabled: bool,
     stack_on_transient: bool,
     exited: bool,
@@ -158,6 +164,9 @@ impl Monitor {
             stacks,
             profiler: None,
             pauses: Pauses::new(clock.to_stamps(settings.pause_threshold)),
+            // Opened here, on the monitor's own thread.
+            run_times: RunTimeSource::open(),
+            last_run_times: None,
             enabled: settings.enabled,
             stack_on_transient: settings.stack_on_transient,
             exited: false,
@@ -419,7 +428,27 @@ impl Monitor {
         // on our promise (or woke us) to be looked at by then. Either way, a
         // look much later than due means we were not running.
         let due = earliest(self.wake_at, self.components.earliest_unseen_deadline(now));
-        self.pauses.observe(self.last_look, due, now);
+        let run_times = self.run_times.read();
+        let evidence = run_times
+            .zip(self.last_run_times)
+            .map(|(now, then)| Evidence {
+                runnable: self
+                    .clock
+                    .to_stamps(now.thread_runnable.saturating_sub(then.thread_runnable)),
+                process_cpu: self
+                    .clock
+                    .to_stamps(now.process_cpu.saturating_sub(then.process_cpu)),
+            });
+        self.last_run_times = run_times;
+        let verdict = self.pauses.observe(self.last_look, due, now, evidence);
+        #[cfg(feature = "metrics")]
+        match verdict {
+            pauses::Verdict::Starved => crate::integrations::metrics::starved_look(),
+            pauses::Verdict::Paused => crate::integrations::metrics::pause(),
+            pauses::Verdict::OnTime => {}
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = verdict;
         self.last_look = now;
         self.looks += 1;
         self.retire_exited_threads(now);
@@ -510,6 +539,8 @@ impl Monitor {
             threads_exited: self.threads_exited,
             pauses: self.pauses.count,
             paused: self.clock.to_duration(self.pauses.total),
+            starved_looks: self.pauses.starved_count,
+            starved: self.clock.to_duration(self.pauses.starved_total),
             looks: self.looks,
             samples: self.stacks.as_ref().map_or(0, |stacks| stacks.taken.get()),
         };

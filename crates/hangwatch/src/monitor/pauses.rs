@@ -1,14 +1,23 @@
-//! The pause rule: time the monitor could not have watched is not hang time.
+//! The pause rule: time the process could not run is not hang time; time the
+//! monitor merely waited for a CPU is.
 //!
 //! When the whole process is stopped (SIGSTOP, a debugger, a suspended
-//! laptop) or the monitor's thread is not scheduled, the monitor wakes up late
-//! and every activity looks much older than it is. Gecko drops gaps longer
-//! than twice the planned wait; Chromium ignores the scopes that were live
-//! across an oversleep. Our rule:
+//! laptop, a virtual machine the host did not schedule) the monitor wakes up
+//! late and every activity looks much older than it is. But a monitor also
+//! wakes up late on a busy machine, because its thread waited on a run queue
+//! while other threads had the CPU, and then the hangs it finds are real: the
+//! program did not respond for all that time. Gecko drops gaps longer than
+//! twice the planned wait, Chromium ignores the scopes live across an
+//! oversleep: both erase real hangs on a loaded machine. Our rule:
 //!
-//! > If the monitor looks more than `threshold` later than it planned to, the
-//! > whole span since its previous look is a *pause*, and no activity is
-//! > charged for time inside a pause.
+//! > A look more than `threshold` later than planned is *late*. The kernel's
+//! > accounting (`run_time.rs`) says how much of the lateness the monitor's
+//! > thread spent running or waiting for a CPU; the rest is *unexplained*.
+//! > If the unexplained part is within `threshold`, or the process's other
+//! > threads used the CPU for at least half of it, the process was not
+//! > stopped: the look was merely *starved* (counted, never charged). Only
+//! > otherwise is it a *pause*: the time since the previous look, less what
+//! > the monitor's thread spent runnable, counts toward no hang.
 //!
 //! "Planned" is the timer the monitor set, or, if earlier, the first deadline
 //! of an activity it has not seen yet: the component relied on the
@@ -16,13 +25,44 @@
 //! That second case catches a process stopped right after a component woke
 //! an idle monitor, before the monitor ran.
 //!
-//! The monitor cannot tell when inside that span the pause began, so it gives
+//! What each case yields:
+//!
+//! | the monitor looked late because | lateness | verdict |
+//! |---|---|---|
+//! | its thread waited for a CPU (a loaded machine) | explained | starved: hangs keep their whole length |
+//! | its thread alone was held up (an exit signal that blocks) while the process ran | unexplained, process busy | starved |
+//! | the process was stopped (SIGSTOP, ptrace, a debugger) | unexplained, process idle | pause |
+//! | the system was suspended, the VM was not scheduled | unexplained, process idle | pause |
+//! | no accounting (not Linux, no `/proc`) | unknown | pause, as if stopped |
+//!
+//! The monitor cannot tell when inside that span a pause began, so it gives
 //! the benefit of the doubt to the component: a hang that was real during the
 //! span is reported later by at most the monitor's planned sleep, while a
 //! paused process never raises an alert it did not earn while running.
 //!
 //! Spans are kept only while some activity that began before their end is
 //! still being watched, so the log stays a handful of entries long.
+
+/// What the kernel says the monitor's thread and its process did since the
+/// previous look, in stamps.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Evidence {
+    /// The monitor's thread was on a CPU or waiting for one.
+    pub(crate) runnable: u64,
+    /// Every thread of the process together was on a CPU.
+    pub(crate) process_cpu: u64,
+}
+
+/// What the rule made of one look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// On time (within the threshold).
+    OnTime,
+    /// Late, but the process could run: nothing is forgiven.
+    Starved,
+    /// Late because the process could not run: a pause was recorded.
+    Paused,
+}
 
 /// The pauses that still matter, in stamps, oldest first, disjoint.
 #[derive(Debug)]
@@ -33,6 +73,10 @@ pub(crate) struct Pauses {
     pub(crate) count: u64,
     /// Stamps covered by those pauses.
     pub(crate) total: u64,
+    /// Late looks that were not pauses.
+    pub(crate) starved_count: u64,
+    /// Stamps by which those looks were late.
+    pub(crate) starved_total: u64,
 }
 
 impl Pauses {
@@ -42,18 +86,41 @@ impl Pauses {
             spans: Vec::new(),
             count: 0,
             total: 0,
+            starved_count: 0,
+            starved_total: 0,
         }
     }
 
     /// Applies the rule to a look at `now`, which was due at `planned` (if the
-    /// monitor had set a timer) and follows a look at `previous`.
-    pub(crate) fn observe(&mut self, previous: u64, planned: Option<u64>, now: u64) {
-        let late = planned.is_some_and(|planned| now > planned.saturating_add(self.threshold));
-        if late && now > previous {
-            self.spans.push((previous, now));
-            self.count += 1;
-            self.total += now - previous;
+    /// monitor had set a timer) and follows a look at `previous`; `evidence`
+    /// is the kernel's accounting since that look, if it could be read.
+    pub(crate) fn observe(
+        &mut self,
+        previous: u64,
+        planned: Option<u64>,
+        now: u64,
+        evidence: Option<Evidence>,
+    ) -> Verdict {
+        let Some(late) = planned
+            .map(|planned| now.saturating_sub(planned))
+            .filter(|&late| late > self.threshold && now > previous)
+        else {
+            return Verdict::OnTime;
+        };
+        let runnable = evidence.map_or(0, |e| e.runnable);
+        if let Some(evidence) = evidence {
+            let unexplained = late.saturating_sub(evidence.runnable);
+            if unexplained <= self.threshold || evidence.process_cpu >= unexplained / 2 {
+                self.starved_count += 1;
+                self.starved_total += late;
+                return Verdict::Starved;
+            }
         }
+        let paused = (now - previous).saturating_sub(runnable);
+        self.spans.push((now - paused, now));
+        self.count += 1;
+        self.total += paused;
+        Verdict::Paused
     }
 
     /// Stamps in `[start, end]` outside every pause.
@@ -89,8 +156,8 @@ mod tests {
     #[test]
     fn an_on_time_look_is_not_a_pause() {
         let mut pauses = Pauses::new(100);
-        pauses.observe(0, Some(1_000), 1_050);
-        pauses.observe(1_050, None, 50_000);
+        pauses.observe(0, Some(1_000), 1_050, None);
+        pauses.observe(1_050, None, 50_000, None);
         assert_eq!(pauses.count, 0);
         assert_eq!(pauses.active_between(0, 50_000), 50_000);
     }
@@ -99,7 +166,7 @@ mod tests {
     fn a_late_look_excludes_everything_since_the_previous_look() {
         let mut pauses = Pauses::new(100);
         // Looked at 1000, planned to look at 2000, woke at 9000.
-        pauses.observe(1_000, Some(2_000), 9_000);
+        pauses.observe(1_000, Some(2_000), 9_000, None);
         assert_eq!((pauses.count, pauses.total), (1, 8_000));
         // An activity since 500 was busy 500 stamps before the pause and 1000 after.
         assert_eq!(pauses.active_between(500, 10_000), 1_500);
@@ -112,10 +179,61 @@ mod tests {
     }
 
     #[test]
+    fn a_monitor_that_waited_for_a_cpu_was_starved_not_paused() {
+        let mut pauses = Pauses::new(100);
+        // Planned at 2000, looked at 9000, runnable for 6950 of the 7000.
+        let starved = Evidence {
+            runnable: 6_950,
+            process_cpu: 0,
+        };
+        let verdict = pauses.observe(1_000, Some(2_000), 9_000, Some(starved));
+        assert_eq!(verdict, Verdict::Starved);
+        assert_eq!((pauses.count, pauses.starved_count), (0, 1));
+        assert_eq!(pauses.starved_total, 7_000);
+        assert_eq!(pauses.active_between(500, 10_000), 9_500);
+    }
+
+    #[test]
+    fn a_monitor_held_up_while_the_process_ran_was_not_paused() {
+        let mut pauses = Pauses::new(100);
+        let held = Evidence {
+            runnable: 10,
+            process_cpu: 4_000,
+        };
+        let verdict = pauses.observe(1_000, Some(2_000), 9_000, Some(held));
+        assert_eq!(verdict, Verdict::Starved);
+        assert_eq!(pauses.count, 0);
+    }
+
+    #[test]
+    fn a_stopped_process_is_paused_for_all_but_the_time_it_could_run() {
+        let mut pauses = Pauses::new(100);
+        let stopped = Evidence {
+            runnable: 300,
+            process_cpu: 50,
+        };
+        let verdict = pauses.observe(1_000, Some(2_000), 9_000, Some(stopped));
+        assert_eq!(verdict, Verdict::Paused);
+        assert_eq!((pauses.count, pauses.total), (1, 7_700));
+        assert_eq!(pauses.active_between(1_000, 9_000), 300);
+        // A little lateness the monitor could not account for is no pause.
+        let verdict = pauses.observe(
+            9_000,
+            Some(10_000),
+            10_300,
+            Some(Evidence {
+                runnable: 250,
+                process_cpu: 0,
+            }),
+        );
+        assert_eq!(verdict, Verdict::Starved);
+    }
+
+    #[test]
     fn old_pauses_are_forgotten_once_no_activity_spans_them() {
         let mut pauses = Pauses::new(10);
-        pauses.observe(0, Some(10), 100);
-        pauses.observe(200, Some(210), 300);
+        pauses.observe(0, Some(10), 100, None);
+        pauses.observe(200, Some(210), 300, None);
         pauses.forget_before(150);
         assert_eq!(pauses.paused_since(0), 100);
         assert_eq!((pauses.count, pauses.total), (2, 200));
