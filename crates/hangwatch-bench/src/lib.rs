@@ -7,6 +7,7 @@
 //! a field of [`Report`], printed as one JSON object by `hangwatch bench --json`.
 
 mod detect;
+mod eintr;
 mod idle;
 mod notify;
 mod procfs;
@@ -65,13 +66,17 @@ pub struct Report {
     pub scale_rss_before_mib: f64,
     /// Notification pairs per second during that run.
     pub scale_events_per_s: f64,
-    /// Time a sampled thread spends in our signal handler, median, µs.
+    /// Time a sampled thread spends in our signal handler, median, µs. The
+    /// thread is blocked in a futex, which the default sampler reads from
+    /// outside without a signal (no pause at all), so it is signalled with
+    /// `Sampler::signal_only()`: this is what a running thread pays.
     pub sample_pause_p50_us: f64,
     /// The same, 99th percentile.
     pub sample_pause_p99_us: f64,
     /// The same for a handler that unwinds in place (pprof-rs style), p99.
     pub sample_pause_p99_us_inhandler: f64,
-    /// Frames in the stack those samples unwind to.
+    /// Frames in that thread's stack, captured by the default sampler (read
+    /// from outside, as a hung thread's is) and unwound.
     pub sample_frames: usize,
     /// Unwinding that stack from its copy, µs.
     pub unwind_us: f64,
@@ -86,6 +91,34 @@ pub struct Report {
     pub profile_overhead_pct: f64,
     /// Samples per second that profiling collected over those threads.
     pub profile_samples_per_s: f64,
+    /// `EINTR`s per 1,000 timed calls (1 ms `nanosleep`, `poll`, `epoll_wait`,
+    /// `recv` with `SO_RCVTIMEO`, one kind per thread, raw libc) made by 4
+    /// active components while the monitor profiles them at 1 kHz with its
+    /// default sampler (target ≤ 1).
+    pub eintr_per_1k_profiled_calls: f64,
+    /// The same 4 threads sampled at the sampler level (`Sampler::request`
+    /// then `PendingSample::wait` on each, every 1 ms, 32 KiB) with the
+    /// signal-only sampler, the reference: the monitor cannot be given that
+    /// sampler, so compare with `eintr_per_1k_sampled_calls`.
+    pub eintr_per_1k_profiled_calls_signal: f64,
+    /// That sampler-level loop with the default sampler.
+    pub eintr_per_1k_sampled_calls: f64,
+    /// One `Sampler::sample` of a thread blocked in `recv` 24 calls deep,
+    /// as the sampling thread sees it, with the default sampler (read from
+    /// outside, no signal), median, µs.
+    pub blocked_capture_us_p50: f64,
+    /// The same, 99th percentile.
+    pub blocked_capture_us_p99: f64,
+    /// The same captures with the signal-only sampler (the thread woken by
+    /// the signal, its handler, the answer), median, µs.
+    pub blocked_capture_us_p50_signal: f64,
+    /// The same, 99th percentile.
+    pub blocked_capture_us_p99_signal: f64,
+    /// `EINTR`s the captured thread's `recv` (`SO_RCVTIMEO` 10 s, restarted
+    /// each time) returned during the default sampler's captures (target 0).
+    pub blocked_capture_eintr: u64,
+    /// The same during the signal-only sampler's captures.
+    pub blocked_capture_eintr_signal: u64,
     /// `notify_dense_ns_servo / notify_dense_ns` (target ≥ 10).
     pub ratio_dense: f64,
     /// `notify_sparse_ns_servo / notify_sparse_ns` (target ≥ 50).
@@ -126,6 +159,9 @@ pub fn run(options: Options, mut progress: impl FnMut(&str)) -> Report {
     progress("stacks: pauses, symbolication, permanent alerts");
     let stacks = stacks::run(quick);
 
+    progress("EINTR: timed calls profiled and sampled at 1 kHz, captures of a blocked thread");
+    let eintr = eintr::run(quick, window);
+
     progress("profiling 16 busy threads at 100 Hz");
     let profiling = profiling::run(Duration::from_secs(if quick { 2 } else { 5 }));
 
@@ -160,6 +196,15 @@ pub fn run(options: Options, mut progress: impl FnMut(&str)) -> Report {
         permanent_alert_latency_p99_ms: stacks.permanent_alert_latency_p99_ms,
         profile_overhead_pct: profiling.overhead_pct,
         profile_samples_per_s: profiling.samples_per_s,
+        eintr_per_1k_profiled_calls: eintr.per_1k_profiled,
+        eintr_per_1k_profiled_calls_signal: eintr.per_1k_sampled_signal,
+        eintr_per_1k_sampled_calls: eintr.per_1k_sampled,
+        blocked_capture_us_p50: eintr.capture_p50_us,
+        blocked_capture_us_p99: eintr.capture_p99_us,
+        blocked_capture_us_p50_signal: eintr.capture_p50_us_signal,
+        blocked_capture_us_p99_signal: eintr.capture_p99_us_signal,
+        blocked_capture_eintr: eintr.capture_eintr,
+        blocked_capture_eintr_signal: eintr.capture_eintr_signal,
         ratio_dense: notify_dense_ns_servo / notify_dense_ns,
         ratio_sparse: notify_sparse_ns_servo / notify_sparse_ns,
         targets: Vec::new(),
@@ -207,6 +252,14 @@ fn targets(r: &Report) -> Vec<Target> {
         Target {
             name: "profile_overhead_pct < 5",
             met: r.profile_overhead_pct < 5.0,
+        },
+        Target {
+            name: "eintr_per_1k_profiled_calls <= 1",
+            met: r.eintr_per_1k_profiled_calls <= 1.0,
+        },
+        Target {
+            name: "blocked_capture_eintr == 0",
+            met: r.blocked_capture_eintr == 0,
         },
     ]
 }

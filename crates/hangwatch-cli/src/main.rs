@@ -133,6 +133,22 @@ fn print_table(r: &hangwatch_bench::Report) {
         "profiling 16 busy threads at 100 Hz: {:.2}% of a core ({:.0} samples/s)",
         r.profile_overhead_pct, r.profile_samples_per_s
     );
+    println!(
+        "EINTR per 1,000 timed calls at 1 kHz: profiled {:.3}; sampled {:.3}, signal-only {:.3}",
+        r.eintr_per_1k_profiled_calls,
+        r.eintr_per_1k_sampled_calls,
+        r.eintr_per_1k_profiled_calls_signal
+    );
+    println!(
+        "capture of a blocked thread: p50 {:.1} us, p99 {:.1} us, {} EINTR; \
+         signal-only p50 {:.1} us, p99 {:.1} us, {} EINTR",
+        r.blocked_capture_us_p50,
+        r.blocked_capture_us_p99,
+        r.blocked_capture_eintr,
+        r.blocked_capture_us_p50_signal,
+        r.blocked_capture_us_p99_signal,
+        r.blocked_capture_eintr_signal
+    );
     for target in &r.targets {
         println!(
             "[{}] {}",
