@@ -38,6 +38,9 @@ fn alerts() -> Vec<Alert> {
         duration: Duration::from_millis(duration_ms),
         thread: Some("layout".into()),
         time: t0 + Duration::from_millis(at_ms),
+        started_ns: None,
+        raised_ns: 0,
+        late: false,
         stack,
         no_stack: None,
     };

@@ -36,6 +36,9 @@
 //!     duration: Duration::from_millis(ms),
 //!     thread: None,
 //!     time: at + Duration::from_millis(ms),
+//!     started_ns: None,
+//!     raised_ns: 0,
+//!     late: false,
 //!     stack: None,
 //!     no_stack: None,
 //! };
@@ -176,7 +179,7 @@ pub fn profile_from_alerts(alerts: &[Alert]) -> Profile {
                 hangs: Vec::new(),
             });
         if alert.thread.is_some() {
-            thread.thread.clone_from(&alert.thread);
+            thread.thread = alert.thread.as_deref().map(str::to_owned);
         }
         if let Some(stack) = &alert.stack {
             thread
@@ -214,6 +217,9 @@ mod tests {
             duration: Duration::from_millis(duration_ms),
             thread: None,
             time: UNIX_EPOCH + Duration::from_millis(at_ms),
+            started_ns: None,
+            raised_ns: 0,
+            late: false,
             stack: None,
             no_stack: None,
         }

@@ -49,6 +49,9 @@
 //!     duration: Duration::from_millis(150),
 //!     thread: Some("layout".into()),
 //!     time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+//!     started_ns: None,
+//!     raised_ns: 0,
+//!     late: false,
 //!     stack: None,
 //!     no_stack: None,
 //! };

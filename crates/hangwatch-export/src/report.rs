@@ -208,7 +208,7 @@ impl Report {
             let (counts, thread, _) = components.entry(&alert.component).or_default();
             counts.count(alert.kind);
             if alert.thread.is_some() {
-                thread.clone_from(&alert.thread);
+                *thread = alert.thread.as_deref().map(str::to_owned);
             }
         }
         for hang in hangs(alerts) {

@@ -429,6 +429,9 @@ mod tests {
             duration: Duration::from_millis(1200),
             thread: Some("layout".into()),
             time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            started_ns: None,
+            raised_ns: 0,
+            late: false,
             stack: None,
             no_stack: None,
         }

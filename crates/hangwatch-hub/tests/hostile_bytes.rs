@@ -72,6 +72,9 @@ fn alert(kind: AlertKind, ms: u64, with_stack: bool) -> Alert {
         duration: Duration::from_millis(ms),
         thread: Some("layout".into()),
         time: t0() + Duration::from_millis(ms),
+        started_ns: None,
+        raised_ns: 0,
+        late: false,
         stack: with_stack.then(stack),
         no_stack: None,
     }

@@ -27,6 +27,9 @@ fn alert(n: u64) -> Alert {
         duration: Duration::from_millis(120),
         thread: None,
         time: SystemTime::now(),
+        started_ns: None,
+        raised_ns: 0,
+        late: false,
         stack: None,
         no_stack: None,
     }

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -53,10 +54,25 @@ pub struct Alert {
     #[serde(rename = "duration_ms", with = "millis")]
     pub duration: Duration,
     /// The name of the component's thread, if it has one.
-    pub thread: Option<String>,
+    pub thread: Option<Arc<str>>,
     /// When the monitor raised the alert.
     #[serde(rename = "time_unix_ms", with = "unix_millis")]
     pub time: SystemTime,
+    /// When the activity began, in nanoseconds on hangwatch's monotonic
+    /// clock ([`monotonic_ns`](crate::monotonic_ns)); `None` for
+    /// `ThreadExited`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ns: Option<u64>,
+    /// When the monitor raised the alert, on the same clock: with
+    /// `started_ns` and the component's timeouts, how late it was.
+    #[serde(default)]
+    pub raised_ns: u64,
+    /// Raised more than the pause threshold after the deadline it is about:
+    /// the monitor could not look in time (a loaded machine), and the hang
+    /// may have ended by then (a late `Permanent` then carries no stack).
+    /// `duration` and `started_ns` are exact either way.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub late: bool,
     /// Where the hung thread was: on permanent alerts (and transient ones,
     /// if asked for), when it could be sampled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,6 +104,9 @@ impl fmt::Display for Alert {
                 write!(f, " after {:.1?} (reached {worst})", self.duration)?;
             }
             _ => write!(f, ", busy for {:.1?}", self.duration)?,
+        }
+        if self.late {
+            f.write_str(" (raised late)")?;
         }
         if let Some(thread) = &self.thread {
             write!(f, " [thread {thread}]")?;
@@ -153,6 +172,9 @@ mod tests {
             duration: Duration::from_millis(1500),
             thread: Some("layout-2".into()),
             time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            started_ns: Some(1_000),
+            raised_ns: 1_501_000_000,
+            late: false,
             stack: None,
             no_stack: Some(NoStack::Timeout),
         };
@@ -164,6 +186,9 @@ mod tests {
         assert_eq!(json["time_unix_ms"], 1_700_000_000_000.0);
         assert_eq!(json["no_stack"]["reason"], "timeout");
         assert!(json.get("stack").is_none());
+        assert_eq!(json["started_ns"], 1_000);
+        assert_eq!(json["raised_ns"], 1_501_000_000u64);
+        assert!(json.get("late").is_none(), "only a late alert says so");
         let back: Alert = serde_json::from_value(json).unwrap();
         assert_eq!(back, alert);
     }

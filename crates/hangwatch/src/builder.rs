@@ -13,6 +13,7 @@ use crate::error::StartError;
 use crate::handle::{Register, Shared};
 use crate::monitor::{self, AlertSink, Inbox, Settings, Stacks};
 use crate::schedule::Schedule;
+use crate::stack::capture::Capturer;
 use crate::stack::sampler::{SampleSignal, Sampler, DEFAULT_COPY_LIMIT};
 use crate::stack::workers::StackWorkers;
 
@@ -67,7 +68,8 @@ impl Builder {
     /// The defaults: room for 1,024 unread alerts, checks on, a pause
     /// threshold of 100 ms, a thread named `hangwatch-monitor`; stacks on
     /// permanent alerts, sampled with `SIGRTMIN+5`, 256 KiB of stack copied,
-    /// 50 ms to capture, 2 s to symbolicate, one stack worker.
+    /// 50 ms for a running thread to answer, alerts held at most 20 ms for
+    /// their stacks, one stack worker.
     pub fn new() -> Builder {
         Builder {
             alert_capacity: 1024,
@@ -78,7 +80,7 @@ impl Builder {
             stack_signal: SampleSignal::default(),
             stack_bytes: DEFAULT_COPY_LIMIT,
             capture_timeout: Duration::from_millis(50),
-            symbolicate_deadline: Duration::from_secs(2),
+            symbolicate_deadline: Duration::from_millis(20),
             stack_on_transient: false,
             stack_workers: 1,
             warm_symbols: false,
@@ -134,16 +136,24 @@ impl Builder {
         self
     }
 
-    /// How long the monitor waits for a hung thread to copy its stack (50 ms
-    /// by default). A thread that blocks the signal or is stopped yields an
-    /// alert without a stack, with the reason.
+    /// How long a running thread has to answer the sampling signal (50 ms by
+    /// default): a thread that does not (it is stopped, or starved of CPU) is
+    /// given up. The monitor itself never waits for it; a thread blocked in
+    /// the kernel is read at once, without a signal.
     pub fn capture_timeout(mut self, timeout: Duration) -> Builder {
         self.capture_timeout = timeout;
         self
     }
 
-    /// How long an alert may wait for its stack to be symbolicated (2 s by
-    /// default); past that it goes out with raw addresses and module offsets.
+    /// How long an alert that carries a stack may wait for it — capture,
+    /// unwinding and symbolication together — before it is delivered anyway
+    /// (20 ms by default): with the unwound stack (raw addresses and module
+    /// offsets) if it got that far, else with
+    /// [`NoStack::NotReady`](crate::stack::NoStack::NotReady). A warm stack
+    /// takes well under a millisecond; the first one of a process, while its
+    /// symbols load, can take hundreds (see
+    /// [`warm_symbols`](Builder::warm_symbols)). Alerts without a stack never
+    /// wait.
     pub fn symbolicate_deadline(mut self, deadline: Duration) -> Builder {
         self.symbolicate_deadline = deadline;
         self
@@ -191,13 +201,19 @@ impl Builder {
         let (alert_sender, alerts) = bounded(self.alert_capacity);
         let (stacks_sender, stacks) = unbounded();
         let stack_stages = if self.stacks {
-            Some(Stacks::new(
-                Sampler::install(self.stack_signal).map_err(StartError::Sampler)?,
+            let sampler = Sampler::install(self.stack_signal).map_err(StartError::Sampler)?;
+            let workers =
                 StackWorkers::start(self.stack_workers, &stacks_sender, self.warm_symbols)
-                    .map_err(StartError::Spawn)?,
+                    .map_err(StartError::Spawn)?;
+            let capturer = Capturer::start(
+                sampler,
                 self.capture_timeout,
-                Clock::global().to_stamps(self.symbolicate_deadline),
-            ))
+                workers.clone(),
+                stacks_sender.clone(),
+            )
+            .map_err(StartError::Spawn)?;
+            let hold = Clock::global().to_stamps(self.symbolicate_deadline);
+            Some(Stacks::new(capturer, workers, hold))
         } else {
             None
         };

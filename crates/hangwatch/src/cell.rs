@@ -24,12 +24,18 @@
 //! assuming the activity began less than one wrap ago, which holds because it
 //! looks at every active component at least once per transient timeout.
 //!
-//! Two more fields serve the rare path where a hang *ends*. When the monitor
-//! raises an alert it stores the word of that activity in `alerted`; the
-//! component compares it with its own word at its next notification (one load
-//! of a line it already owns) and, only if they match, records the end stamp
-//! in `ended` and wakes the monitor, so that the `Ended` alert is prompt and
-//! its duration exact. That is the only field the monitor writes.
+//! Two more fields serve the rare path where a watched activity *ends*. The
+//! monitor stores a *mark* in `alerted`: the word of an activity it raised an
+//! alert on, or, for an activity it merely saw under way, that word with the
+//! active bit cleared. The component compares the mark with its own word at
+//! its next notification (one load of a line it already owns); if it matches
+//! either way it records the end stamp in `ended`, and for an alerted
+//! activity it also wakes the monitor, so that the `Ended` alert is prompt.
+//! Either way the activity's length is exact: a monitor that looks late (its
+//! thread waited for a CPU) still knows how long an activity it saw lasted,
+//! and raises every alert its length earned. The monitor marks at most one
+//! activity per component per look, so the clock read this costs the
+//! component is rare. `alerted` is the only field the monitor writes.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -65,6 +71,20 @@ pub(crate) fn label_of(word: u64) -> LabelId {
     ((word & LABEL_MASK) >> LABEL_SHIFT) as LabelId
 }
 
+/// The mark the monitor stores for an activity it saw under way but did not
+/// alert on: the component then records its end without waking the monitor.
+pub(crate) fn watch_mark(word: u64) -> u64 {
+    waiting_word(word)
+}
+
+/// Whether `mark` asks the component whose current activity is `word` to
+/// record the end: it was alerted on (`Some(true)`: wake the monitor too) or
+/// watched (`Some(false)`).
+#[inline(always)]
+pub(crate) fn marked(mark: u64, word: u64) -> Option<bool> {
+    (is_active(word) && mark | ACTIVE == word).then_some(mark == word)
+}
+
 /// The full start stamp of the activity in `word`, given a recent `now`.
 pub(crate) fn start_of(word: u64, now: u64) -> u64 {
     let low = word >> START_SHIFT;
@@ -79,13 +99,14 @@ pub(crate) struct ActivityCell(CachePadded<Fields>);
 pub(crate) struct Fields {
     /// The state word. Written by the component.
     pub(crate) state: AtomicU64,
-    /// The end stamp of an activity the monitor alerted on. Written by the component.
+    /// The end stamp of an activity the monitor marked. Written by the component.
     pub(crate) ended: AtomicU64,
     /// Set by the component's thread as it exits. See `handle.rs`.
     pub(crate) thread_exited: AtomicBool,
     /// Set by the component when it unregisters, before it tells the monitor.
     pub(crate) unregistered: AtomicBool,
-    /// The word of the activity the monitor last alerted on. Written by the monitor.
+    /// The monitor's mark on the activity it last alerted on or watched
+    /// (see the module docs). Written by the monitor.
     pub(crate) alerted: AtomicU64,
 }
 
@@ -124,6 +145,16 @@ mod tests {
         assert!(!is_active(waiting));
         assert_eq!(label_of(waiting), 4321);
         assert_eq!(start_of(waiting, start), start);
+    }
+
+    #[test]
+    fn marks_tell_alerted_from_watched_activities() {
+        let word = active_word(1_000, 7);
+        assert_eq!(marked(word, word), Some(true));
+        assert_eq!(marked(watch_mark(word), word), Some(false));
+        assert_eq!(marked(0, word), None);
+        assert_eq!(marked(word, waiting_word(word)), None);
+        assert_eq!(marked(watch_mark(active_word(1_001, 7)), word), None);
     }
 
     #[test]

@@ -27,6 +27,8 @@ const STAMP_SHIFT: u32 = 7;
 pub(crate) struct Clock {
     source: quanta::Clock,
     ns_per_stamp: f64,
+    /// The stamp at calibration: where [`monotonic_ns`] counts from.
+    origin: u64,
 }
 
 impl Clock {
@@ -37,9 +39,11 @@ impl Clock {
             let source = quanta::Clock::new();
             const SPAN: u64 = 1 << 40;
             let ns = source.delta_as_nanos(0, SPAN) as f64;
+            let origin = source.raw() >> STAMP_SHIFT;
             Clock {
                 source,
                 ns_per_stamp: ns / SPAN as f64 * (1u64 << STAMP_SHIFT) as f64,
+                origin,
             }
         })
     }
@@ -55,11 +59,32 @@ impl Clock {
         Duration::from_nanos((stamps as f64 * self.ns_per_stamp) as u64)
     }
 
+    /// `stamp` as nanoseconds on the clock of [`monotonic_ns`].
+    pub(crate) fn to_monotonic_ns(&self, stamp: u64) -> u64 {
+        (stamp.saturating_sub(self.origin) as f64 * self.ns_per_stamp) as u64
+    }
+
     /// The number of stamps in `duration`, rounded up so that a deadline
     /// computed from it is never early.
     pub(crate) fn to_stamps(&self, duration: Duration) -> u64 {
         (duration.as_nanos() as f64 / self.ns_per_stamp).ceil() as u64
     }
+}
+
+/// Now, in nanoseconds on hangwatch's monotonic clock: the clock of
+/// [`Alert::started_ns`](crate::Alert::started_ns) and
+/// [`Alert::raised_ns`](crate::Alert::raised_ns). It counts from about when
+/// hangwatch was first used in this process, does not go back, and is cheap
+/// to read (the CPU's time-stamp counter where it is invariant).
+///
+/// ```
+/// let before = hangwatch::monotonic_ns();
+/// std::thread::sleep(std::time::Duration::from_millis(2));
+/// assert!(hangwatch::monotonic_ns() >= before + 2_000_000);
+/// ```
+pub fn monotonic_ns() -> u64 {
+    let clock = Clock::global();
+    clock.to_monotonic_ns(clock.now())
 }
 
 #[cfg(test)]

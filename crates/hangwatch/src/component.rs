@@ -28,6 +28,36 @@ impl ComponentId {
     }
 }
 
+/// `id` with a `&'static str` name: a borrowed name as it is, an owned one
+/// leaked once per distinct name (components are few and their names
+/// fewer), so that every alert about it can carry it without allocating.
+pub(crate) fn with_static_name(id: ComponentId) -> ComponentId {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock, PoisonError};
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let name = match id.name {
+        Cow::Borrowed(name) => name,
+        Cow::Owned(name) => {
+            let mut names = NAMES
+                .get_or_init(Default::default)
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match names.get(name.as_str()) {
+                Some(&known) => known,
+                None => {
+                    let leaked: &'static str = Box::leak(name.into_boxed_str());
+                    names.insert(leaked);
+                    leaked
+                }
+            }
+        }
+    };
+    ComponentId {
+        name: Cow::Borrowed(name),
+        number: id.number,
+    }
+}
+
 impl fmt::Display for ComponentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}#{}", self.name, self.number)

@@ -237,17 +237,20 @@ impl Handle {
         &self.id
     }
 
-    /// If the monitor alerted on the activity that is ending, records when it
-    /// ended, for the `Ended` alert. The load hits a line this thread owns
-    /// unless the monitor just wrote it.
+    /// If the monitor marked the activity that is ending (it alerted on it,
+    /// or saw it under way), records when it ended, for the exact length of
+    /// the hang; returns whether the monitor wants waking (it alerted). The
+    /// load hits a line this thread owns unless the monitor just wrote it.
     #[inline(always)]
     fn end_alerted_activity(&self, now: impl FnOnce() -> u64) -> bool {
-        let last = self.last_word.get();
-        let alerted = cell::is_active(last) && self.cell.alerted.load(Ordering::Relaxed) == last;
-        if alerted {
-            self.cell.ended.store(now(), Ordering::Relaxed);
+        let mark = self.cell.alerted.load(Ordering::Relaxed);
+        match cell::marked(mark, self.last_word.get()) {
+            Some(wake) => {
+                self.cell.ended.store(now(), Ordering::Relaxed);
+                wake
+            }
+            None => false,
         }
-        alerted
     }
 
     #[cold]

@@ -8,9 +8,14 @@
 //! | registry     | every `Register` and `Handle`   | unbounded | [`RegistryMsg`]         |
 //! | control      | every `Control`                 | unbounded | [`ControlMsg`]          |
 //! | wake         | every `Handle`, thread-exit hook| 1         | `()`                    |
-//! | stack jobs   | the monitor                     | 64        | [`StackJob`]            |
-//! | stacks       | the stack workers               | unbounded | [`StackDone`]           |
+//! | captures     | the monitor                     | 64 + 256  | [`CaptureJob`]          |
+//! | stack jobs   | the monitor, the capture thread | 64 + 256  | [`StackJob`]            |
+//! | stacks       | the stack workers, the capture thread | unbounded | [`StackDone`]     |
 //! | alerts (out) | the monitor                     | bounded   | [`Alert`](crate::Alert) |
+//!
+//! The monitor never waits on the way to an alert: it asks the capture
+//! thread for a hung thread's stack (`try_send` into a bounded queue), goes
+//! on, and takes the answer when it comes back on `stacks`, in its select.
 //!
 //! Notifications do not travel as messages at all: a component writes its
 //! cell (see `cell.rs`) and sends on `wake` only when the monitor would
@@ -80,6 +85,15 @@ pub(crate) enum ControlMsg {
     Shutdown { reply: Sender<()> },
 }
 
+/// To the capture thread: take a sample of `target`'s thread.
+pub(crate) struct CaptureJob {
+    /// Names the job in its answers.
+    pub(crate) id: u64,
+    pub(crate) target: Arc<SampleTarget>,
+    /// The most bytes of stack to copy.
+    pub(crate) max_bytes: usize,
+}
+
 /// To a stack worker.
 pub(crate) struct StackJob {
     /// Names the job in its answers.
@@ -116,4 +130,7 @@ pub(crate) enum StackDone {
     },
     /// The frames of each address of a `Symbolize` job, in its order.
     Symbols { id: u64, frames: Vec<Vec<Frame>> },
+    /// A capture job that ended without a sample, or whose sample no worker
+    /// could take.
+    Missing { id: u64, reason: NoStack },
 }

@@ -101,7 +101,10 @@ fn hangs_durations_samples_and_components_are_counted() {
         alerts,
         control,
         ..
-    } = Monitor::builder().start().unwrap();
+    } = Monitor::builder()
+        .symbolicate_deadline(common::GENEROUS)
+        .start()
+        .unwrap();
     let id = ComponentId::new("metered", 1);
     let (release, released) = mpsc::channel::<()>();
     let (registered, is_registered) = mpsc::channel();

@@ -9,6 +9,7 @@ mod common;
 mod prometheus;
 
 use std::sync::mpsc;
+use std::time::Duration;
 
 use common::{expect_alert, ms};
 use hangwatch::integrations::metrics::{
@@ -56,7 +57,10 @@ fn the_scraped_series_appear_and_move_with_each_hang() {
         alerts,
         control,
         ..
-    } = Monitor::builder().start().unwrap();
+    } = Monitor::builder()
+        .symbolicate_deadline(Duration::from_secs(10))
+        .start()
+        .unwrap();
     let id = ComponentId::new("scraped", 1);
     let (step, steps) = mpsc::channel::<mpsc::Receiver<()>>();
     let component = {

@@ -317,10 +317,13 @@ fn a_thread_that_exits_while_waited_for_is_gone_at_once() {
     let sampler = sampler().signal_only();
     let signal = sampler.signal();
     let (exit, exiting) = mpsc::channel::<()>();
+    let (blocking, blocked) = mpsc::channel();
     let (target, thread) = spawn_sampled(LIMIT, move || {
         block_sample_signal_on_this_thread(&signal).unwrap();
+        blocking.send(()).unwrap();
         exiting.recv().unwrap();
     });
+    blocked.recv().unwrap();
 
     let started = Instant::now();
     thread::scope(|scope| {

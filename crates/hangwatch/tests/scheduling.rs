@@ -89,19 +89,21 @@ fn busy_components_do_not_wake_the_monitor_per_notification() {
             .register_component(ComponentId::new("busy", 1), ms(100), ms(1000), None)
             .unwrap();
         let mut events = 0u64;
+        let mut longest = Duration::ZERO;
         let until = Instant::now() + ms(1000);
         while Instant::now() < until {
+            let started = Instant::now();
             handle.notify_activity("short task");
-            let spin = Instant::now();
-            while spin.elapsed() < Duration::from_micros(2) {
+            while started.elapsed() < Duration::from_micros(2) {
                 std::hint::spin_loop();
             }
             handle.notify_wait();
+            longest = longest.max(started.elapsed());
             events += 1;
         }
-        events
+        (events, longest)
     });
-    let events = worker.join().unwrap();
+    let (events, longest) = worker.join().unwrap();
     let wakeups = context_switches(name) - before;
     assert!(events > 10_000, "only {events} events");
     // It looks about once per transient timeout while the component is busy.
@@ -109,7 +111,11 @@ fn busy_components_do_not_wake_the_monitor_per_notification() {
         wakeups < 100,
         "{wakeups} monitor wake-ups for {events} events"
     );
-    assert!(alerts.try_recv().is_err());
+    // No alert, unless the machine really held one task up past the
+    // transient timeout (the thread was descheduled in the middle of it).
+    if let Ok(alert) = alerts.try_recv() {
+        assert!(longest >= ms(90), "an alert for short tasks: {alert:?}");
+    }
     drop(keep_monitor_running);
 }
 

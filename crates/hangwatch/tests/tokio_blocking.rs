@@ -112,7 +112,7 @@ fn a_blocking_http_handler_is_caught_in_its_stack_while_other_workers_serve() {
     for _ in 0..4 {
         let (status, served_by) = tokio_http::http_get(addr, "/fast").unwrap();
         assert_eq!(status, 200);
-        assert_ne!(served_by, blocked_thread, "served by the blocked worker");
+        assert_ne!(*served_by, *blocked_thread, "served by the blocked worker");
     }
     assert!(
         slow_answer.try_recv().is_err(),

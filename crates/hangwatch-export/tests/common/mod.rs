@@ -102,12 +102,15 @@ pub fn alert(
     stack_names: Option<&[&str]>,
 ) -> Alert {
     Alert {
-        thread: Some(component.name.to_string()),
+        thread: Some(component.name.as_ref().into()),
         component,
         kind,
         annotation: Some(annotation.into()),
         duration: ms(duration_ms),
         time: t0() + ms(at_ms),
+        started_ns: None,
+        raised_ns: 0,
+        late: false,
         stack: stack_names.map(stack),
         no_stack: None,
     }

@@ -1,19 +1,36 @@
 //! The monitor's view of each component, and what one look at it decides.
 //!
 //! Everything here lives on the monitor's thread. A component's cell is the
-//! only thing shared, and it is only read here, except for `alerted`, which
-//! the monitor writes when it raises a hang alert (see `cell.rs`).
+//! only thing shared, and it is only read here, except for `alerted`, where
+//! the monitor marks the activity it saw under way or alerted on, so that
+//! the component records when it ends (see `cell.rs`).
+//!
+//! # Every level that was due
+//!
+//! A look raises each level an activity's length has reached: normally the
+//! transient alert at the transient deadline and the permanent one at the
+//! permanent deadline. A look that comes late (the monitor waited for a CPU)
+//! may find an activity past both deadlines, and raises both, in order,
+//! marked `late`. One that finds a marked activity already over knows its
+//! exact length from the end the component recorded, and raises the levels
+//! that length reached (late, without a stack: the hang is over) before the
+//! `Ended` alert, whose `worst` is always the highest level the hang's own
+//! length reached. An activity no look ever saw (it began and ended while
+//! the monitor could not run) leaves no trace to report.
+//!
+//! Nothing here allocates on the way to an alert: names are `&'static str`
+//! or shared, the outbox's room is reserved when a component registers.
 
 use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::alert::{Alert, AlertKind, HangLevel};
 use crate::annotation;
 use crate::cell::{self, ActivityCell};
 use crate::clock::Clock;
-use crate::component::{ComponentId, ExitSignal};
+use crate::component::{with_static_name, ComponentId, ExitSignal};
 use crate::messages::Registration;
 use crate::monitor::outbox::{Capture, Outbox};
 use crate::monitor::pauses::Pauses;
@@ -25,7 +42,7 @@ use crate::stats::{ComponentState, ComponentStats};
 pub(crate) struct Component {
     key: u64,
     pub(crate) id: ComponentId,
-    thread: Option<String>,
+    thread: Option<Arc<str>>,
     cell: Arc<ActivityCell>,
     /// Timeouts, in stamps.
     transient: u64,
@@ -39,19 +56,27 @@ pub(crate) struct Component {
     seen: u64,
     /// An activity under way when checks were turned on: never reported.
     ignored: u64,
-    /// The current activity, once it has raised an alert.
-    hang: Option<Hang>,
+    /// The activity the latest look saw under way, with the level it has
+    /// raised so far.
+    tracked: Option<Tracked>,
     transient_alerts: u64,
     permanent_alerts: u64,
     ended_hangs: u64,
     longest_hang: u64,
 }
 
-/// An activity that has raised an alert.
-struct Hang {
+/// An activity a look saw under way.
+struct Tracked {
     word: u64,
     start: u64,
-    level: HangLevel,
+    /// The highest level it has raised an alert for (`None`: none yet).
+    level: Option<HangLevel>,
+}
+
+impl Tracked {
+    fn hang_level(&self) -> Option<HangLevel> {
+        self.level
+    }
 }
 
 /// What one look at a component found.
@@ -88,8 +113,8 @@ impl Components {
         } = registration;
         self.list.push(Component {
             key,
-            id,
-            thread,
+            id: with_static_name(id),
+            thread: thread.map(Arc::from),
             cell,
             transient: clock.to_stamps(timeouts.transient()),
             permanent: clock.to_stamps(timeouts.permanent()),
@@ -98,7 +123,7 @@ impl Components {
             stack_on_transient,
             seen: 0,
             ignored: 0,
-            hang: None,
+            tracked: None,
             transient_alerts: 0,
             permanent_alerts: 0,
             ended_hangs: 0,
@@ -160,20 +185,24 @@ impl Components {
     }
 }
 
+/// What a look needs besides the component itself.
+pub(crate) struct LookAt<'a> {
+    pub(crate) now: u64,
+    pub(crate) pauses: &'a Pauses,
+    pub(crate) clock: &'a Clock,
+    /// How far past its deadline an alert is raised before it counts as late.
+    pub(crate) late_after: u64,
+}
+
 impl Component {
-    /// Looks at the component at `now`: reports a hang that ended, raises the
+    /// Looks at the component: reports an activity that ended, raises the
     /// alerts that are due, and says when it needs looking at next.
-    pub(crate) fn look(
-        &mut self,
-        now: u64,
-        pauses: &Pauses,
-        clock: &Clock,
-        outbox: &mut Outbox,
-    ) -> Look {
+    pub(crate) fn look(&mut self, at: &LookAt<'_>, outbox: &mut Outbox) -> Look {
+        let now = at.now;
         let word = self.cell.load_state();
         let changed = word != self.seen;
         self.seen = word;
-        self.report_ended_hang(word, now, pauses, clock, outbox);
+        self.report_ended(word, at, outbox);
         let quiet = Look {
             changed,
             deadline: None,
@@ -186,87 +215,161 @@ impl Component {
             return quiet;
         }
         let start = cell::start_of(word, now);
-        let busy = pauses.active_between(start, now);
-        if busy >= self.transient && self.hang.is_none() {
-            self.hang = Some(Hang {
+        let tracked = self.tracked.get_or_insert(Tracked {
+            word,
+            start,
+            level: None,
+        });
+        if tracked.level.is_none()
+            && self.cell.alerted.load(Ordering::Relaxed) != cell::watch_mark(word)
+        {
+            // Ask the component to record when this activity ends, so that
+            // its length is exact even if the next look comes late.
+            self.cell
+                .alerted
+                .store(cell::watch_mark(word), Ordering::Relaxed);
+        }
+        let busy = at.pauses.active_between(start, now);
+        let paused = at.pauses.paused_since(start);
+        for (level, timeout) in [
+            (HangLevel::Transient, self.transient),
+            (HangLevel::Permanent, self.permanent),
+        ] {
+            if busy < timeout || self.tracked.as_ref().and_then(Tracked::hang_level) >= Some(level)
+            {
+                continue;
+            }
+            if level == HangLevel::Transient {
+                // Tells the component to time the end of this hang, and to
+                // wake us when it comes (cell.rs).
+                self.cell.alerted.store(word, Ordering::Relaxed);
+            }
+            if let Some(tracked) = &mut self.tracked {
+                tracked.level = Some(level);
+            }
+            let late = now > start + timeout + paused + at.late_after;
+            self.raise(
+                level,
                 word,
                 start,
-                level: HangLevel::Transient,
-            });
-            // Tells the component to time the end of this hang (cell.rs).
-            self.cell.alerted.store(word, Ordering::Relaxed);
-            self.transient_alerts += 1;
-            let alert = self.alert(AlertKind::Transient, word, busy, clock);
-            outbox.raise(self.key, alert, self.capture(HangLevel::Transient), now);
+                busy,
+                late,
+                self.capture(level),
+                at,
+                outbox,
+            );
         }
-        if busy >= self.permanent {
-            if let Some(hang) = self
-                .hang
-                .as_mut()
-                .filter(|h| h.level < HangLevel::Permanent)
-            {
-                hang.level = HangLevel::Permanent;
-                self.permanent_alerts += 1;
-                let alert = self.alert(AlertKind::Permanent, word, busy, clock);
-                outbox.raise(self.key, alert, self.capture(HangLevel::Permanent), now);
-            }
-        }
-        if self.hang.is_some() {
+        let level = self.tracked.as_ref().and_then(Tracked::hang_level);
+        if level.is_some() {
             self.longest_hang = self.longest_hang.max(busy);
         }
-        let timeout = match self.hang.as_ref().map(|h| h.level) {
+        let timeout = match level {
             None => Some(self.transient),
             Some(HangLevel::Transient) => Some(self.permanent),
             Some(HangLevel::Permanent) => None,
         };
         Look {
             changed,
-            deadline: timeout.map(|t| start + t + pauses.paused_since(start)),
+            deadline: timeout.map(|t| start + t + paused),
             active_since: Some(start),
         }
     }
 
-    /// Raises the `Ended` alert if the activity that raised alerts is no
-    /// longer the one in `word`.
-    fn report_ended_hang(
+    /// Raises a hang alert of `level` about the activity in `word`.
+    #[allow(clippy::too_many_arguments)]
+    fn raise(
         &mut self,
+        level: HangLevel,
         word: u64,
-        now: u64,
-        pauses: &Pauses,
-        clock: &Clock,
+        start: u64,
+        busy: u64,
+        late: bool,
+        capture: Capture,
+        at: &LookAt<'_>,
         outbox: &mut Outbox,
     ) {
-        let Some(hang) = self.hang.take_if(|hang| hang.word != word) else {
+        let kind = match level {
+            HangLevel::Transient => {
+                self.transient_alerts += 1;
+                AlertKind::Transient
+            }
+            HangLevel::Permanent => {
+                self.permanent_alerts += 1;
+                AlertKind::Permanent
+            }
+        };
+        let mut alert = self.alert(kind, word, busy, at);
+        alert.started_ns = Some(at.clock.to_monotonic_ns(start));
+        alert.late = late;
+        outbox.raise(self.key, alert, capture, at.now);
+    }
+
+    /// If the activity a look saw under way is no longer the one in `word`,
+    /// reports what its length earned: the levels it reached that no alert
+    /// said yet (late, it is over), then `Ended`.
+    fn report_ended(&mut self, word: u64, at: &LookAt<'_>, outbox: &mut Outbox) {
+        let Some(tracked) = self.tracked.take_if(|tracked| tracked.word != word) else {
             return;
         };
         // The component timed the end if it saw our mark in time; otherwise
-        // (or if `ended` belongs to an older hang) we saw the end just now.
+        // (or if `ended` belongs to an older activity) we saw the end just
+        // now. For an activity we never alerted on, only a timed end says
+        // how long it was.
         let ended = self.cell.ended.load(Ordering::Relaxed);
-        let end = if (hang.start..=now).contains(&ended) {
+        let end = if (tracked.start..=at.now).contains(&ended) {
             ended
+        } else if tracked.level.is_some() {
+            at.now
         } else {
-            now
+            return;
         };
-        let duration = pauses.active_between(hang.start, end);
+        let duration = at.pauses.active_between(tracked.start, end);
+        let mut worst = tracked.level;
+        for (level, timeout) in [
+            (HangLevel::Transient, self.transient),
+            (HangLevel::Permanent, self.permanent),
+        ] {
+            if duration >= timeout && worst < Some(level) {
+                worst = Some(level);
+                let capture = match self.capture(level) {
+                    Capture::No => Capture::No,
+                    _ => Capture::Missing(NoStack::HangEnded),
+                };
+                self.raise(
+                    level,
+                    tracked.word,
+                    tracked.start,
+                    duration,
+                    true,
+                    capture,
+                    at,
+                    outbox,
+                );
+            }
+        }
+        let Some(worst) = worst else {
+            return;
+        };
         self.ended_hangs += 1;
         self.longest_hang = self.longest_hang.max(duration);
-        let worst = hang.level;
-        let alert = self.alert(AlertKind::Ended { worst }, hang.word, duration, clock);
-        outbox.raise(self.key, alert, Capture::No, now);
+        let mut alert = self.alert(AlertKind::Ended { worst }, tracked.word, duration, at);
+        alert.started_ns = Some(at.clock.to_monotonic_ns(tracked.start));
+        outbox.raise(self.key, alert, Capture::No, at.now);
     }
 
     /// The component unregistered: a hang that ended before that is still
     /// worth a word; one still under way is not reported.
-    pub(crate) fn retire(mut self, now: u64, pauses: &Pauses, clock: &Clock, outbox: &mut Outbox) {
+    pub(crate) fn retire(mut self, at: &LookAt<'_>, outbox: &mut Outbox) {
         let word = self.cell.load_state();
-        self.report_ended_hang(word, now, pauses, clock, outbox);
+        self.report_ended(word, at, outbox);
+        outbox.forget(self.key);
     }
 
     /// Turns checks back on: the activity under way now, if any, is not reported.
     pub(crate) fn resume_checks(&mut self) {
         self.seen = self.cell.load_state();
         self.ignored = self.seen;
-        self.hang = None;
+        self.tracked = None;
     }
 
     pub(crate) fn key(&self) -> u64 {
@@ -290,61 +393,59 @@ impl Component {
     /// The hang under way as of the latest look, if any: its start, level
     /// and annotation.
     pub(crate) fn ongoing_hang(&self) -> Option<(u64, HangLevel, &'static str)> {
-        let hang = self.hang.as_ref()?;
-        let annotation = annotation::resolve(cell::label_of(hang.word)).as_str();
-        Some((hang.start, hang.level, annotation))
+        let tracked = self.tracked.as_ref()?;
+        let annotation = annotation::resolve(cell::label_of(tracked.word)).as_str();
+        Some((tracked.start, tracked.level?, annotation))
     }
 
     /// Whether an alert of `level` carries a stack, and how to take it.
-    fn capture(&self, level: HangLevel) -> Capture<'_> {
+    fn capture(&self, level: HangLevel) -> Capture {
         if level == HangLevel::Transient && !self.stack_on_transient {
             return Capture::No;
         }
         match &self.stack_target {
             None => Capture::Missing(NoStack::Disabled("stack sampling is off".into())),
-            Some(Ok(target)) => Capture::Thread(target),
+            Some(Ok(target)) => Capture::Thread(target.clone()),
             Some(Err(reason)) => Capture::Missing(reason.clone()),
         }
     }
 
-    fn alert(&self, kind: AlertKind, word: u64, busy: u64, clock: &Clock) -> Alert {
+    /// An alert about the activity in `word`, busy for `busy`, raised now.
+    fn alert(&self, kind: AlertKind, word: u64, busy: u64, at: &LookAt<'_>) -> Alert {
         Alert {
             component: self.id.clone(),
             kind,
             annotation: Some(Cow::Borrowed(
                 annotation::resolve(cell::label_of(word)).as_str(),
             )),
-            duration: clock.to_duration(busy),
+            duration: at.clock.to_duration(busy),
             thread: self.thread.clone(),
             time: SystemTime::now(),
+            started_ns: None,
+            raised_ns: at.clock.to_monotonic_ns(at.now),
+            late: false,
             stack: None,
             no_stack: None,
         }
     }
 
     /// The notice that the component's thread exited without unregistering.
-    pub(crate) fn report_thread_exited(self, now: u64, outbox: &mut Outbox) {
-        let alert = Alert {
-            component: self.id.clone(),
-            kind: AlertKind::ThreadExited,
-            annotation: None,
-            duration: std::time::Duration::ZERO,
-            thread: self.thread.clone(),
-            time: SystemTime::now(),
-            stack: None,
-            no_stack: None,
-        };
-        outbox.raise(self.key, alert, Capture::No, now);
+    pub(crate) fn report_thread_exited(self, at: &LookAt<'_>, outbox: &mut Outbox) {
+        let mut alert = self.alert(AlertKind::ThreadExited, 0, 0, at);
+        alert.annotation = None;
+        alert.duration = Duration::ZERO;
+        outbox.raise(self.key, alert, Capture::No, at.now);
+        outbox.forget(self.key);
     }
 
     pub(crate) fn stats(&self, now: u64, pauses: &Pauses, clock: &Clock) -> ComponentStats {
         let word = self.seen;
         let annotation = || Cow::Borrowed(annotation::resolve(cell::label_of(word)).as_str());
         let busy = || clock.to_duration(pauses.active_between(cell::start_of(word, now), now));
-        let state = match &self.hang {
+        let state = match self.tracked.as_ref().and_then(Tracked::hang_level) {
             _ if !cell::is_active(word) || word == self.ignored => ComponentState::Waiting,
-            Some(hang) => ComponentState::Hung {
-                level: hang.level,
+            Some(level) => ComponentState::Hung {
+                level,
                 annotation: annotation(),
                 busy: busy(),
             },
@@ -355,7 +456,7 @@ impl Component {
         };
         ComponentStats {
             id: self.id.clone(),
-            thread: self.thread.clone(),
+            thread: self.thread.as_deref().map(str::to_owned),
             transient_alerts: self.transient_alerts,
             permanent_alerts: self.permanent_alerts,
             ended_hangs: self.ended_hangs,

@@ -26,15 +26,14 @@ mod run_time;
 mod stacks;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{never, Receiver, Select, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
 
 pub(crate) use self::alert_sink::AlertSink;
-use self::components::Components;
+use self::components::{Components, LookAt};
 use self::outbox::Outbox;
 use self::pauses::{Evidence, Pauses};
 use self::profiler::Profiler;
@@ -57,21 +56,54 @@ pub(crate) struct Inbox {
     pub(crate) stacks: Receiver<StackDone>,
 }
 
-impl Inbox {
-    /// Blocks until something arrives or `timeout` passes (forever if `None`).
-    fn wait(&self, timeout: Option<Duration>) {
+/// The monitor's wait on its inbox: one `Select` over every receiver, made
+/// once (making one per wait would allocate), from which a channel whose
+/// senders are all gone is removed, so that it does not stay ready.
+struct Waiting<'a> {
+    select: Select<'a>,
+    control: Option<usize>,
+    stacks: Option<usize>,
+}
+
+impl<'a> Waiting<'a> {
+    fn new(inbox: &'a Inbox) -> Waiting<'a> {
         let mut select = Select::new();
-        select.recv(&self.registry);
-        select.recv(&self.control);
-        select.recv(&self.wake);
-        select.recv(&self.stacks);
+        select.recv(&inbox.registry);
+        let control = Some(select.recv(&inbox.control));
+        select.recv(&inbox.wake);
+        let stacks = Some(select.recv(&inbox.stacks));
+        Waiting {
+            select,
+            control,
+            stacks,
+        }
+    }
+
+    /// Blocks until something arrives or `timeout` passes (forever if
+    /// `None`). Takes nothing: the steps that follow take what arrived.
+    fn wait(&mut self, timeout: Option<Duration>) {
         match timeout {
             Some(timeout) => {
-                let _ = select.ready_timeout(timeout);
+                let _ = self.select.ready_timeout(timeout);
             }
             None => {
-                select.ready();
+                self.select.ready();
             }
+        }
+    }
+
+    /// Every `Control` is gone: stop selecting on its channel.
+    fn close_control(&mut self) {
+        if let Some(index) = self.control.take() {
+            self.select.remove(index);
+        }
+    }
+
+    /// No stack worker or capture thread is left (stacks are off, or they
+    /// failed): stop selecting on a channel that would always be ready.
+    fn close_stacks(&mut self) {
+        if let Some(index) = self.stacks.take() {
+            self.select.remove(index);
         }
     }
 }
@@ -98,7 +130,7 @@ pub(crate) fn spawn(
             // However the loop ends, handles go quiet: notifications return at
             // once instead of writing cells nobody reads.
             let _quiet = QuietOnExit(schedule.clone());
-            Monitor::new(&settings, schedule, alerts, stacks.map(Rc::new)).run(inbox);
+            Monitor::new(&settings, schedule, alerts, stacks).run(inbox);
         })
 }
 
@@ -114,10 +146,12 @@ struct Monitor {
     clock: &'static Clock,
     schedule: Arc<Schedule>,
     components: Components,
+    /// Alerts on their way out, and the stack stages they (and the
+    /// profiler) ask.
     outbox: Outbox,
-    /// The stack stages, shared by the outbox and the profiler.
-    stacks: Option<Rc<Stacks>>,
     profiler: Option<Profiler>,
+    /// Samples taken so far (hang captures and profiling).
+    samples: u64,
     pauses: Pauses,
     /// The kernel's accounting of the monitor's thread and process, and its
     /// reading at the previous look: the pause rule's evidence.
@@ -153,15 +187,15 @@ impl Monitor {
         settings: &Settings,
         schedule: Arc<Schedule>,
         alerts: AlertSink,
-        stacks: Option<Rc<Stacks>>,
+        stacks: Option<Stacks>,
     ) -> Monitor {
         let clock = Clock::global();
         Monitor {
             clock,
             schedule,
             components: Components::default(),
-            outbox: Outbox::new(alerts, stacks.clone()),
-            stacks,
+            outbox: Outbox::new(alerts, stacks),
+            samples: 0,
             profiler: None,
             pauses: Pauses::new(clock.to_stamps(settings.pause_threshold)),
             // Opened here, on the monitor's own thread.
@@ -180,18 +214,19 @@ impl Monitor {
         }
     }
 
-    fn run(mut self, mut inbox: Inbox) {
+    fn run(mut self, inbox: Inbox) {
+        let mut waiting = Waiting::new(&inbox);
         loop {
             // 1. Sleep until the planned look, a component's wake-up, a
             //    message, a stack from a worker, or a stack's deadline.
-            inbox.wait(self.time_until_wake());
+            waiting.wait(self.time_until_wake());
 
             // 2. Take in what arrived. Every registration sent before a
             //    control request is taken in before that request is handled
             //    (see `take_messages`); one that arrives after an exit is
             //    signalled on arrival, so the two channels may interleave in
             //    any order without losing a signal.
-            if !self.take_messages(&mut inbox) {
+            if !self.take_messages(&inbox, &mut waiting) {
                 // Every register and handle is gone (nothing left to watch,
                 // and nobody left to signal), or we were asked to stop. Alerts
                 // still waiting for their stacks leave with what they have.
@@ -199,7 +234,7 @@ impl Monitor {
                 return;
             }
             while inbox.wake.try_recv().is_ok() {}
-            self.take_stacks(&mut inbox);
+            self.take_stacks(&inbox, &mut waiting);
 
             // 3. Look at every component: raise what is due (sampling the
             //    threads whose alerts carry a stack), find the next deadline.
@@ -212,7 +247,9 @@ impl Monitor {
             //    samples that are due.
             if let Some(profiler) = &mut self.profiler {
                 profiler.note_ended(self.outbox.take_ended_hangs());
-                profiler.tick(plan.now, &self.components);
+                if let Some(stacks) = self.outbox.stacks() {
+                    profiler.tick(plan.now, &self.components, stacks);
+                }
             }
 
             // 6. Promise when we will look next, and set the timer for it
@@ -244,8 +281,13 @@ impl Monitor {
                     if let Some(component) = self.components.remove(key) {
                         #[cfg(feature = "metrics")]
                         crate::integrations::metrics::components_removed(1);
-                        let now = self.clock.now();
-                        component.retire(now, &self.pauses, self.clock, &mut self.outbox);
+                        let at = LookAt {
+                            now: self.clock.now(),
+                            pauses: &self.pauses,
+                            clock: self.clock,
+                            late_after: self.pauses.threshold(),
+                        };
+                        component.retire(&at, &mut self.outbox);
                     }
                 }
                 Err(TryRecvError::Empty) => return true,
@@ -257,6 +299,8 @@ impl Monitor {
     fn register(&mut self, registration: Registration) {
         #[cfg(feature = "metrics")]
         crate::integrations::metrics::components_added(1);
+        // Room for its alerts first, so that raising one never allocates.
+        self.outbox.add(registration.key);
         let component = self
             .components
             .add(registration, self.clock, self.stack_on_transient);
@@ -276,7 +320,7 @@ impl Monitor {
     /// the time the request is, so it is taken in first, and an exit or a
     /// figures request reflects it. Returns false once every register and
     /// handle is gone, or when asked to shut down.
-    fn take_messages(&mut self, inbox: &mut Inbox) -> bool {
+    fn take_messages(&mut self, inbox: &Inbox, waiting: &mut Waiting<'_>) -> bool {
         if !self.take_registrations(&inbox.registry) {
             return false;
         }
@@ -285,8 +329,7 @@ impl Monitor {
                 Ok(message) => message,
                 Err(TryRecvError::Empty) => return true,
                 Err(TryRecvError::Disconnected) => {
-                    // Every `Control` is gone; stop selecting on its channel.
-                    inbox.control = never();
+                    waiting.close_control();
                     return true;
                 }
             };
@@ -347,26 +390,27 @@ impl Monitor {
         self.schedule.set_enabled(enabled);
     }
 
-    /// Takes in the stack workers' answers.
-    fn take_stacks(&mut self, inbox: &mut Inbox) {
+    /// Takes in the capture thread's and the stack workers' answers.
+    fn take_stacks(&mut self, inbox: &Inbox, waiting: &mut Waiting<'_>) {
         loop {
             match inbox.stacks.try_recv() {
                 Ok(done) => self.stack_done(done),
                 Err(TryRecvError::Empty) => return,
-                // No stack workers (stacks are off, or they failed): stop
-                // selecting on a channel that would always be ready.
                 Err(TryRecvError::Disconnected) => {
-                    inbox.stacks = never();
+                    waiting.close_stacks();
                     return;
                 }
             }
         }
     }
 
-    /// Routes a stack worker's answer to whoever owns its job.
+    /// Routes an answer to whoever owns its job: a held alert or the profiler.
     fn stack_done(&mut self, done: StackDone) {
         match done {
-            StackDone::Unwound { id, stack } => self.outbox.stack_done(id, stack, false),
+            StackDone::Unwound { id, stack } => {
+                self.count_sample();
+                self.outbox.stack_done(id, stack, false);
+            }
             StackDone::Symbolized { id, stack } => self.outbox.stack_done(id, stack, true),
             StackDone::Walked {
                 id,
@@ -374,7 +418,16 @@ impl Monitor {
                 truncated,
             } => {
                 if let Some(profiler) = &mut self.profiler {
-                    profiler.walked(id, addresses, truncated);
+                    if profiler.walked(id, addresses, truncated) {
+                        self.count_sample();
+                    }
+                }
+            }
+            StackDone::Missing { id, reason } => {
+                if self.outbox.owns(id) {
+                    self.outbox.stack_missing(id, reason);
+                } else if let Some(profiler) = &mut self.profiler {
+                    profiler.missing(id);
                 }
             }
             StackDone::Symbols { id, frames } => {
@@ -390,16 +443,23 @@ impl Monitor {
         }
     }
 
+    /// A sample arrived from the capture thread, by way of a worker.
+    fn count_sample(&mut self) {
+        self.samples += 1;
+        #[cfg(feature = "metrics")]
+        crate::integrations::metrics::sample_taken();
+    }
+
     fn start_profiling(&mut self, options: ProfilingOptions) -> Result<(), ProfilingError> {
-        let Some(stacks) = &self.stacks else {
+        if !self.outbox.has_stacks() {
             return Err(ProfilingError::StacksOff);
-        };
+        }
         if self.profiler.is_some() {
             return Err(ProfilingError::AlreadyProfiling);
         }
         self.outbox.collect_ended_hangs(true);
         let now = self.clock.now();
-        self.profiler = Some(Profiler::start(stacks.clone(), options, now, self.clock));
+        self.profiler = Some(Profiler::start(options, now, self.clock));
         Ok(())
     }
 
@@ -415,7 +475,12 @@ impl Monitor {
         };
         profiler.note_ended(self.outbox.collect_ended_hangs(false));
         let now = self.clock.now();
-        if let Some((profile, reply)) = profiler.stop(now, &self.components, self.clock, reply) {
+        let Some(stacks) = self.outbox.stacks() else {
+            return;
+        };
+        if let Some((profile, reply)) =
+            profiler.stop(now, &self.components, self.clock, reply, stacks)
+        {
             self.profiler = None;
             let _ = reply.send(Ok(profile));
         }
@@ -469,8 +534,14 @@ impl Monitor {
         let mut changed = false;
         let mut next = None;
         let mut oldest_activity = now;
+        let at = LookAt {
+            now,
+            pauses: &self.pauses,
+            clock: self.clock,
+            late_after: self.pauses.threshold(),
+        };
         for component in self.components.iter_mut() {
-            let look = component.look(now, &self.pauses, self.clock, &mut self.outbox);
+            let look = component.look(&at, &mut self.outbox);
             changed |= look.changed;
             next = earliest(next, look.deadline);
             oldest_activity = oldest_activity.min(look.active_since.unwrap_or(now));
@@ -515,7 +586,13 @@ impl Monitor {
                 #[cfg(feature = "metrics")]
                 crate::integrations::metrics::components_removed(1);
                 self.threads_exited += 1;
-                component.report_thread_exited(now, &mut self.outbox);
+                let at = LookAt {
+                    now,
+                    pauses: &self.pauses,
+                    clock: self.clock,
+                    late_after: self.pauses.threshold(),
+                };
+                component.report_thread_exited(&at, &mut self.outbox);
             }
         }
     }
@@ -542,7 +619,7 @@ impl Monitor {
             starved_looks: self.pauses.starved_count,
             starved: self.clock.to_duration(self.pauses.starved_total),
             looks: self.looks,
-            samples: self.stacks.as_ref().map_or(0, |stacks| stacks.taken.get()),
+            samples: self.samples,
         };
         for reply in self.stats_requests.drain(..) {
             let _ = reply.send(stats.clone());

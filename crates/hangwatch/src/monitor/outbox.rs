@@ -1,38 +1,44 @@
 //! Where raised alerts go: straight to the alert channel, or, for an alert
-//! that carries a stack, held until its stack is ready.
+//! that carries a stack, held a short while for its stack.
 //!
-//! Raising an alert with a stack runs the capture stage right here, on the
-//! monitor's thread, because it is short and bounded: the sampler signals the
-//! hung thread and waits at most the capture timeout (50 ms by default) for
-//! the copy. The raw sample then goes to the stack workers and the alert
-//! waits in a per-component queue until one of these happens first:
+//! Raising an alert with a stack asks the capture thread for the hung
+//! thread's sample and goes on: the monitor does not wait for the thread.
+//! The alert waits in its component's queue until the first of:
 //!
 //! - the symbolicated stack comes back: the alert leaves with it;
-//! - the symbolication deadline passes: the alert leaves with the unwound
-//!   stack (raw addresses and module offsets) if the worker got that far, or
-//!   with the instruction pointer alone if not.
+//! - the capture or a worker says there is no stack: it leaves with the
+//!   reason;
+//! - its wait is over ([`Builder::symbolicate_deadline`], 20 ms by
+//!   default): it leaves with the unwound stack (raw addresses and module
+//!   offsets) if a worker got that far, or with [`NoStack::NotReady`].
 //!
-//! Alerts of one component leave in the order they were raised: an `Ended`
-//! raised while that component's `Permanent` waits for its stack waits
-//! behind it. Alerts of other components do not wait.
+//! So an alert is delivered within that wait of being raised, whatever the
+//! thread, the workers or the symbol files do. Alerts of one component leave
+//! in the order they were raised: an `Ended` raised while that component's
+//! `Permanent` waits for its stack waits behind it. Alerts of other
+//! components do not wait.
+//!
+//! Nothing here allocates while an alert is raised: each registered
+//! component's queue is made when it registers, and the job table keeps its
+//! room.
+//!
+//! [`Builder::symbolicate_deadline`]: crate::Builder::symbolicate_deadline
 
 use std::collections::{HashMap, VecDeque};
-use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::alert::{Alert, AlertKind};
-use crate::messages::StackWork;
 use crate::monitor::stacks::Stacks;
 use crate::monitor::AlertSink;
 use crate::stack::sampler::SampleTarget;
-use crate::stack::{Frame, NoStack, Stack};
+use crate::stack::{NoStack, Stack};
 
 /// Whether and how to attach a stack to an alert.
-pub(crate) enum Capture<'a> {
+pub(crate) enum Capture {
     /// This alert carries no stack.
     No,
     /// Sample this thread.
-    Thread(&'a Arc<SampleTarget>),
+    Thread(Arc<SampleTarget>),
     /// It should, but cannot.
     Missing(NoStack),
 }
@@ -46,16 +52,29 @@ struct Held {
 struct PendingStack {
     id: u64,
     deadline: u64,
-    /// What goes out if the deadline passes first.
-    fallback: Stack,
+    /// The unwound stack, once a worker has it: what goes out if the
+    /// deadline passes before the symbolicated one comes.
+    unwound: Option<Stack>,
 }
+
+/// One component's alerts waiting to leave.
+#[derive(Default)]
+struct Queue {
+    held: VecDeque<Held>,
+    /// The component is gone: drop the queue once it is empty.
+    retired: bool,
+}
+
+/// How many alerts a component's queue has room for without growing: a
+/// transient and a permanent alert waiting for their stacks, the `Ended`
+/// behind them, and one more.
+const QUEUE_ROOM: usize = 4;
 
 pub(crate) struct Outbox {
     sink: AlertSink,
-    stacks: Option<Rc<Stacks>>,
-    /// Alerts waiting, per component key, oldest first. A key is present
-    /// only while its queue is not empty.
-    held: HashMap<u64, VecDeque<Held>>,
+    stacks: Option<Stacks>,
+    /// Per component key, from its registration.
+    queues: HashMap<u64, Queue>,
     /// Which component key each stack job belongs to.
     jobs: HashMap<u64, u64>,
     /// While profiling: the `Ended` alerts raised, for the profile's hang
@@ -64,14 +83,42 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    pub(crate) fn new(sink: AlertSink, stacks: Option<Rc<Stacks>>) -> Outbox {
+    pub(crate) fn new(sink: AlertSink, stacks: Option<Stacks>) -> Outbox {
         Outbox {
             sink,
             stacks,
-            held: HashMap::new(),
-            jobs: HashMap::new(),
+            queues: HashMap::new(),
+            jobs: HashMap::with_capacity(64),
             ended_hangs: None,
         }
+    }
+
+    /// The stack stages, if stacks are on.
+    pub(crate) fn stacks(&mut self) -> Option<&mut Stacks> {
+        self.stacks.as_mut()
+    }
+
+    pub(crate) fn has_stacks(&self) -> bool {
+        self.stacks.is_some()
+    }
+
+    /// Makes room for a newly registered component's alerts.
+    pub(crate) fn add(&mut self, key: u64) {
+        self.queues.insert(
+            key,
+            Queue {
+                held: VecDeque::with_capacity(QUEUE_ROOM),
+                retired: false,
+            },
+        );
+    }
+
+    /// The component is gone: its queue goes once its alerts have left.
+    pub(crate) fn forget(&mut self, key: u64) {
+        if let Some(queue) = self.queues.get_mut(&key) {
+            queue.retired = true;
+        }
+        self.drop_if_done(key);
     }
 
     /// Starts (or stops, returning them) collecting `Ended` alerts.
@@ -97,7 +144,7 @@ impl Outbox {
 
     /// Sends `alert` for component `key`, after its stack if `capture` asks
     /// for one.
-    pub(crate) fn raise(&mut self, key: u64, mut alert: Alert, capture: Capture<'_>, now: u64) {
+    pub(crate) fn raise(&mut self, key: u64, mut alert: Alert, capture: Capture, now: u64) {
         if let (Some(ended), AlertKind::Ended { .. }) = (&mut self.ended_hangs, alert.kind) {
             ended.push((key, alert.clone()));
         }
@@ -109,113 +156,139 @@ impl Outbox {
             }
             Capture::Thread(target) => target,
         };
-        let Some(stacks) = &self.stacks else {
+        let Some(stacks) = &mut self.stacks else {
             alert.no_stack = Some(NoStack::Disabled("stack sampling is off".into()));
             return self.send_in_order(key, alert);
         };
-        let sample = match stacks.capture(target) {
-            Ok(sample) => sample,
-            Err(reason) => {
-                alert.no_stack = Some(reason);
-                return self.send_in_order(key, alert);
-            }
-        };
-        let fallback = Stack {
-            frames: vec![Frame {
-                address: sample.registers.ip,
-                ..Frame::default()
-            }],
-            truncated: true,
-            capture: Some(sample.method),
-            blocked_in: sample.syscall.map(crate::stack::sampler::describe_syscall),
-        };
-        let deadline = now + stacks.symbolicate_deadline;
-        let Some(id) = stacks.submit(StackWork::Hang(sample)) else {
-            alert.stack = Some(fallback);
+        let deadline = now + stacks.hold;
+        let Some(id) = stacks.capture_hang(target) else {
+            alert.no_stack = Some(NoStack::NotReady);
             return self.send_in_order(key, alert);
         };
         self.jobs.insert(id, key);
-        self.held.entry(key).or_default().push_back(Held {
-            alert,
-            job: Some(PendingStack {
-                id,
-                deadline,
-                fallback,
-            }),
+        let job = Some(PendingStack {
+            id,
+            deadline,
+            unwound: None,
         });
+        self.queue(key).held.push_back(Held { alert, job });
     }
 
-    /// Takes in a worker's stack for a held alert: the unwound one (kept as
-    /// the fallback) or the symbolicated one (the alert may leave).
+    /// Takes in a worker's stack for a held alert: the unwound one (kept in
+    /// case time runs out) or the symbolicated one (the alert may leave).
     pub(crate) fn stack_done(&mut self, id: u64, stack: Stack, symbolicated: bool) {
-        // A result for an alert that already left (past its deadline) is dropped.
-        let Some(&key) = self.jobs.get(&id) else {
+        let Some(held) = self.held_for(id) else {
             return;
         };
-        let Some(held) = self.held.get_mut(&key).and_then(|queue| {
-            queue
-                .iter_mut()
-                .find(|h| h.job.as_ref().is_some_and(|j| j.id == id))
-        }) else {
+        if !symbolicated {
+            if let Some(job) = &mut held.job {
+                job.unwound = Some(stack);
+            }
             return;
-        };
-        if symbolicated {
-            held.alert.stack = Some(stack);
-            held.job = None;
-            self.jobs.remove(&id);
-            self.flush(key);
-        } else if let Some(job) = &mut held.job {
-            job.fallback = stack;
         }
+        held.alert.stack = Some(stack);
+        held.job = None;
+        self.finish_job(id);
     }
 
-    /// Lets out every alert whose symbolication deadline has passed.
+    /// A held alert's stack cannot be had: it leaves with the reason.
+    pub(crate) fn stack_missing(&mut self, id: u64, reason: NoStack) {
+        let Some(held) = self.held_for(id) else {
+            return;
+        };
+        held.alert.no_stack = Some(reason);
+        held.job = None;
+        self.finish_job(id);
+    }
+
+    /// Whether job `id` is a held alert's.
+    pub(crate) fn owns(&self, id: u64) -> bool {
+        self.jobs.contains_key(&id)
+    }
+
+    /// Lets out every alert whose wait for its stack is over.
     pub(crate) fn expire(&mut self, now: u64) {
-        let mut expired_keys = Vec::new();
-        for (&key, queue) in &mut self.held {
-            for held in queue.iter_mut() {
-                if held.job.as_ref().is_some_and(|job| job.deadline <= now) {
-                    if let Some(job) = held.job.take() {
-                        self.jobs.remove(&job.id);
-                        held.alert.stack = Some(job.fallback);
-                        expired_keys.push(key);
-                    }
+        let Outbox {
+            queues, jobs, sink, ..
+        } = self;
+        for queue in queues.values_mut() {
+            for held in queue.held.iter_mut() {
+                let Some(job) = held.job.take_if(|job| job.deadline <= now) else {
+                    continue;
+                };
+                jobs.remove(&job.id);
+                match job.unwound {
+                    Some(stack) => held.alert.stack = Some(stack),
+                    None => held.alert.no_stack = Some(NoStack::NotReady),
                 }
             }
+            send_ready(&mut queue.held, sink);
         }
-        for key in expired_keys {
-            self.flush(key);
-        }
+        self.queues
+            .retain(|_, queue| !(queue.retired && queue.held.is_empty()));
     }
 
-    /// The earliest symbolication deadline among held alerts.
+    /// The earliest deadline among held alerts.
     pub(crate) fn next_deadline(&self) -> Option<u64> {
-        self.held
+        self.queues
             .values()
-            .flatten()
+            .flat_map(|queue| &queue.held)
             .filter_map(|held| held.job.as_ref().map(|job| job.deadline))
             .min()
     }
 
+    /// The alert waiting for job `id`, if it still waits.
+    fn held_for(&mut self, id: u64) -> Option<&mut Held> {
+        // A result for an alert that already left (past its deadline) is dropped.
+        let key = *self.jobs.get(&id)?;
+        self.queues
+            .get_mut(&key)?
+            .held
+            .iter_mut()
+            .find(|held| held.job.as_ref().is_some_and(|job| job.id == id))
+    }
+
+    /// Job `id` is done: send what became ready in its component's queue.
+    fn finish_job(&mut self, id: u64) {
+        let Some(key) = self.jobs.remove(&id) else {
+            return;
+        };
+        if let Some(queue) = self.queues.get_mut(&key) {
+            send_ready(&mut queue.held, &mut self.sink);
+        }
+        self.drop_if_done(key);
+    }
+
     fn send_in_order(&mut self, key: u64, alert: Alert) {
-        match self.held.get_mut(&key) {
-            Some(queue) => queue.push_back(Held { alert, job: None }),
-            None => self.sink.send(alert),
+        match self.queues.get_mut(&key) {
+            Some(queue) if !queue.held.is_empty() => {
+                queue.held.push_back(Held { alert, job: None })
+            }
+            _ => self.sink.send(alert),
         }
     }
 
-    /// Sends the ready alerts at the front of `key`'s queue.
-    fn flush(&mut self, key: u64) {
-        let Some(queue) = self.held.get_mut(&key) else {
-            return;
-        };
-        while queue.front().is_some_and(|held| held.job.is_none()) {
-            if let Some(held) = queue.pop_front() {
-                self.sink.send(held.alert);
-            }
+    /// `key`'s queue; made now for a component the outbox was not told of.
+    fn queue(&mut self, key: u64) -> &mut Queue {
+        self.queues.entry(key).or_default()
+    }
+
+    fn drop_if_done(&mut self, key: u64) {
+        if self
+            .queues
+            .get(&key)
+            .is_some_and(|queue| queue.retired && queue.held.is_empty())
+        {
+            self.queues.remove(&key);
         }
-        if queue.is_empty() {
-            self.held.remove(&key);
+    }
+}
+
+/// Sends the ready alerts at the front of `held`.
+fn send_ready(held: &mut VecDeque<Held>, sink: &mut AlertSink) {
+    while held.front().is_some_and(|held| held.job.is_none()) {
+        if let Some(held) = held.pop_front() {
+            sink.send(held.alert);
         }
     }
 }

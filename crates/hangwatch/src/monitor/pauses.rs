@@ -91,6 +91,11 @@ impl Pauses {
         }
     }
 
+    /// The threshold, in stamps.
+    pub(crate) fn threshold(&self) -> u64 {
+        self.threshold
+    }
+
     /// Applies the rule to a look at `now`, which was due at `planned` (if the
     /// monitor had set a timer) and follows a look at `previous`; `evidence`
     /// is the kernel's accounting since that look, if it could be read.

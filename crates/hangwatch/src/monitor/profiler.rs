@@ -1,15 +1,16 @@
 //! Profiling mode: every registered component's thread sampled at a rate,
 //! while hang checks go on.
 //!
-//! At each tick the monitor asks each component's thread for a small copy of
-//! its stack (32 KiB by default) and goes on without waiting: the threads
-//! answer in parallel, in their signal handlers. At the next tick it takes
-//! the answers, hands them to the stack workers to be unwound, and keeps the
-//! walked addresses that come back in a ring per thread holding at most
-//! `max_duration` worth of samples; older samples fall out, and requests
-//! unanswered within the capture timeout are given up, both counted as
-//! dropped. A tick costs the monitor one signal per thread, not one round
-//! trip per thread.
+//! At each tick the monitor asks the capture thread for a small copy of each
+//! component's stack (32 KiB by default) and goes on without waiting: a
+//! thread blocked in the kernel is read from outside, a running one answers
+//! in its signal handler, in parallel. The samples go to the stack workers
+//! to be unwound, and the walked addresses that come back are kept in a ring
+//! per thread holding at most `max_duration` worth of samples; older samples
+//! fall out, and captures that fail (a thread that does not answer within
+//! the capture timeout) are given up, both counted as dropped. A thread
+//! still being asked is not asked again. A tick costs the monitor one queued
+//! job per thread.
 //!
 //! A component that was waiting at its previous sample and has not notified
 //! since is not interrupted again: its previous stack is repeated, as the
@@ -23,7 +24,6 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crossbeam_channel::Sender;
@@ -33,11 +33,9 @@ use crate::cell;
 use crate::clock::Clock;
 use crate::component::ComponentId;
 use crate::error::ProfilingError;
-use crate::messages::StackWork;
 use crate::monitor::components::Components;
 use crate::monitor::stacks::Stacks;
 use crate::profile::{HangMarker, Profile, ProfileSample, ProfiledThread};
-use crate::stack::sampler::SampleTarget;
 use crate::stack::Frame;
 
 /// How to profile. See [`Control::start_profiling`](crate::Control::start_profiling).
@@ -92,7 +90,6 @@ struct Stopping {
 }
 
 pub(crate) struct Profiler {
-    stacks: Rc<Stacks>,
     interval: u64,
     stack_bytes: usize,
     /// The span of samples kept, in stamps.
@@ -104,25 +101,17 @@ pub(crate) struct Profiler {
     threads: HashMap<u64, ThreadSamples>,
     /// Thread keys in the order they were first seen.
     order: Vec<u64>,
-    /// Samples asked for and not yet taken: thread key to (target, time).
-    /// The requests themselves are kept by `Stacks`.
-    pending: HashMap<u64, (Arc<SampleTarget>, u64)>,
-    /// How long a request may go unanswered, in stamps.
-    capture_timeout: u64,
-    /// Samples being unwound: job id to (thread key, time).
+    /// Samples being taken or unwound: job id to (thread key, time).
     in_flight: HashMap<u64, (u64, u64)>,
+    /// The job in flight for each thread: not asked again meanwhile.
+    asked: HashMap<u64, u64>,
     markers: HashMap<u64, Vec<HangMarker>>,
     dropped: u64,
     stopping: Option<Stopping>,
 }
 
 impl Profiler {
-    pub(crate) fn start(
-        stacks: Rc<Stacks>,
-        options: ProfilingOptions,
-        now: u64,
-        clock: &Clock,
-    ) -> Profiler {
+    pub(crate) fn start(options: ProfilingOptions, now: u64, clock: &Clock) -> Profiler {
         let interval = clock
             .to_stamps(Duration::from_secs(1) / options.rate_hz.max(1))
             .max(1);
@@ -136,13 +125,11 @@ impl Profiler {
             next_tick: now,
             threads: HashMap::new(),
             order: Vec::new(),
-            pending: HashMap::new(),
-            capture_timeout: clock.to_stamps(stacks.capture_timeout),
             in_flight: HashMap::new(),
+            asked: HashMap::new(),
             markers: HashMap::new(),
             dropped: 0,
             stopping: None,
-            stacks,
         }
     }
 
@@ -152,21 +139,20 @@ impl Profiler {
     }
 
     /// Samples every component, if a tick is due.
-    pub(crate) fn tick(&mut self, now: u64, components: &Components) {
+    pub(crate) fn tick(&mut self, now: u64, components: &Components, stacks: &mut Stacks) {
         if self.stopping.is_some() || now < self.next_tick {
             return;
         }
         // Ticks missed while the monitor was busy are skipped, not bunched.
         self.next_tick = (self.next_tick + self.interval).max(now + self.interval / 2);
         let time = now - self.started;
-        self.take_answers(time);
         for component in components.iter() {
             let Some(target) = component.sample_target() else {
                 continue;
             };
             let key = component.key();
-            if self.pending.contains_key(&key) {
-                // Still unanswered: asking again would only queue signals.
+            if self.asked.contains_key(&key) {
+                // Still being asked: asking again would only queue signals.
                 continue;
             }
             let thread = self.threads.entry(key).or_insert_with(|| {
@@ -190,30 +176,10 @@ impl Profiler {
                 push_bounded(&mut thread.samples, repeat, self.keep, &mut self.dropped);
                 continue;
             }
-            match self.stacks.request(target, self.stack_bytes) {
-                Ok(()) => {
-                    self.pending.insert(key, (target.clone(), time));
-                }
-                Err(_) => self.dropped += 1,
-            }
-        }
-    }
-
-    /// Hands the answered requests to the workers, and gives up those
-    /// unanswered for longer than the capture timeout.
-    fn take_answers(&mut self, time: u64) {
-        for (key, (target, asked)) in std::mem::take(&mut self.pending) {
-            let give_up = time - asked > self.capture_timeout;
-            let Some(answer) = self.stacks.answer(&target, give_up) else {
-                self.pending.insert(key, (target, asked));
-                continue;
-            };
-            let job = answer
-                .ok()
-                .and_then(|sample| self.stacks.submit(StackWork::ProfileSample(sample)));
-            match job {
+            match stacks.capture_profile(target.clone(), self.stack_bytes) {
                 Some(id) => {
-                    self.in_flight.insert(id, (key, asked));
+                    self.in_flight.insert(id, (key, time));
+                    self.asked.insert(key, id);
                 }
                 None => self.dropped += 1,
             }
@@ -222,7 +188,7 @@ impl Profiler {
 
     /// Takes in a walked sample. Returns false if the job is not ours.
     pub(crate) fn walked(&mut self, id: u64, addresses: Vec<u64>, truncated: bool) -> bool {
-        let Some((key, time)) = self.in_flight.remove(&id) else {
+        let Some((key, time)) = self.answered(id) else {
             return false;
         };
         if let Some(thread) = self.threads.get_mut(&key) {
@@ -234,6 +200,24 @@ impl Profiler {
             push_bounded(&mut thread.samples, walked, self.keep, &mut self.dropped);
         }
         true
+    }
+
+    /// A sample that could not be taken. Returns false if the job is not ours.
+    pub(crate) fn missing(&mut self, id: u64) -> bool {
+        let ours = self.answered(id).is_some();
+        if ours {
+            self.dropped += 1;
+        }
+        ours
+    }
+
+    /// Forgets job `id`, returning its thread key and time if it was ours.
+    fn answered(&mut self, id: u64) -> Option<(u64, u64)> {
+        let (key, time) = self.in_flight.remove(&id)?;
+        if self.asked.get(&key) == Some(&id) {
+            self.asked.remove(&key);
+        }
+        Some((key, time))
     }
 
     /// Notes the `Ended` alerts raised since the last call, as hang markers.
@@ -262,6 +246,7 @@ impl Profiler {
         components: &Components,
         clock: &Clock,
         reply: Sender<Result<Profile, ProfilingError>>,
+        stacks: &mut Stacks,
     ) -> Option<(Profile, Sender<Result<Profile, ProfilingError>>)> {
         for component in components.iter() {
             if let Some((start, level, annotation)) = component.ongoing_hang() {
@@ -280,11 +265,9 @@ impl Profiler {
         }
         let mut profile = Profile::new(self.started_wall, self.interval_duration());
         profile.duration = clock.to_duration(now - self.started);
-        profile.dropped_samples =
-            self.dropped + self.in_flight.len() as u64 + self.pending.len() as u64;
+        profile.dropped_samples = self.dropped + self.in_flight.len() as u64;
         self.in_flight.clear();
-        self.pending.clear();
-        self.stacks.forget_requests();
+        self.asked.clear();
         let mut samples = Vec::new();
         for key in &self.order {
             let Some(thread) = self.threads.remove(key) else {
@@ -306,7 +289,7 @@ impl Profiler {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        match self.stacks.submit(StackWork::Symbolize(addresses.clone())) {
+        match stacks.symbolize(addresses.clone()) {
             Some(job) if !addresses.is_empty() => {
                 self.stopping = Some(Stopping {
                     job,

@@ -1,127 +1,72 @@
-//! The monitor's handle on the stack stages: the sampler it captures with,
-//! the workers it hands raw samples to, and the numbering of their jobs.
+//! The monitor's handle on the stack stages: the capture thread it asks for
+//! samples, the workers that unwind and symbolicate them, and the numbering
+//! of their jobs. Owned by the outbox; the profiler borrows it at its ticks.
 //!
-//! Shared (by `Rc`: everything here lives on the monitor's thread) by the
-//! outbox, which captures hung threads, and the profiler, which captures
-//! every thread at a rate. Answers come back on the `stacks` channel of the
+//! Every request is a `try_send` into a bounded queue: the monitor never
+//! waits for a capture. Answers come back on the `stacks` channel of the
 //! monitor's inbox, and the monitor routes each to whoever owns its job id.
-//!
-//! The profiler's requests are kept here, not in the profiler: a request
-//! holds the sampler's turn on its thread until it is taken, and the
-//! monitor must not wait for that turn to capture a hung thread, since only
-//! the monitor itself could give it back. A capture therefore first gives up
-//! a profiling request pending on the same thread.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use crate::messages::{StackJob, StackWork};
-use crate::stack::sampler::{PendingSample, SampleTarget, Sampler};
+use crate::messages::{CaptureJob, StackJob, StackWork};
+use crate::stack::capture::Capturer;
+use crate::stack::sampler::SampleTarget;
 use crate::stack::workers::StackWorkers;
-use crate::stack::{NoStack, RawSample};
 
 pub(crate) struct Stacks {
-    pub(crate) sampler: Sampler,
-    pub(crate) workers: StackWorkers,
-    /// How long a capture may wait for the thread's handler.
-    pub(crate) capture_timeout: Duration,
-    /// How long a hang alert may wait for symbolication, in stamps.
-    pub(crate) symbolicate_deadline: u64,
-    next_job: Cell<u64>,
-    /// Samples taken so far (hang captures and profiling answers).
-    pub(crate) taken: Cell<u64>,
-    /// Profiling requests not yet taken, by target (its address, which is
-    /// stable while the request holds the target).
-    pending: RefCell<HashMap<usize, PendingSample>>,
+    capturer: Capturer,
+    workers: StackWorkers,
+    /// How long a hang alert may wait for its stack, in stamps.
+    pub(crate) hold: u64,
+    next_job: u64,
 }
 
 impl Stacks {
-    pub(crate) fn new(
-        sampler: Sampler,
-        workers: StackWorkers,
-        capture_timeout: Duration,
-        symbolicate_deadline: u64,
-    ) -> Stacks {
+    pub(crate) fn new(capturer: Capturer, workers: StackWorkers, hold: u64) -> Stacks {
         Stacks {
-            sampler,
+            capturer,
             workers,
-            capture_timeout,
-            symbolicate_deadline,
-            next_job: Cell::new(0),
-            taken: Cell::new(0),
-            pending: RefCell::new(HashMap::new()),
+            hold,
+            next_job: 0,
         }
     }
 
-    /// Copies `target`'s registers and its whole preallocated slice of stack,
-    /// waiting at most the capture timeout.
-    pub(crate) fn capture(&self, target: &Arc<SampleTarget>) -> Result<RawSample, NoStack> {
-        // Frees the turn a profiling request may hold on this thread.
-        self.pending.borrow_mut().remove(&address(target));
-        let sample = self.sampler.sample(target, self.capture_timeout);
-        self.count(&sample);
-        sample
+    fn next_id(&mut self) -> u64 {
+        self.next_job += 1;
+        self.next_job
     }
 
-    /// Asks `target` for at most `max_bytes` of its stack, without waiting;
-    /// [`Stacks::answer`] takes the answer.
-    pub(crate) fn request(
-        &self,
-        target: &Arc<SampleTarget>,
+    /// Asks for a hung thread's whole preallocated slice of stack; `None` if
+    /// the capture queue is full.
+    pub(crate) fn capture_hang(&mut self, target: Arc<SampleTarget>) -> Option<u64> {
+        let id = self.next_id();
+        let job = CaptureJob {
+            id,
+            target,
+            max_bytes: usize::MAX,
+        };
+        self.capturer.hang(job).ok().map(|()| id)
+    }
+
+    /// Asks for a profile sample of at most `max_bytes` of stack.
+    pub(crate) fn capture_profile(
+        &mut self,
+        target: Arc<SampleTarget>,
         max_bytes: usize,
-    ) -> Result<(), NoStack> {
-        let request = self.sampler.request(target, max_bytes)?;
-        self.pending.borrow_mut().insert(address(target), request);
-        Ok(())
+    ) -> Option<u64> {
+        let id = self.next_id();
+        let job = CaptureJob {
+            id,
+            target,
+            max_bytes,
+        };
+        self.capturer.profile(job).ok().map(|()| id)
     }
 
-    /// The answer to `target`'s request: `None` while it is pending (unless
-    /// `give_up`, which takes what is there or gives the request up);
-    /// `Some(Err(NoStack::Timeout))` if there is no request any more (a
-    /// capture took its place).
-    pub(crate) fn answer(
-        &self,
-        target: &Arc<SampleTarget>,
-        give_up: bool,
-    ) -> Option<Result<RawSample, NoStack>> {
-        let mut pending = self.pending.borrow_mut();
-        let key = address(target);
-        match pending.get(&key) {
-            None => Some(Err(NoStack::Timeout)),
-            Some(request) if !request.is_answered() && !give_up => None,
-            Some(_) => pending.remove(&key).map(|request| {
-                let sample = request.wait(Duration::ZERO);
-                self.count(&sample);
-                sample
-            }),
-        }
-    }
-
-    /// Counts a sample taken.
-    fn count(&self, sample: &Result<RawSample, NoStack>) {
-        if sample.is_ok() {
-            self.taken.set(self.taken.get() + 1);
-            #[cfg(feature = "metrics")]
-            crate::integrations::metrics::sample_taken();
-        }
-    }
-
-    /// Gives up every profiling request.
-    pub(crate) fn forget_requests(&self) {
-        self.pending.borrow_mut().clear();
-    }
-
-    /// Hands `work` to the workers and returns its job id, or `None` if
-    /// they are all busy and their queue is full.
-    pub(crate) fn submit(&self, work: StackWork) -> Option<u64> {
-        let id = self.next_job.get();
-        self.next_job.set(id + 1);
+    /// Hands a profile's addresses to the workers to symbolicate.
+    pub(crate) fn symbolize(&mut self, addresses: Vec<u64>) -> Option<u64> {
+        let id = self.next_id();
+        let work = StackWork::Symbolize(addresses);
         self.workers.submit(StackJob { id, work }).ok().map(|()| id)
     }
-}
-
-fn address(target: &Arc<SampleTarget>) -> usize {
-    Arc::as_ptr(target) as usize
 }

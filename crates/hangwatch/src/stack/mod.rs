@@ -2,23 +2,26 @@
 //! with plain data between them.
 //!
 //! ```text
-//!   component thread            monitor thread              stack workers
-//!  +-------------------+      +------------------+      +---------------------+
-//!  | signal handler:   | <--- | sampler::sample  |      | unwind (framehop)   |
-//!  | copy registers +  | ---> |  -> RawSample    | ---> |  -> raw frames      |
-//!  | stack slice, done |      |                  | <--- | symbolize (addr2line)|
-//!  +-------------------+      +------------------+      |  -> Stack           |
-//!                                                       +---------------------+
+//!   monitor thread        capture thread              stack workers
+//!  +--------------+     +----------------------+     +----------------------+
+//!  | look: raise, | --> | sampler::request:    | --> | unwind (framehop)    |
+//!  | ask, go on   |     |  blocked: read it;   |     |  -> raw frames       |
+//!  |              |     |  running: signal it  |     | symbolize (addr2line)|
+//!  |              | <------------------------------- |  -> Stack            |
+//!  +--------------+     +----------------------+     +----------------------+
 //! ```
 //!
 //! - `sampler` (the only `unsafe` of any size in the crate) stops nothing: a
 //!   thread blocked in the kernel is read from outside, without a signal; a
 //!   running one copies its own registers and a bounded slice of its stack
 //!   in a signal handler and returns at once.
+//! - `capture` is the thread that asks: the monitor never waits for a
+//!   thread to answer.
 //! - `unwind` walks that copy offline with DWARF CFI from `.eh_frame`.
 //! - `symbolize` turns addresses into functions, files and lines, inlined
 //!   frames included, with caches owned by the worker that uses them.
 
+pub(crate) mod capture;
 pub mod modules;
 pub mod sampler;
 pub mod symbolize;
@@ -100,6 +103,13 @@ pub enum NoStack {
     Disabled(String),
     /// Unwinding failed.
     UnwindFailed(String),
+    /// The hang had ended by the time the monitor saw it was due (it looked
+    /// late), so there was nothing left to sample.
+    HangEnded,
+    /// The stack was not ready within the alert's wait for it
+    /// ([`Builder::symbolicate_deadline`](crate::Builder::symbolicate_deadline)):
+    /// the thread answered late, or the stack workers were busy.
+    NotReady,
 }
 
 /// A stack, innermost frame first.
@@ -205,6 +215,8 @@ impl std::fmt::Display for NoStack {
             NoStack::Unsupported(why) => write!(f, "unsupported: {why}"),
             NoStack::Disabled(why) => write!(f, "disabled: {why}"),
             NoStack::UnwindFailed(why) => write!(f, "unwinding failed: {why}"),
+            NoStack::HangEnded => f.write_str("the hang had ended when the monitor saw it"),
+            NoStack::NotReady => f.write_str("the stack was not ready in time"),
         }
     }
 }

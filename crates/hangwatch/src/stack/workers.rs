@@ -30,6 +30,7 @@ const HANG_QUEUE: usize = 64;
 /// Profiling work that may wait: a few ticks of profiling many threads.
 const PROFILE_QUEUE: usize = 256;
 
+#[derive(Clone)]
 pub(crate) struct StackWorkers {
     hangs: Sender<StackJob>,
     profiling: Sender<StackJob>,

@@ -134,6 +134,9 @@ trait Platform {
         wait: Duration,
     ) -> Result<Self::Request, NoStack>;
     fn is_answered(request: &Self::Request) -> bool;
+    /// Waits at most `timeout` for the answer, keeping the request; returns
+    /// whether it came.
+    fn await_answer(request: &Self::Request, timeout: Duration) -> bool;
     /// Waits at most `timeout` for the answer, or gives the request up.
     fn finish(request: Self::Request, timeout: Duration) -> Result<RawSample, NoStack>;
     /// The name of system call `number` ([`RawSample::syscall`]), if known.
@@ -307,6 +310,13 @@ impl PendingSample {
     /// returns at once.
     pub fn is_answered(&self) -> bool {
         Native::is_answered(&self.request)
+    }
+
+    /// Waits at most `timeout` for the answer without taking it (or giving
+    /// the request up): whoever waits for several requests sleeps on one and
+    /// is woken the moment it is answered. Returns whether it was.
+    pub fn await_answer(&self, timeout: Duration) -> bool {
+        Native::await_answer(&self.request, timeout)
     }
 
     /// Waits at most `timeout` for the answer (zero: take it if it is

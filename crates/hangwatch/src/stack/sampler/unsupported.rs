@@ -57,6 +57,10 @@ impl Platform for Unsupported {
         match *request {}
     }
 
+    fn await_answer(request: &Request, _: Duration) -> bool {
+        match *request {}
+    }
+
     fn finish(request: Request, _: Duration) -> Result<RawSample, NoStack> {
         match request {}
     }

@@ -132,6 +132,13 @@ impl Platform for Linux {
         }
     }
 
+    fn await_answer(request: &Request, timeout: Duration) -> bool {
+        match request {
+            Request::Read(_) => true,
+            Request::Signal(request) => request.await_answer(&Deadline::after(timeout)),
+        }
+    }
+
     fn finish(request: Request, timeout: Duration) -> Result<RawSample, NoStack> {
         match request {
             Request::Read(sample) => Ok(sample),

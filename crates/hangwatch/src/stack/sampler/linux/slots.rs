@@ -654,6 +654,16 @@ impl Request {
         self.slot.state.load(Acquire) & !WAITING == self.word(DONE)
     }
 
+    /// Waits for the answer until `deadline`, keeping the request; returns
+    /// whether it came.
+    pub(super) fn await_answer(&self, deadline: &Deadline) -> bool {
+        let (requested, claimed) = (self.word(REQUESTED), self.word(CLAIMED));
+        let state = self.slot.wait(deadline, |state| {
+            (state == requested || state == claimed) && !self.exited()
+        });
+        state == self.word(DONE)
+    }
+
     /// Waits for the answer until `deadline`, then takes it, or gives up.
     pub(super) fn finish(self, deadline: &Deadline) -> Result<RawSample, NoStack> {
         let (requested, claimed, done) =

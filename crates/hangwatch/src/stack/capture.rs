@@ -1,0 +1,251 @@
+//! The capture thread: takes every sample the monitor asks for, so that the
+//! monitor's loop never waits for a thread to answer.
+//!
+//! The monitor puts a [`CaptureJob`] into one of two bounded queues (hung
+//! threads' samples, which this thread always takes first, and profiling's)
+//! with `try_send`, and goes on. Here each job becomes a request
+//! ([`Sampler::request`]): a thread blocked in the kernel is read at once,
+//! a running one is signalled, and its request waits, with the others, until
+//! its handler answers or the capture timeout passes. Between jobs this
+//! thread sleeps on the oldest unanswered request (its handler wakes it) for
+//! at most [`POLL`], so that an answer is taken the moment it comes and a
+//! new hang's job waits at most that long.
+//!
+//! A sample goes straight to the stack workers' queue of its kind; what
+//! could not be sampled (the thread gone, blocking the signal, not answering
+//! in time) or could not be queued goes back to the monitor as
+//! [`StackDone::Missing`], so that the alert waiting for it leaves at once.
+//!
+//! One target has at most one request outstanding: a profiling job for a
+//! thread still being asked is answered `Missing` at once, and a hang's job
+//! first gives up a profiling request pending on its thread. This thread is
+//! the only user of the sampler, so no turn on a target is ever waited for.
+//!
+//! It allocates (a sample's copy is a `Vec`), so a hung thread that holds the
+//! allocator's lock can hold it up; the monitor, which does not wait for it,
+//! then sends the alert without a stack when the alert's wait is over.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, select, Receiver, RecvTimeoutError, Sender, TryRecvError};
+
+use crate::messages::{CaptureJob, StackDone, StackJob, StackWork};
+use crate::stack::sampler::{PendingSample, SampleTarget, Sampler};
+use crate::stack::workers::StackWorkers;
+use crate::stack::NoStack;
+
+/// Hung threads' capture jobs that may wait.
+const HANG_QUEUE: usize = 64;
+/// Profiling's: a few ticks of many threads.
+const PROFILE_QUEUE: usize = 256;
+/// The longest this thread sleeps while requests are outstanding.
+const POLL: Duration = Duration::from_millis(1);
+
+/// The monitor's end of the capture thread's queues.
+pub(crate) struct Capturer {
+    hangs: Sender<CaptureJob>,
+    profiles: Sender<CaptureJob>,
+}
+
+impl Capturer {
+    /// Starts the capture thread. It ends when the `Capturer` is dropped.
+    pub(crate) fn start(
+        sampler: Sampler,
+        timeout: Duration,
+        workers: StackWorkers,
+        done: Sender<StackDone>,
+    ) -> std::io::Result<Capturer> {
+        let (hangs, hang_jobs) = bounded(HANG_QUEUE);
+        let (profiles, profile_jobs) = bounded(PROFILE_QUEUE);
+        let mut thread = CaptureThread {
+            hangs: hang_jobs,
+            profiles: profile_jobs,
+            sampler,
+            timeout,
+            workers,
+            done,
+            waiting: Vec::new(),
+        };
+        std::thread::Builder::new()
+            .name("hangwatch-capture".to_owned())
+            .spawn(move || thread.run())?;
+        Ok(Capturer { hangs, profiles })
+    }
+
+    /// Queues a hung thread's capture, or hands it back if the queue is full.
+    pub(crate) fn hang(&self, job: CaptureJob) -> Result<(), CaptureJob> {
+        self.hangs.try_send(job).map_err(|error| error.into_inner())
+    }
+
+    /// Queues a profiling capture, or hands it back if the queue is full.
+    pub(crate) fn profile(&self, job: CaptureJob) -> Result<(), CaptureJob> {
+        self.profiles
+            .try_send(job)
+            .map_err(|error| error.into_inner())
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Hang,
+    Profile,
+}
+
+/// A request sent and not yet answered.
+struct Waiting {
+    id: u64,
+    kind: Kind,
+    target: Arc<SampleTarget>,
+    request: PendingSample,
+    deadline: Instant,
+}
+
+struct CaptureThread {
+    hangs: Receiver<CaptureJob>,
+    profiles: Receiver<CaptureJob>,
+    sampler: Sampler,
+    timeout: Duration,
+    workers: StackWorkers,
+    done: Sender<StackDone>,
+    /// Oldest first.
+    waiting: Vec<Waiting>,
+}
+
+/// What the queues gave.
+enum Next {
+    Job(Kind, CaptureJob),
+    Nothing,
+    /// The monitor is gone.
+    Closed,
+}
+
+impl CaptureThread {
+    fn run(&mut self) {
+        loop {
+            // 1. Take one job: wait for it if nothing is outstanding, else
+            //    sleep on the oldest request (its handler wakes us), then
+            //    take what is there.
+            let next = match self.waiting.first() {
+                None => self.next_job(None),
+                Some(oldest) => {
+                    let left = oldest.deadline.saturating_duration_since(Instant::now());
+                    oldest.request.await_answer(left.min(POLL));
+                    self.next_job(Some(Duration::ZERO))
+                }
+            };
+            match next {
+                Next::Job(kind, job) => self.start(kind, job),
+                Next::Nothing => {}
+                Next::Closed => return,
+            }
+            // 2. Take every job already queued, hangs first.
+            while let Some((kind, job)) = self.queued_job() {
+                self.start(kind, job);
+            }
+            // 3. Hand on what was answered, give up what is out of time.
+            self.collect();
+        }
+    }
+
+    /// The next job, a hang's first, waiting at most `timeout` (`None`:
+    /// until one comes).
+    fn next_job(&self, timeout: Option<Duration>) -> Next {
+        if let Some((kind, job)) = self.queued_job() {
+            return Next::Job(kind, job);
+        }
+        let received = match timeout {
+            Some(timeout) if timeout.is_zero() => return Next::Nothing,
+            Some(timeout) => select! {
+                recv(self.hangs) -> job => job.map(|job| (Kind::Hang, job)).map_err(|_| RecvTimeoutError::Disconnected),
+                recv(self.profiles) -> job => job.map(|job| (Kind::Profile, job)).map_err(|_| RecvTimeoutError::Disconnected),
+                default(timeout) => Err(RecvTimeoutError::Timeout),
+            },
+            None => select! {
+                recv(self.hangs) -> job => job.map(|job| (Kind::Hang, job)).map_err(|_| RecvTimeoutError::Disconnected),
+                recv(self.profiles) -> job => job.map(|job| (Kind::Profile, job)).map_err(|_| RecvTimeoutError::Disconnected),
+            },
+        };
+        match received {
+            Ok((kind, job)) => Next::Job(kind, job),
+            Err(RecvTimeoutError::Timeout) => Next::Nothing,
+            Err(RecvTimeoutError::Disconnected) => Next::Closed,
+        }
+    }
+
+    /// A job already queued, a hang's first.
+    fn queued_job(&self) -> Option<(Kind, CaptureJob)> {
+        match self.hangs.try_recv() {
+            Ok(job) => return Some((Kind::Hang, job)),
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => {}
+        }
+        self.profiles
+            .try_recv()
+            .ok()
+            .map(|job| (Kind::Profile, job))
+    }
+
+    /// Asks the job's thread for its sample.
+    fn start(&mut self, kind: Kind, job: CaptureJob) {
+        let same_target = |w: &Waiting| Arc::ptr_eq(&w.target, &job.target);
+        if let Some(at) = self.waiting.iter().position(same_target) {
+            if kind == Kind::Profile {
+                return self.missing(job.id, NoStack::Timeout);
+            }
+            // A hang's sample takes the place of a profiling request (a hang
+            // has at most one capture under way per activity level, each
+            // answered before the next level's).
+            let given_up = self.waiting.remove(at);
+            self.missing(given_up.id, NoStack::Timeout);
+        }
+        match self.sampler.request(&job.target, job.max_bytes) {
+            Ok(request) if request.is_answered() => {
+                let sample = request.wait(Duration::ZERO);
+                self.finish(job.id, kind, sample);
+            }
+            Ok(request) => self.waiting.push(Waiting {
+                id: job.id,
+                kind,
+                target: job.target,
+                request,
+                deadline: Instant::now() + self.timeout,
+            }),
+            Err(reason) => self.missing(job.id, reason),
+        }
+    }
+
+    /// Finishes the requests that were answered or are out of time.
+    fn collect(&mut self) {
+        let now = Instant::now();
+        let mut at = 0;
+        while at < self.waiting.len() {
+            let waiting = &self.waiting[at];
+            if waiting.request.is_answered() || waiting.deadline <= now {
+                let Waiting {
+                    id, kind, request, ..
+                } = self.waiting.remove(at);
+                self.finish(id, kind, request.wait(Duration::ZERO));
+            } else {
+                at += 1;
+            }
+        }
+    }
+
+    fn finish(&mut self, id: u64, kind: Kind, sample: Result<crate::stack::RawSample, NoStack>) {
+        let sample = match sample {
+            Ok(sample) => sample,
+            Err(reason) => return self.missing(id, reason),
+        };
+        let work = match kind {
+            Kind::Hang => StackWork::Hang(sample),
+            Kind::Profile => StackWork::ProfileSample(sample),
+        };
+        if self.workers.submit(StackJob { id, work }).is_err() {
+            self.missing(id, NoStack::NotReady);
+        }
+    }
+
+    fn missing(&self, id: u64, reason: NoStack) {
+        let _ = self.done.send(StackDone::Missing { id, reason });
+    }
+}
