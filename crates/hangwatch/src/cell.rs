@@ -86,9 +86,18 @@ pub(crate) fn marked(mark: u64, word: u64) -> Option<bool> {
 }
 
 /// The full start stamp of the activity in `word`, given a recent `now`.
+/// The start may be a little *after* `now` (the monitor read the clock,
+/// then the component stored a newer word): the low bits are read as the
+/// nearer of the stamp before `now` and the one after it, so that such a
+/// start is not taken for one a whole wrap ago.
 pub(crate) fn start_of(word: u64, now: u64) -> u64 {
     let low = word >> START_SHIFT;
-    now.wrapping_sub(now.wrapping_sub(low) & START_MASK)
+    let behind = now.wrapping_sub(low) & START_MASK;
+    if behind > START_MASK / 2 {
+        now.wrapping_add(low.wrapping_sub(now) & START_MASK)
+    } else {
+        now.wrapping_sub(behind)
+    }
 }
 
 /// A component's cell, on its own cache line.
@@ -155,6 +164,15 @@ mod tests {
         assert_eq!(marked(0, word), None);
         assert_eq!(marked(word, waiting_word(word)), None);
         assert_eq!(marked(watch_mark(active_word(1_001, 7)), word), None);
+    }
+
+    #[test]
+    fn a_start_stamped_just_after_the_monitor_read_the_clock_is_not_a_wrap_ago() {
+        let now = 987_654_321_000;
+        let word = active_word(now + 5, 1);
+        assert_eq!(start_of(word, now), now + 5);
+        let later = (7 << START_BITS) - 2;
+        assert_eq!(start_of(active_word(later + 3, 1), later), later + 3);
     }
 
     #[test]

@@ -256,7 +256,7 @@ impl Profiler {
                     .or_default()
                     .push(HangMarker {
                         start: clock.to_duration(from - self.started),
-                        duration: clock.to_duration(now - from),
+                        duration: clock.to_duration(now.saturating_sub(from)),
                         level,
                         annotation: Some(annotation.to_owned()),
                         ended: false,

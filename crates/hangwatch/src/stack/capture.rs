@@ -16,6 +16,12 @@
 //! in time) or could not be queued goes back to the monitor as
 //! [`StackDone::Missing`], so that the alert waiting for it leaves at once.
 //!
+//! A thread that was woken inside a system call and has not run since
+//! cannot be signalled without making that call fail ([`NoStack::Waking`]):
+//! a hang's job for it is tried again at each wake-up of this thread until
+//! its capture timeout, a profiling job is given up (the next tick asks
+//! again).
+//!
 //! One target has at most one request outstanding: a profiling job for a
 //! thread still being asked is answered `Missing` at once, and a hang's job
 //! first gives up a profiling request pending on its thread. This thread is
@@ -66,6 +72,7 @@ impl Capturer {
             workers,
             done,
             waiting: Vec::new(),
+            retries: Vec::new(),
         };
         std::thread::Builder::new()
             .name("hangwatch-capture".to_owned())
@@ -92,6 +99,13 @@ enum Kind {
     Profile,
 }
 
+/// A hang's job to try again: its thread was on its way out of a system
+/// call.
+struct Retry {
+    job: CaptureJob,
+    deadline: Instant,
+}
+
 /// A request sent and not yet answered.
 struct Waiting {
     id: u64,
@@ -110,6 +124,8 @@ struct CaptureThread {
     done: Sender<StackDone>,
     /// Oldest first.
     waiting: Vec<Waiting>,
+    /// Hangs' jobs to try again.
+    retries: Vec<Retry>,
 }
 
 /// What the queues gave.
@@ -127,7 +143,8 @@ impl CaptureThread {
             //    sleep on the oldest request (its handler wakes us), then
             //    take what is there.
             let next = match self.waiting.first() {
-                None => self.next_job(None),
+                None if self.retries.is_empty() => self.next_job(None),
+                None => self.next_job(Some(POLL)),
                 Some(oldest) => {
                     let left = oldest.deadline.saturating_duration_since(Instant::now());
                     oldest.request.await_answer(left.min(POLL));
@@ -143,7 +160,15 @@ impl CaptureThread {
             while let Some((kind, job)) = self.queued_job() {
                 self.start(kind, job);
             }
-            // 3. Hand on what was answered, give up what is out of time.
+            // 3. Try again the hangs' threads that were waking, hand on what
+            //    was answered, give up what is out of time.
+            for Retry { job, deadline } in std::mem::take(&mut self.retries) {
+                if Instant::now() >= deadline {
+                    self.missing(job.id, NoStack::Waking);
+                } else {
+                    self.start_until(Kind::Hang, job, deadline);
+                }
+            }
             self.collect();
         }
     }
@@ -187,6 +212,12 @@ impl CaptureThread {
 
     /// Asks the job's thread for its sample.
     fn start(&mut self, kind: Kind, job: CaptureJob) {
+        let deadline = Instant::now() + self.timeout;
+        self.start_until(kind, job, deadline);
+    }
+
+    /// Asks the job's thread for its sample, answered by `deadline`.
+    fn start_until(&mut self, kind: Kind, job: CaptureJob, deadline: Instant) {
         let same_target = |w: &Waiting| Arc::ptr_eq(&w.target, &job.target);
         if let Some(at) = self.waiting.iter().position(same_target) {
             if kind == Kind::Profile {
@@ -208,8 +239,11 @@ impl CaptureThread {
                 kind,
                 target: job.target,
                 request,
-                deadline: Instant::now() + self.timeout,
+                deadline,
             }),
+            Err(NoStack::Waking) if kind == Kind::Hang => {
+                self.retries.push(Retry { job, deadline })
+            }
             Err(reason) => self.missing(job.id, reason),
         }
     }

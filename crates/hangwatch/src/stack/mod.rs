@@ -91,6 +91,9 @@ pub enum NoStack {
     Timeout,
     /// The thread was running with the sampling signal blocked.
     SignalBlocked,
+    /// The thread had been woken inside a system call and had not run since:
+    /// a signal then would make that call fail (`EINTR`), so it was not sent.
+    Waking,
     /// The thread was running, and the signal path is refused for it: the
     /// reason says why (its alternate signal stack could not be made big
     /// enough for the handler). It is sampled while blocked.
@@ -211,6 +214,9 @@ impl std::fmt::Display for NoStack {
                 f.write_str("the thread was running with the sampling signal blocked")
             }
             NoStack::Refused(why) => write!(f, "not signalled while running: {why}"),
+            NoStack::Waking => f.write_str(
+                "the thread was on its way out of a system call, where a signal would make the call fail",
+            ),
             NoStack::ThreadGone => f.write_str("the thread no longer exists"),
             NoStack::Unsupported(why) => write!(f, "unsupported: {why}"),
             NoStack::Disabled(why) => write!(f, "disabled: {why}"),

@@ -300,8 +300,9 @@ mod native {
         /// sample read while blocked, the frame pointer starts as
         /// [`UNKNOWN`]: a step that needs it (its rule reads memory at or
         /// just above `UNKNOWN`) is tried again with the frame pointer the
-        /// stack itself suggests (see [`frame_record_above`]); if the stack
-        /// suggests none, the walk ends with [`WalkEnd::MissingRegister`].
+        /// stack itself suggests ([`Walker::recover_frame_pointer`]); if the
+        /// stack suggests none, the walk ends with
+        /// [`WalkEnd::MissingRegister`].
         pub(super) fn walk(
             &mut self,
             sample: &RawSample,
@@ -315,49 +316,38 @@ mod native {
                 registers.lr = UNKNOWN;
             }
             let mut regs = initial_regs(&registers, self.unwinder.max_known_code_address());
-            let mut read_stack = |address| copy.read(address);
             let mut address = FrameAddress::InstructionPointer(sample.registers.ip);
             let mut found = vec![frame(address, modules)];
             let end = loop {
                 if found.len() == MAX_FRAMES {
                     break WalkEnd::FrameLimit;
                 }
-                let mut stepped = regs.clone();
-                let step = self.unwinder.unwind_frame(
-                    address,
-                    &mut stepped,
-                    &mut self.cache,
-                    &mut read_stack,
-                );
-                let step = match step {
+                let step = match self.step(address, &regs, copy) {
                     Err(Error::CouldNotReadStack(at)) if blocked && is_unknown(at) => {
-                        let Some(record) = frame_record_above(copy, regs.sp(), modules) else {
+                        let limit = MAX_FRAMES - found.len();
+                        match self.recover_frame_pointer(address, &regs, copy, modules, limit) {
+                            Some(record) => {
+                                set_frame_pointer(&mut regs, record);
+                                self.step(address, &regs, copy)
+                            }
                             // The record may lie past a copy cut short.
-                            if sample.truncated {
+                            None if sample.truncated => {
                                 let end = copy.end();
                                 let _ = copy.read(end);
                                 break WalkEnd::OutsideCopy { address: end };
                             }
-                            break WalkEnd::MissingRegister;
-                        };
-                        set_frame_pointer(&mut regs, record);
-                        stepped = regs.clone();
-                        self.unwinder.unwind_frame(
-                            address,
-                            &mut stepped,
-                            &mut self.cache,
-                            &mut read_stack,
-                        )
+                            None => break WalkEnd::MissingRegister,
+                        }
                     }
                     step => step,
                 };
                 match step {
-                    Ok(Some(return_address))
+                    Ok(Some((return_address, _)))
                         if blocked && took_unknown_link(&found, return_address, modules) =>
                     {
                         break WalkEnd::MissingRegister
                     }
-                    Ok(Some(return_address)) => {
+                    Ok(Some((return_address, stepped))) => {
                         match FrameAddress::from_return_address(return_address) {
                             Some(next) => {
                                 address = next;
@@ -386,6 +376,167 @@ mod native {
             };
             (found, end)
         }
+
+        /// One step from the frame at `address` with `regs`: the return
+        /// address and the caller's registers, or `None` at the outermost
+        /// frame.
+        fn step(
+            &mut self,
+            address: FrameAddress,
+            regs: &framehop::UnwindRegsNative,
+            copy: &StackCopy<'_>,
+        ) -> Result<Option<(u64, framehop::UnwindRegsNative)>, Error> {
+            let mut stepped = regs.clone();
+            let mut read_stack = |at| copy.read(at);
+            let return_address = self.unwinder.unwind_frame(
+                address,
+                &mut stepped,
+                &mut self.cache,
+                &mut read_stack,
+            )?;
+            Ok(return_address.map(|return_address| (return_address, stepped)))
+        }
+
+        /// How many frames a walk from `address` with `regs` finds, at most
+        /// `limit`, recovering nothing on the way.
+        fn frames_from(
+            &mut self,
+            mut address: FrameAddress,
+            mut regs: framehop::UnwindRegsNative,
+            copy: &StackCopy<'_>,
+            limit: usize,
+        ) -> usize {
+            let mut frames = 0;
+            while frames < limit {
+                let Ok(Some((return_address, stepped))) = self.step(address, &regs, copy) else {
+                    break;
+                };
+                let Some(next) = FrameAddress::from_return_address(return_address) else {
+                    break;
+                };
+                (address, regs, frames) = (next, stepped, frames + 1);
+            }
+            frames
+        }
+
+        /// The frame pointer a frame that needs one most likely had, from
+        /// the first few frame records above its stack pointer (see
+        /// [`frame_records_above`]). The frame's own record holds the return
+        /// address into its caller, right after a call of the frame's own
+        /// function; a stale record among its locals holds one after a call
+        /// of some other function. So the record whose return address
+        /// follows a call to the start of the frame's function (its FDE's
+        /// start) wins; one after a call elsewhere is out; among those after
+        /// calls through a register, which cannot be checked, the one from
+        /// which the walk goes furthest.
+        fn recover_frame_pointer(
+            &mut self,
+            address: FrameAddress,
+            regs: &framehop::UnwindRegsNative,
+            copy: &StackCopy<'_>,
+            modules: &Modules,
+            limit: usize,
+        ) -> Option<u64> {
+            let start = function_start(modules, address.address_for_lookup());
+            let mut unchecked: Option<(usize, u64)> = None;
+            for record in frame_records_above(copy, regs.sp(), modules).take(CANDIDATES) {
+                let Ok(return_address) = copy.read(record + 8) else {
+                    continue;
+                };
+                match (call_target(return_address), start) {
+                    (Some(target), Some(start)) if target == start => return Some(record),
+                    (Some(_), Some(_)) => {}
+                    _ => {
+                        let mut trial = regs.clone();
+                        set_frame_pointer(&mut trial, record);
+                        let frames = self.frames_from(address, trial, copy, limit);
+                        if unchecked.is_none_or(|(most, _)| frames > most) {
+                            unchecked = Some((frames, record));
+                        }
+                    }
+                }
+            }
+            unchecked.map(|(_, record)| record)
+        }
+    }
+
+    /// How many frame records [`Walker::recover_frame_pointer`] tries.
+    const CANDIDATES: usize = 8;
+
+    /// The start of the function `address` lies in: the initial location
+    /// of the FDE that covers it, from its module's `.eh_frame_hdr` table.
+    fn function_start(modules: &Modules, address: u64) -> Option<u64> {
+        use addr2line::gimli::{BaseAddresses, EhFrame, EhFrameHdr, NativeEndian, UnwindSection};
+        let module = modules.find(address)?;
+        let bias = module.bias()?;
+        let sections = module.unwind_sections()?;
+        let (hdr, frame) = (sections.eh_frame_hdr.as_ref()?, sections.eh_frame.as_ref()?);
+        let mut bases = BaseAddresses::default()
+            .set_eh_frame_hdr(hdr.svma.start)
+            .set_eh_frame(frame.svma.start);
+        if let Some(text) = &sections.text_svma {
+            bases = bases.set_text(text.start);
+        }
+        if let Some(got) = &sections.got_svma {
+            bases = bases.set_got(got.start);
+        }
+        let parsed = EhFrameHdr::new(&hdr.data[..], NativeEndian)
+            .parse(&bases, 8)
+            .ok()?;
+        let eh_frame = EhFrame::new(&frame.data[..], NativeEndian);
+        let fde = parsed
+            .table()?
+            .fde_for_address(
+                &eh_frame,
+                &bases,
+                address.wrapping_sub(bias),
+                EhFrame::cie_from_offset,
+            )
+            .ok()?;
+        Some(fde.initial_address().wrapping_add(bias))
+    }
+
+    /// Where the call that returns to `return_address` went, if it was a
+    /// call whose target the code says: x86-64 `call rel32`, or `call
+    /// *disp32(%rip)` through the GOT (how Rust calls into other crates in
+    /// position-independent code); aarch64 `bl`. Code and GOT are read
+    /// through the kernel, so an address that is not code costs nothing.
+    #[cfg(target_arch = "x86_64")]
+    fn call_target(return_address: u64) -> Option<u64> {
+        let read = |at: u64, bytes: &mut [u8]| {
+            crate::stack::sampler::read_own_memory(at, bytes) == bytes.len()
+        };
+        let mut call = [0u8; 6];
+        if !read(return_address.checked_sub(6)?, &mut call) {
+            return None;
+        }
+        if call[1] == 0xe8 {
+            let offset = i32::from_le_bytes([call[2], call[3], call[4], call[5]]);
+            return Some(return_address.wrapping_add_signed(i64::from(offset)));
+        }
+        if call[0] == 0xff && call[1] == 0x15 {
+            let offset = i32::from_le_bytes([call[2], call[3], call[4], call[5]]);
+            let slot = return_address.wrapping_add_signed(i64::from(offset));
+            let mut target = [0u8; 8];
+            return read(slot, &mut target).then(|| u64::from_ne_bytes(target));
+        }
+        None
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    fn call_target(return_address: u64) -> Option<u64> {
+        let mut call = [0u8; 4];
+        let at = return_address.checked_sub(4)?;
+        if crate::stack::sampler::read_own_memory(at, &mut call) != call.len() {
+            return None;
+        }
+        let instruction = u32::from_le_bytes(call);
+        // BL: 100101, then a signed 26-bit offset in words.
+        if instruction >> 26 != 0b10_0101 {
+            return None;
+        }
+        let words = ((instruction << 6) as i32) >> 6;
+        Some(at.wrapping_add_signed(i64::from(words) * 4))
     }
 
     /// What a register the capture did not see starts as: an address far
@@ -418,33 +569,28 @@ mod native {
             && !modules.covers(return_address.wrapping_sub(1))
     }
 
-    /// The frame record (saved frame pointer, then return address) that a
-    /// frame using a frame pointer keeps at the address its frame pointer
-    /// holds: the first one at or above `sp`, 16-byte aligned, whose return
-    /// address lies in known code and whose saved frame pointer is zero (the
-    /// outermost frame) or a frame record further up the copy whose return
-    /// address is code too. A frame's locals lie between its stack pointer
-    /// and its frame record, so the first such record above the stack
-    /// pointer is its own; two linked records whose return addresses are
-    /// both code are not what stale data looks like.
-    fn frame_record_above(copy: &StackCopy<'_>, sp: u64, modules: &Modules) -> Option<u64> {
-        let is_code = |address: u64| address > 1 && modules.covers(address - 1);
-        let record = |at: u64| Some((copy.read(at).ok()?, copy.read(at.checked_add(8)?).ok()?));
-        let mut at = sp.checked_add(15)? & !15;
+    /// Candidate frame records (saved frame pointer, then return address) at
+    /// or above `sp`, lowest first: 16-byte aligned (where a standard
+    /// prologue puts them) with a return address in known code. Nothing can
+    /// be said of the saved frame pointer: a caller without frame pointers
+    /// uses the register for anything. A frame that uses a frame pointer
+    /// keeps its record where the frame pointer points, above its locals;
+    /// stale records and code pointers may lie among those locals, which is
+    /// why the caller tries several and keeps the one the walk agrees with.
+    fn frame_records_above<'c>(
+        copy: &'c StackCopy<'c>,
+        sp: u64,
+        modules: &'c Modules,
+    ) -> impl Iterator<Item = u64> + 'c {
+        let first = sp.checked_add(15).map(|at| at & !15);
         let end = copy.end();
-        while at.checked_add(16)? <= end {
-            if let Some((saved, returns)) = record(at) {
-                let chained = saved == 0
-                    || (saved > at
-                        && saved % 16 == 0
-                        && record(saved).is_some_and(|(_, outer)| outer == 0 || is_code(outer)));
-                if is_code(returns) && chained {
-                    return Some(at);
-                }
-            }
-            at += 16;
-        }
-        None
+        std::iter::successors(first, |at| at.checked_add(16))
+            .take_while(move |at| at.checked_add(16).is_some_and(|next| next <= end))
+            .filter(move |&at| {
+                at.checked_add(8)
+                    .and_then(|slot| copy.read(slot).ok())
+                    .is_some_and(|returns| returns > 1 && modules.covers(returns - 1))
+            })
     }
 
     fn frame(address: FrameAddress, modules: &Modules) -> UnwoundFrame {

@@ -141,6 +141,16 @@ trait Platform {
     fn finish(request: Self::Request, timeout: Duration) -> Result<RawSample, NoStack>;
     /// The name of system call `number` ([`RawSample::syscall`]), if known.
     fn syscall_name(number: u64) -> Option<&'static str>;
+    /// Copies this process's memory at `address` into `buffer` without
+    /// faulting on unmapped pages; returns how many bytes it copied.
+    fn read_memory(address: u64, buffer: &mut [u8]) -> usize;
+}
+
+/// Copies this process's memory at `address` (code, for the unwinder's
+/// checks) into `buffer`, stopping at an unmapped page instead of faulting;
+/// returns how many bytes it copied (zero where it cannot read).
+pub(crate) fn read_own_memory(address: u64, buffer: &mut [u8]) -> usize {
+    Native::read_memory(address, buffer)
 }
 
 /// How a thread read while blocked in system call `number` is described:

@@ -68,4 +68,8 @@ impl Platform for Unsupported {
     fn syscall_name(_: u64) -> Option<&'static str> {
         None
     }
+
+    fn read_memory(_: u64, _: &mut [u8]) -> usize {
+        0
+    }
 }

@@ -24,6 +24,14 @@
 //!   one moment. Otherwise the read is tried again, a few times, and then
 //!   the thread is left to the signal path, like a running one.
 //!
+//! "Running" is not "outside a system call": a thread woken inside one (its
+//! timeout expired, its data came) is runnable, and so "running", until it
+//! has been put on a CPU and returned; a handler run then makes a timed
+//! call fail with `EINTR` just the same (poll checks for a pending signal
+//! once more after its timeout). So `mod.rs` signals a thread seen blocked
+//! at its previous capture only once it has been put on a CPU since
+//! ([`times_scheduled`]), and looks once more just before.
+//!
 //! Only the stack pointer and program counter are known this way: the
 //! frame pointer (and, on aarch64, the link register) stay in the kernel.
 //! Code without frame pointers (Rust release builds, most distributions'
@@ -80,6 +88,9 @@ pub(super) struct Read {
     pub(super) syscall: Option<u64>,
     /// Bytes copied into the caller's buffer, from `registers.sp` up.
     pub(super) copied: usize,
+    /// How many times the thread had been put on a CPU (see
+    /// [`times_scheduled`]).
+    pub(super) scheduled: u64,
 }
 
 /// How many times a read is tried when the thread keeps running during it.
@@ -123,6 +134,7 @@ pub(super) fn read(
             },
             syscall,
             copied,
+            scheduled: before.count,
         }));
     }
     Ok(None)
@@ -160,6 +172,14 @@ fn parse_syscall_line(line: &[u8]) -> Option<State> {
         sp: registers[0],
         pc: registers[1],
     })
+}
+
+/// How many times thread `tid` has been put on a CPU (or switched off one,
+/// where the kernel keeps no scheduler statistics): a thread woken inside a
+/// system call that has not been put on a CPU since it was last seen
+/// blocked is still inside that call.
+pub(super) fn times_scheduled(tid: u32) -> Result<u64, ReadError> {
+    runs(tid).map(|runs| runs.count)
 }
 
 /// A count that changes whenever the thread runs.

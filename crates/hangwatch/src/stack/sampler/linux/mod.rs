@@ -29,7 +29,8 @@ mod sys;
 mod syscalls;
 
 use std::fmt;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 pub use self::install::{
     block_sample_signal_on_this_thread, install_foreign_handler_for_tests,
@@ -56,13 +57,83 @@ pub(super) struct Thread {
     /// Why this thread must not be signalled, if it must not: it is then
     /// sampled only while blocked.
     no_signal: Option<String>,
+    /// How many times it had been put on a CPU when a capture last found it
+    /// blocked; [`NOT_BLOCKED`] if the last capture found it running.
+    blocked_at: AtomicU64,
 }
+
+const NOT_BLOCKED: u64 = u64::MAX;
+
+/// How long a thread seen blocked at its previous capture, and running now,
+/// is given to block again before it is judged busy and signalled: a thread
+/// looping on blocking calls is back in one within microseconds.
+const SETTLE: Duration = Duration::from_micros(200);
+/// How often it is looked at meanwhile.
+const SETTLE_STEP: Duration = Duration::from_micros(20);
 
 /// A capture asked for: read already, or waiting for the handler.
 #[derive(Debug)]
 pub(super) enum Request {
     Read(RawSample),
     Signal(slots::Request),
+}
+
+/// Reads `thread` if it is blocked; `Ok(None)` if it is running and may be
+/// signalled.
+///
+/// A thread that a capture found blocked last time, and that runs now, was
+/// most likely woken inside a system call, and a signal before it has left
+/// the call would make the call fail: it is watched (with the cheap look
+/// alone) for up to [`SETTLE`] to block again, as a loop of blocking calls
+/// does within microseconds, and read then. If it is still running and was
+/// not put on a CPU at all meanwhile, it is waiting for one, most likely
+/// still inside that call: it is not signalled ([`NoStack::Waking`]). Only a
+/// thread that ran all along is signalled. A thread whose last capture
+/// found it running (a busy one) is signalled at once.
+fn read_or_settle(
+    thread: &Thread,
+    max_bytes: usize,
+    deadline: &Deadline,
+) -> Result<Option<RawSample>, NoStack> {
+    let tid = thread.lease.tid();
+    let was_blocked = thread.blocked_at.load(Ordering::Relaxed) != NOT_BLOCKED;
+    let settle_until = Instant::now() + SETTLE;
+    let mut scheduled_when_seen_running = None;
+    loop {
+        if let Some((sample, scheduled)) = thread.lease.read_blocked(max_bytes, deadline)? {
+            thread.blocked_at.store(scheduled, Ordering::Relaxed);
+            return Ok(Some(sample));
+        }
+        if !was_blocked {
+            break;
+        }
+        if scheduled_when_seen_running.is_none() {
+            scheduled_when_seen_running = blocked::times_scheduled(tid).ok();
+        }
+        let blocked_again = loop {
+            match blocked::state(tid) {
+                Ok(blocked::State::Blocked { .. }) => break true,
+                // Sleep, not spin: the thread may be waiting for this CPU.
+                Ok(blocked::State::Running) if Instant::now() < settle_until => {
+                    std::thread::sleep(SETTLE_STEP)
+                }
+                Err(blocked::ReadError::Gone) => return Err(NoStack::ThreadGone),
+                _ => break false,
+            }
+        };
+        if !blocked_again {
+            break;
+        }
+    }
+    if was_blocked {
+        match blocked::times_scheduled(tid) {
+            Ok(now) if Some(now) == scheduled_when_seen_running => return Err(NoStack::Waking),
+            Err(blocked::ReadError::Gone) => return Err(NoStack::ThreadGone),
+            _ => {}
+        }
+    }
+    thread.blocked_at.store(NOT_BLOCKED, Ordering::Relaxed);
+    Ok(None)
 }
 
 impl Platform for Linux {
@@ -90,7 +161,12 @@ impl Platform for Linux {
             Err(why) => (None, Some(why)),
         };
         let lease = slots::Lease::for_this_thread(tid, low, high, copy_limit)?;
-        Ok((Thread { lease, no_signal }, alt_stack))
+        let thread = Thread {
+            lease,
+            no_signal,
+            blocked_at: AtomicU64::new(NOT_BLOCKED),
+        };
+        Ok((thread, alt_stack))
     }
 
     fn tid(thread: &Thread) -> u32 {
@@ -108,7 +184,7 @@ impl Platform for Linux {
         }
         let deadline = Deadline::after(wait);
         if !sampler.signal_only {
-            if let Some(sample) = thread.lease.read_blocked(max_bytes, &deadline)? {
+            if let Some(sample) = read_or_settle(thread, max_bytes, &deadline)? {
                 return Ok(Request::Read(sample));
             }
         }
@@ -148,6 +224,13 @@ impl Platform for Linux {
 
     fn syscall_name(number: u64) -> Option<&'static str> {
         syscalls::name(number)
+    }
+
+    fn read_memory(address: u64, buffer: &mut [u8]) -> usize {
+        usize::try_from(address)
+            .ok()
+            .and_then(|address| sys::read_memory(address, buffer).ok())
+            .unwrap_or(0)
     }
 }
 

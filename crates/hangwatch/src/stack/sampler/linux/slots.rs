@@ -421,7 +421,8 @@ impl Lease {
 
     /// Reads the thread from outside if it is blocked in the kernel: at
     /// most `max_bytes` of its stack, copied into the slot's buffer (which
-    /// holding the turn with the slot idle makes ours) and out of it.
+    /// holding the turn with the slot idle makes ours) and out of it, with
+    /// how many times the thread had been put on a CPU.
     /// `Ok(None)` when it is running, or when the kernel does not let us
     /// look: only a signal can sample it then. Waits at most until
     /// `deadline` for its turn.
@@ -429,7 +430,7 @@ impl Lease {
         &self,
         max_bytes: usize,
         deadline: &Deadline,
-    ) -> Result<Option<RawSample>, NoStack> {
+    ) -> Result<Option<(RawSample, u64)>, NoStack> {
         let slot = self.slot();
         let Some(_turn) = slot.take_turn(deadline) else {
             return Err(NoStack::Timeout);
@@ -459,7 +460,7 @@ impl Lease {
         } else {
             usize::MAX
         };
-        Ok(Some(RawSample {
+        let sample = RawSample {
             tid: self.tid,
             registers: read.registers,
             stack_start: read.registers.sp,
@@ -468,7 +469,8 @@ impl Lease {
             pause_ns: 0,
             method: CaptureMethod::Blocked,
             syscall: read.syscall,
-        }))
+        };
+        Ok(Some((sample, read.scheduled)))
     }
 
     /// The slot's index, for tests.
