@@ -17,9 +17,14 @@
 //! | `duration_ms` | number | always | how long the component had been busy (for `ended`, how long the hang lasted), in milliseconds, with a fraction |
 //! | `thread` | string or null | always | the name of the component's thread |
 //! | `time_unix_ms` | number | always | when the monitor raised the alert, in milliseconds since the Unix epoch, with a fraction |
-//! | `stack` | object | when sampled | `{"frames": [...], "truncated": bool}`, innermost frame first |
+//! | `started_ns` | number | hang alerts | when the activity began, in nanoseconds on hangwatch's monotonic clock (`hangwatch::monotonic_ns`, per process) |
+//! | `raised_ns` | number | always | when the monitor raised the alert, on the same clock: `raised_ns - started_ns` against the component's timeout is how late it was |
+//! | `late` | bool | when true | raised more than the pause threshold after its deadline: the monitor could not look in time (a loaded machine); a late `permanent` of a hang already over carries no stack |
+//! | `stack` | object | when sampled | `{"frames": [...], "truncated": bool, "capture": ..., "blocked_in": ...}`, innermost frame first |
 //! | `stack.frames[]` | object | | `address` (number), `module`, `module_offset`, `function`, `file`, `line` (each may be null), `inlined` (bool) |
-//! | `no_stack` | object | when a stack was due but is missing | `{"reason": "timeout" \| "thread_gone" \| "unsupported" \| "disabled" \| "unwind_failed", "detail": string}` (`detail` with the last three only) |
+//! | `stack.capture` | string | when sampled | `blocked`: the thread was blocked in the kernel and was read from outside, not interrupted; `signal`: it was running and copied its own stack in a signal handler |
+//! | `stack.blocked_in` | string | `blocked` only | the system call it was blocked in: `futex`, `read`, `epoll_wait`, ... (`syscall N` for others) |
+//! | `no_stack` | object | when a stack was due but is missing | `{"reason": "timeout" \| "signal_blocked" \| "waking" \| "refused" \| "thread_gone" \| "unsupported" \| "disabled" \| "unwind_failed" \| "hang_ended" \| "not_ready", "detail": string}` (`detail` with `refused`, `unsupported`, `disabled` and `unwind_failed`) |
 //!
 //! # Invariants
 //!

