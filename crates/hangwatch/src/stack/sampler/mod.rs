@@ -259,6 +259,9 @@ impl Sampler {
     ///   stopped, or it has not taken the last few signals sent to it yet,
     ///   in which case no new one is queued and this returns at once);
     /// - [`NoStack::SignalBlocked`]: it is running with the signal blocked;
+    /// - [`NoStack::Waking`]: it was on its way out of a system call for the
+    ///   whole timeout (asked again meanwhile; [`request`](Sampler::request)
+    ///   says so at once instead);
     /// - [`NoStack::Refused`]: it is running, and its handler would not fit
     ///   on its alternate signal stack;
     /// - [`NoStack::ThreadGone`]: the thread has exited;
@@ -283,8 +286,19 @@ impl Sampler {
         timeout: Duration,
     ) -> Result<RawSample, NoStack> {
         let started = Instant::now();
-        let request = Native::request(self, &target.inner, max_bytes, timeout)?;
-        Native::finish(request, timeout.saturating_sub(started.elapsed()))
+        loop {
+            let left = timeout.saturating_sub(started.elapsed());
+            match Native::request(self, &target.inner, max_bytes, left) {
+                Ok(request) => {
+                    return Native::finish(request, timeout.saturating_sub(started.elapsed()))
+                }
+                // On its way out of a system call: ask again once it is out.
+                Err(NoStack::Waking) if started.elapsed() < timeout => {
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+                Err(reason) => return Err(reason),
+            }
+        }
     }
 
     /// Asks `target` for a sample of at most `max_bytes` of its stack and
