@@ -78,13 +78,23 @@
 //!   the exit, gets its signal as soon as the monitor sees it. A panicking
 //!   signal is caught and reported. When every [`Register`] and [`Handle`] is
 //!   dropped, the monitor ends without calling any.
-//! - **Pauses are not hangs.** If the monitor looks more than the pause
-//!   threshold (100 ms by default) later than it planned, the whole process,
-//!   or at least the monitor, was stopped: a debugger, SIGSTOP, a suspended
-//!   laptop. The time since its previous look then counts toward no hang.
-//!   A real hang across such a pause is reported late by at most the
-//!   monitor's planned sleep; a paused program never raises an alert it did
-//!   not earn while running.
+//! - **Pauses are not hangs; starvation is.** Time the process could not
+//!   run (SIGSTOP, a debugger, a suspended laptop, a VM not scheduled)
+//!   counts toward no hang: a paused program never raises an alert it did
+//!   not earn while running. But a monitor that merely waited for a CPU on a
+//!   loaded machine looks late, not paused: the kernel's accounting of its
+//!   thread tells the two apart, and the hangs it then finds keep their whole
+//!   length, with every level they reached raised (marked
+//!   [`late`](Alert::late)) and `Ended.worst` the highest one.
+//! - **The monitor never waits.** Capturing a hung thread's stack,
+//!   unwinding and symbolicating happen on threads the monitor owns; an
+//!   alert waits for its stack at most
+//!   [`Builder::symbolicate_deadline`] (20 ms by default), and raising it
+//!   allocates nothing.
+//! - **Stacks without harm.** A thread blocked in the kernel is read from
+//!   outside, never signalled, so its system call is not interrupted; only
+//!   a running thread copies its own stack in a signal handler, on an
+//!   alternate signal stack big enough for it.
 //! - **A thread that exits without unregistering is not a hang**
 //!   (servo#22468): the monitor says so once with a
 //!   [`ThreadExited`](AlertKind::ThreadExited) alert and stops watching it.

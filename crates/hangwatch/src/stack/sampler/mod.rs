@@ -10,11 +10,11 @@
 //!   program counter come from the kernel (`/proc/self/task/TID/syscall`),
 //!   its stack is copied with `process_vm_readv`, and the capture is kept
 //!   only if the thread did not run meanwhile. No signal: its system call
-//!   goes on as if nobody had looked. ([`CaptureMethod::Blocked`].)
+//!   goes on as if nobody had looked. ([`CaptureMethod::Blocked`](crate::stack::CaptureMethod::Blocked).)
 //! - **Running** on a CPU (or ready to), and so not inside a system call,
 //!   it is *signalled*: it copies its own registers and stack in a handler,
 //!   on an alternate signal stack big enough for it, and returns.
-//!   ([`CaptureMethod::Signal`].)
+//!   ([`CaptureMethod::Signal`](crate::stack::CaptureMethod::Signal).)
 //!
 //! ```text
 //!   sampling thread                           sampled thread
