@@ -149,6 +149,20 @@ fn print_table(r: &hangwatch_bench::Report) {
         r.blocked_capture_us_p99_signal,
         r.blocked_capture_eintr_signal
     );
+    println!(
+        "under load ({} hangs, {} hog threads): recall {:.2} (servo-style {:.2}), \
+         duration error max {:.1}%, detect p99 {:.2} ms (servo-style {:.2} ms), \
+         delivery p99 {:.2} ms over {} alerts",
+        r.loaded_hangs,
+        r.loaded_hog_threads,
+        r.loaded_recall,
+        r.loaded_recall_servo,
+        r.loaded_duration_error_pct_max,
+        r.loaded_detect_p99_ms,
+        r.loaded_detect_p99_ms_servo,
+        r.alert_delivery_p99_ms,
+        r.loaded_alerts
+    );
     for target in &r.targets {
         println!(
             "[{}] {}",

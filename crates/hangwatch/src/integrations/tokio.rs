@@ -331,11 +331,11 @@ impl WorkerMonitor {
                     .hand_off
                     .load(Ordering::Relaxed)
                     .then(|| HandOff::watch(id, runtime));
-                Slot::Worker(Worker {
+                Slot::Worker(Box::new(Worker {
                     handle,
                     current: Cell::new(RUNNING_TASKS),
                     _hand_off: hand_off,
-                })
+                }))
             }
             Err(error) => {
                 let mut errors = shared.errors.lock().unwrap_or_else(PoisonError::into_inner);
@@ -375,8 +375,8 @@ impl BuilderExt for Builder {
 enum Slot {
     /// Not yet seen by a park hook.
     Unseen,
-    /// A monitored worker.
-    Worker(Worker),
+    /// A monitored worker (boxed: it is large, and made once per thread).
+    Worker(Box<Worker>),
     /// Not a worker of a multi-thread runtime, a worker that could not
     /// register, or a worker that stopped.
     Unmonitored,

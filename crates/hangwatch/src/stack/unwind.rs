@@ -386,7 +386,7 @@ mod native {
             regs: &framehop::UnwindRegsNative,
             copy: &StackCopy<'_>,
         ) -> Result<Option<(u64, framehop::UnwindRegsNative)>, Error> {
-            let mut stepped = regs.clone();
+            let mut stepped = *regs;
             let mut read_stack = |at| copy.read(at);
             let return_address = self.unwinder.unwind_frame(
                 address,
@@ -447,7 +447,7 @@ mod native {
                     (Some(target), Some(start)) if target == start => return Some(record),
                     (Some(_), Some(_)) => {}
                     _ => {
-                        let mut trial = regs.clone();
+                        let mut trial = *regs;
                         set_frame_pointer(&mut trial, record);
                         let frames = self.frames_from(address, trial, copy, limit);
                         if unchecked.is_none_or(|(most, _)| frames > most) {

@@ -138,3 +138,31 @@ pub fn expect_silence(alerts: &Receiver<Alert>, quiet: Duration) {
 pub fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
+
+/// The kernel's id of this process's thread named `name`, found by its
+/// `/proc/self/task/*/comm` (a thread's name cut to 15 bytes), waiting up to
+/// [`GENEROUS`] for the thread to have its name. Give the thread a name no
+/// other thread of the test binary has.
+#[cfg(target_os = "linux")]
+pub fn thread_id_named(name: &str) -> u32 {
+    let comm = &name.as_bytes()[..name.len().min(15)];
+    let until = std::time::Instant::now() + GENEROUS;
+    loop {
+        for task in std::fs::read_dir("/proc/self/task").expect("read /proc/self/task") {
+            let Ok(task) = task else { continue };
+            let Ok(found) = std::fs::read(task.path().join("comm")) else {
+                continue;
+            };
+            if found.strip_suffix(b"\n").unwrap_or(&found) == comm {
+                if let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) {
+                    return tid;
+                }
+            }
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no thread named {name:?} within {GENEROUS:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
