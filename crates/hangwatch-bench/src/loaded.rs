@@ -29,9 +29,13 @@
 //!   `Instant::now()` for the reference. The reference's alerts carry no
 //!   time: each is about the latest hang of its component, with its
 //!   annotation, that had started by the time it was received.
+//! - **CPU waits.** Our monitor's thread and our receiving thread read
+//!   their run-queue wait and timeslices from schedstat at the start and
+//!   end of our run: the mean wait for a CPU each time they were put on one.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
@@ -41,6 +45,7 @@ use hangwatch::{Alert, AlertKind, ComponentId, HangLevel, Monitor};
 use serde::Serialize;
 
 use crate::detect::percentile;
+use crate::procfs::{run_queue_wait, Thread};
 use crate::servo::{ServoAlert, ServoMonitor};
 
 /// The components, as in a browser's content process.
@@ -139,6 +144,8 @@ pub struct Delivery {
     /// Whether this was the first permanent alert the fresh monitor raised
     /// (its stack symbolicated with cold caches).
     pub first_permanent: bool,
+    /// When it was raised, `raised_ns` minus the monitor's start, ms.
+    pub raised_at_ms: f64,
     /// `symbolicated`, `raw` (unwound, not symbolicated), `none: <reason>`,
     /// or `-` for an alert that carries no stack.
     pub stack: String,
@@ -156,6 +163,9 @@ pub struct LoadedFigures {
     pub detect_p99_ms: f64,
     pub detect_p99_ms_servo: f64,
     pub delivery_p99_ms: f64,
+    pub delivery_p99_ms_transient: f64,
+    pub monitor_wait_ms: f64,
+    pub receiver_wait_ms: f64,
     pub alerts: u64,
     pub unplanned_alerts: u64,
     pub task_max_ms: f64,
@@ -496,22 +506,48 @@ fn stack_state(alert: &Alert) -> String {
     }
 }
 
+/// A thread's mean wait for a CPU per time it was put on one, between two
+/// schedstat readings, ms.
+fn mean_wait_ms(before: Option<(Duration, u64)>, after: Option<(Duration, u64)>) -> f64 {
+    match (before, after) {
+        (Some((w0, n0)), Some((w1, n1))) if n1 > n0 => ms(w1.saturating_sub(w0)) / (n1 - n0) as f64,
+        _ => f64::NAN,
+    }
+}
+
+/// What our run gave.
+struct OursRun {
+    records: Vec<HangRecord>,
+    task_longest: Duration,
+    received: Vec<(u64, Alert)>,
+    /// `monotonic_ns` just before the monitor started.
+    started_ns: u64,
+    monitor_wait_ms: f64,
+    receiver_wait_ms: f64,
+}
+
 /// Our run: a fresh monitor, alerts stamped on receipt.
-fn run_ours(plans: &[Vec<Planned>], seed: u64) -> (Vec<HangRecord>, Duration, Vec<(u64, Alert)>) {
+fn run_ours(plans: &[Vec<Planned>], seed: u64) -> OursRun {
+    const MONITOR: &str = "hw-loaded-mon";
+    let started_ns = hangwatch::monotonic_ns();
     let Monitor {
         register, alerts, ..
     } = Monitor::builder()
-        .thread_name("hw-bench-loaded")
+        .thread_name(MONITOR)
         .start()
         .expect("start the monitor");
+    let monitor = Thread::named(MONITOR);
+    let monitor_before = monitor.as_ref().and_then(Thread::run_queue_wait);
     let receiver = std::thread::Builder::new()
-        .name("hw-bench-loaded-rx".to_owned())
+        .name("hw-loaded-rx".to_owned())
         .spawn(move || {
+            let own = Path::new("/proc/thread-self/schedstat");
+            let before = run_queue_wait(own);
             let mut received = Vec::new();
             for alert in alerts {
                 received.push((hangwatch::monotonic_ns(), alert));
             }
-            received
+            (received, mean_wait_ms(before, run_queue_wait(own)))
         })
         .expect("spawn the receiver");
     let (records, longest) = run_components(plans, seed, |c| {
@@ -524,16 +560,25 @@ fn run_ours(plans: &[Vec<Planned>], seed: u64) -> (Vec<HangRecord>, Duration, Ve
             )
             .expect("register")
     });
+    let monitor_after = monitor.as_ref().and_then(Thread::run_queue_wait);
     drop(register);
-    (records, longest, receiver.join().expect("the receiver"))
+    let (received, receiver_wait_ms) = receiver.join().expect("the receiver");
+    OursRun {
+        records,
+        task_longest: longest,
+        received,
+        started_ns,
+        monitor_wait_ms: mean_wait_ms(monitor_before, monitor_after),
+        receiver_wait_ms,
+    }
 }
 
 /// The reference's run, with the same plan.
 fn run_servo(plans: &[Vec<Planned>], seed: u64) -> (Vec<HangRecord>, Vec<(Instant, ServoAlert)>) {
-    let servo = ServoMonitor::start("hw-bench-loaded-servo");
+    let servo = ServoMonitor::start("hw-loaded-servo");
     let alerts = servo.alerts.clone();
     let receiver = std::thread::Builder::new()
-        .name("hw-bench-loaded-srx".to_owned())
+        .name("hw-loaded-srx".to_owned())
         .spawn(move || {
             let mut received = Vec::new();
             for alert in alerts {
@@ -554,7 +599,14 @@ pub fn run(quick: bool, seed: u64) -> LoadedFigures {
     let plans = plan(hangs, seed);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let hogs = Hogs::start(2 * cores);
-    let (ours, task_longest, received) = run_ours(&plans, seed);
+    let OursRun {
+        records: ours,
+        task_longest,
+        received,
+        started_ns,
+        monitor_wait_ms,
+        receiver_wait_ms,
+    } = run_ours(&plans, seed);
     let (theirs, received_servo) = run_servo(&plans, seed);
     hogs.stop();
 
@@ -643,12 +695,19 @@ pub fn run(quick: bool, seed: u64) -> LoadedFigures {
             kind: m.map(|i| ours[i].kind),
             delivery_ms: ns_to_ms(*at as i128 - alert.raised_ns as i128),
             first_permanent: Some(n) == first_permanent,
+            raised_at_ms: ns_to_ms(alert.raised_ns as i128 - started_ns as i128),
             stack: stack_state(alert),
             late: alert.late,
         })
         .collect();
     let mut delivery_ms: Vec<f64> = deliveries.iter().map(|d| d.delivery_ms).collect();
     delivery_ms.sort_by(f64::total_cmp);
+    let mut delivery_ms_transient: Vec<f64> = deliveries
+        .iter()
+        .filter(|d| d.alert == "transient")
+        .map(|d| d.delivery_ms)
+        .collect();
+    delivery_ms_transient.sort_by(f64::total_cmp);
     deliveries.sort_by(|a, b| b.delivery_ms.total_cmp(&a.delivery_ms));
     deliveries.truncate(5);
     detect_ms.sort_by(f64::total_cmp);
@@ -715,6 +774,9 @@ pub fn run(quick: bool, seed: u64) -> LoadedFigures {
         detect_p99_ms: percentile(&detect_ms, 0.99),
         detect_p99_ms_servo: percentile(&detect_ms_servo, 0.99),
         delivery_p99_ms: percentile(&delivery_ms, 0.99),
+        delivery_p99_ms_transient: percentile(&delivery_ms_transient, 0.99),
+        monitor_wait_ms,
+        receiver_wait_ms,
         alerts: received.len() as u64,
         unplanned_alerts: matched.iter().filter(|m| m.is_none()).count() as u64,
         task_max_ms: ms(task_longest),
@@ -740,27 +802,5 @@ mod tests {
             .iter()
             .all(|p| (150..=1500).contains(&p.length.as_millis())));
         assert!(plans.iter().all(|p| (3..=4).contains(&p.len())));
-    }
-
-    #[test]
-    #[ignore]
-    fn tmp_run() {
-        let f = run(true, 1);
-        eprintln!(
-            "recall {} servo {} err {} det {} dets {} del {} alerts {} unplanned {} task {}",
-            f.recall,
-            f.recall_servo,
-            f.duration_error_pct_max,
-            f.detect_p99_ms,
-            f.detect_p99_ms_servo,
-            f.delivery_p99_ms,
-            f.alerts,
-            f.unplanned_alerts,
-            f.task_max_ms
-        );
-        eprintln!(
-            "{:#?}\n{:#?}\n{:#?}",
-            f.missed, f.worst_duration_errors, f.slowest_deliveries
-        );
     }
 }

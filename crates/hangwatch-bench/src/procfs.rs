@@ -1,7 +1,7 @@
 //! What the kernel says about this process's threads, from /proc (Linux).
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// A thread of this process, found by name.
@@ -60,6 +60,24 @@ impl Thread {
             .collect();
         let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
         Duration::from_millis(ticks * 10)
+    }
+}
+
+/// How long a thread has waited on a run queue (runnable, not running) and
+/// how many times it was put on a CPU, from a schedstat file's second and
+/// third fields.
+pub fn run_queue_wait(schedstat: &Path) -> Option<(Duration, u64)> {
+    let text = fs::read_to_string(schedstat).ok()?;
+    let mut fields = text.split_whitespace().skip(1);
+    let wait = fields.next()?.parse().ok()?;
+    let slices = fields.next()?.parse().ok()?;
+    Some((Duration::from_nanos(wait), slices))
+}
+
+impl Thread {
+    /// See [`run_queue_wait`].
+    pub fn run_queue_wait(&self) -> Option<(Duration, u64)> {
+        run_queue_wait(&self.dir.join("schedstat"))
     }
 }
 
