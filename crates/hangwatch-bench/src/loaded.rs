@@ -474,6 +474,7 @@ fn kind_name(kind: &AlertKind) -> &'static str {
         AlertKind::Permanent => "permanent",
         AlertKind::Ended { .. } => "ended",
         AlertKind::ThreadExited => "thread_exited",
+        AlertKind::Stack { .. } => "stack",
     }
 }
 
@@ -681,7 +682,8 @@ pub fn run(quick: bool, seed: u64) -> LoadedFigures {
         }
     }
 
-    // Deliveries: every alert of our run.
+    // Deliveries: every alert of our run but the `stack` alerts, which
+    // complete alerts already delivered (their `raised_ns` is the alert's).
     let first_permanent = received
         .iter()
         .position(|(_, a)| a.kind == AlertKind::Permanent);
@@ -689,6 +691,7 @@ pub fn run(quick: bool, seed: u64) -> LoadedFigures {
         .iter()
         .zip(&matched)
         .enumerate()
+        .filter(|(_, ((_, alert), _))| !matches!(alert.kind, AlertKind::Stack { .. }))
         .map(|(n, ((at, alert), m))| Delivery {
             alert: kind_name(&alert.kind),
             component: alert.component.to_string(),

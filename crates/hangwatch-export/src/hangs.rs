@@ -76,8 +76,12 @@ pub struct Hang {
     pub duration: Duration,
     /// Whether its `ended` alert was seen.
     pub ended: bool,
-    /// Where the thread was, from the latest of its alerts that carried a stack.
+    /// Where the thread was, from the latest of its alerts that carried a
+    /// stack (or the `stack` alert that completed one).
     pub stack: Option<Stack>,
+    /// The activity's start on the monitor's clock, when the alerts say:
+    /// what ties a `stack` alert to its hang.
+    pub started_ns: Option<u64>,
 }
 
 impl Hang {
@@ -90,6 +94,7 @@ impl Hang {
             duration: alert.duration,
             ended: false,
             stack: alert.stack.clone(),
+            started_ns: alert.started_ns,
         }
     }
 
@@ -143,6 +148,23 @@ pub fn hangs(alerts: &[Alert]) -> Vec<Hang> {
                 done.push(hang);
             }
             AlertKind::ThreadExited => done.extend(open.remove(component)),
+            // The stack of an alert that left without it: onto its hang, open
+            // or ended, found by its start.
+            AlertKind::Stack { .. } => {
+                let Some(stack) = &alert.stack else {
+                    continue;
+                };
+                let same = |hang: &&mut Hang| {
+                    &hang.component == component && hang.started_ns == alert.started_ns
+                };
+                let hang = open
+                    .get_mut(component)
+                    .filter(|hang| hang.started_ns == alert.started_ns)
+                    .or_else(|| done.iter_mut().rev().find(same));
+                if let Some(hang) = hang {
+                    hang.stack = Some(stack.clone());
+                }
+            }
         }
     }
     done.extend(open.into_values());

@@ -11,8 +11,9 @@
 //! | field | type | present | meaning |
 //! |---|---|---|---|
 //! | `component` | object | always | the component: `{"name": "layout", "number": 1}` |
-//! | `kind` | string | always | `transient`, `permanent`, `ended` or `thread_exited` |
+//! | `kind` | string | always | `transient`, `permanent`, `ended`, `thread_exited`, or `stack`: the stack of an earlier alert that left before its stack was ready (every other field is that alert's) |
 //! | `worst` | string | `ended` only | the highest level the hang reached: `transient` or `permanent` |
+//! | `of` | string | `stack` only | the level of the alert it completes |
 //! | `annotation` | string or null | always | what the component said it was doing |
 //! | `duration_ms` | number | always | how long the component had been busy (for `ended`, how long the hang lasted), in milliseconds, with a fraction |
 //! | `thread` | string or null | always | the name of the component's thread |
@@ -24,7 +25,7 @@
 //! | `stack.frames[]` | object | | `address` (number), `module`, `module_offset`, `function`, `file`, `line` (each may be null), `inlined` (bool) |
 //! | `stack.capture` | string | when sampled | `blocked`: the thread was blocked in the kernel and was read from outside, not interrupted; `signal`: it was running and copied its own stack in a signal handler |
 //! | `stack.blocked_in` | string | `blocked` only | the system call it was blocked in: `futex`, `read`, `epoll_wait`, ... (`syscall N` for others) |
-//! | `no_stack` | object | when a stack was due but is missing | `{"reason": "timeout" \| "signal_blocked" \| "waking" \| "refused" \| "thread_gone" \| "unsupported" \| "disabled" \| "unwind_failed" \| "hang_ended" \| "not_ready", "detail": string}` (`detail` with `refused`, `unsupported`, `disabled` and `unwind_failed`) |
+//! | `no_stack` | object | when a stack was due but is missing | `{"reason": "timeout" \| "signal_blocked" \| "waking" \| "refused" \| "thread_gone" \| "unsupported" \| "disabled" \| "unwind_failed" \| "hang_ended" \| "follows" \| "not_ready", "detail": string}` (`detail` with `refused`, `unsupported`, `disabled` and `unwind_failed`) |
 //!
 //! # Invariants
 //!

@@ -134,6 +134,8 @@ pub struct AlertCounts {
     pub ended: usize,
     /// `thread_exited` notices.
     pub thread_exited: usize,
+    /// `stack` alerts: stacks that followed their alerts.
+    pub stacks: usize,
 }
 
 /// Hangs of one component that share a stack signature.
@@ -188,6 +190,7 @@ impl AlertCounts {
             AlertKind::Permanent => self.permanent += 1,
             AlertKind::Ended { .. } => self.ended += 1,
             AlertKind::ThreadExited => self.thread_exited += 1,
+            AlertKind::Stack { .. } => self.stacks += 1,
         }
     }
 
@@ -196,6 +199,7 @@ impl AlertCounts {
         self.permanent += other.permanent;
         self.ended += other.ended;
         self.thread_exited += other.thread_exited;
+        self.stacks += other.stacks;
     }
 }
 

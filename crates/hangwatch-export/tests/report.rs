@@ -24,7 +24,8 @@ fn hangs_are_grouped_by_component_and_signature() {
             transient: 3,
             permanent: 3,
             ended: 2,
-            thread_exited: 0
+            thread_exited: 0,
+            stacks: 0
         }
     );
     assert_eq!(layout.groups.len(), 2);

@@ -37,6 +37,15 @@ pub enum AlertKind {
     /// The component's thread exited without unregistering. The monitor stops
     /// watching it; this is not a hang.
     ThreadExited,
+    /// The stack of this component's earlier `of` alert, which left before
+    /// its stack was ready (its `no_stack` said `follows`, or it carried only
+    /// raw addresses). Every other field is that alert's (its `time`,
+    /// `started_ns`, `raised_ns`, `duration`), but the stack: the
+    /// symbolicated one, or the reason there is none.
+    Stack {
+        /// The level of the alert this completes.
+        of: HangLevel,
+    },
 }
 
 /// One alert from the monitor.
@@ -89,13 +98,19 @@ impl fmt::Display for Alert {
             AlertKind::Permanent => "PERMANENT hang",
             AlertKind::Ended { .. } => "hang ended",
             AlertKind::ThreadExited => "thread exited without unregistering",
+            AlertKind::Stack {
+                of: HangLevel::Transient,
+            } => "stack of the transient hang",
+            AlertKind::Stack {
+                of: HangLevel::Permanent,
+            } => "stack of the PERMANENT hang",
         };
         write!(f, "{}: {what}", self.component)?;
         if let Some(annotation) = &self.annotation {
             write!(f, " in {annotation:?}")?;
         }
         match self.kind {
-            AlertKind::ThreadExited => {}
+            AlertKind::ThreadExited | AlertKind::Stack { .. } => {}
             AlertKind::Ended { worst } => {
                 let worst = match worst {
                     HangLevel::Transient => "transient",

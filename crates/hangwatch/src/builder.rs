@@ -68,8 +68,8 @@ impl Builder {
     /// The defaults: room for 1,024 unread alerts, checks on, a pause
     /// threshold of 100 ms, a thread named `hangwatch-monitor`; stacks on
     /// permanent alerts, sampled with `SIGRTMIN+5`, 256 KiB of stack copied,
-    /// 50 ms for a running thread to answer, alerts held at most 20 ms for
-    /// their stacks, one stack worker.
+    /// 50 ms for a running thread to answer, alerts held at most 5 ms for
+    /// their stacks (which follow if they are later), one stack worker.
     pub fn new() -> Builder {
         Builder {
             alert_capacity: 1024,
@@ -80,7 +80,7 @@ impl Builder {
             stack_signal: SampleSignal::default(),
             stack_bytes: DEFAULT_COPY_LIMIT,
             capture_timeout: Duration::from_millis(50),
-            symbolicate_deadline: Duration::from_millis(20),
+            symbolicate_deadline: Duration::from_millis(5),
             stack_on_transient: false,
             stack_workers: 1,
             warm_symbols: false,
@@ -147,13 +147,16 @@ impl Builder {
 
     /// How long an alert that carries a stack may wait for it — capture,
     /// unwinding and symbolication together — before it is delivered anyway
-    /// (20 ms by default): with the unwound stack (raw addresses and module
+    /// (5 ms by default): with the unwound stack (raw addresses and module
     /// offsets) if it got that far, else with
-    /// [`NoStack::NotReady`](crate::stack::NoStack::NotReady). A warm stack
+    /// [`NoStack::Follows`](crate::stack::NoStack::Follows); the
+    /// symbolicated stack then follows in an
+    /// [`AlertKind::Stack`](crate::AlertKind::Stack) alert. A warm stack
     /// takes well under a millisecond; the first one of a process, while its
     /// symbols load, can take hundreds (see
-    /// [`warm_symbols`](Builder::warm_symbols)). Alerts without a stack never
-    /// wait.
+    /// [`warm_symbols`](Builder::warm_symbols)), and a loaded machine adds
+    /// its scheduling delays. A longer wait puts more stacks on their alerts,
+    /// at the price of later alerts. Alerts without a stack never wait.
     pub fn symbolicate_deadline(mut self, deadline: Duration) -> Builder {
         self.symbolicate_deadline = deadline;
         self
@@ -212,8 +215,11 @@ impl Builder {
                 stacks_sender.clone(),
             )
             .map_err(StartError::Spawn)?;
-            let hold = Clock::global().to_stamps(self.symbolicate_deadline);
-            Some(Stacks::new(capturer, workers, hold))
+            let clock = Clock::global();
+            let hold = clock.to_stamps(self.symbolicate_deadline);
+            // A stack still not symbolicated a minute later is not coming.
+            let follow_for = clock.to_stamps(Duration::from_secs(60));
+            Some(Stacks::new(capturer, workers, hold, follow_for))
         } else {
             None
         };

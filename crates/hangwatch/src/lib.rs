@@ -89,7 +89,8 @@
 //! - **The monitor never waits.** Capturing a hung thread's stack,
 //!   unwinding and symbolicating happen on threads the monitor owns; an
 //!   alert waits for its stack at most
-//!   [`Builder::symbolicate_deadline`] (20 ms by default), and raising it
+//!   [`Builder::symbolicate_deadline`] (5 ms by default; a later stack
+//!   follows in a [`Stack`](AlertKind::Stack) alert), and raising it
 //!   allocates nothing.
 //! - **Stacks without harm.** A thread blocked in the kernel is read from
 //!   outside, never signalled, so its system call is not interrupted; only

@@ -130,13 +130,34 @@ fn an_alert_does_not_wait_past_its_wait_for_a_stack() {
     // It left with what was ready: nothing yet, or the unwound stack with
     // raw addresses; never after its symbols.
     match (&permanent.stack, &permanent.no_stack) {
-        (None, Some(NoStack::NotReady)) => {}
+        (None, Some(NoStack::Follows)) => {}
         (Some(stack), None) => {
             assert!(!stack.frames.is_empty());
             assert!(stack.frames.iter().all(|f| f.function.is_none()), "{stack}");
         }
         _ => panic!("{permanent}"),
     }
+    // Its symbolicated stack follows, in an alert of its own that repeats it.
+    let stack = common::next_alert(&alerts, "the permanent alert's stack");
+    assert_eq!(
+        stack.kind,
+        AlertKind::Stack {
+            of: HangLevel::Permanent
+        },
+        "{stack}"
+    );
+    assert_eq!(
+        (stack.started_ns, stack.raised_ns, stack.time),
+        (permanent.started_ns, permanent.raised_ns, permanent.time)
+    );
+    let frames = &stack.stack.as_ref().expect("the stack").frames;
+    assert!(
+        frames.iter().any(|f| f
+            .function
+            .as_deref()
+            .is_some_and(|n| n.ends_with("stuck_in_a_test_function"))),
+        "{stack}"
+    );
     drop(release);
     thread.join().unwrap();
 }

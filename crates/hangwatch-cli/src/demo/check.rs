@@ -275,6 +275,10 @@ impl Check {
             hang.function,
             hang.at.as_secs_f64()
         );
+        // `stack` alerts complete the alerts before them: judged with them.
+        let (stacks, alerts): (Vec<&ChildAlert>, Vec<&ChildAlert>) = alerts
+            .into_iter()
+            .partition(|a| matches!(a.alert.kind, AlertKind::Stack { .. }));
         let kinds: Vec<AlertKind> = alerts.iter().map(|a| a.alert.kind).collect();
         let ended = AlertKind::Ended { worst: hang.level };
         let expected: Vec<AlertKind> = match hang.level {
@@ -318,17 +322,36 @@ impl Check {
                 });
             }
         }
-        let unnamed = alerts.iter().filter(|a| a.alert.kind != ended).find(|a| {
-            // Where no stack can be taken at all, none is missing.
-            let unsupported = matches!(a.alert.no_stack, Some(NoStack::Unsupported(_)));
-            let named = a.alert.stack.as_ref().is_some_and(|stack| {
+        let names = |alert: &ChildAlert| {
+            alert.alert.stack.as_ref().is_some_and(|stack| {
                 stack.frames.iter().any(|f| {
                     f.function
                         .as_deref()
                         .is_some_and(|n| n.ends_with(hang.function))
                 })
+            })
+        };
+        let unnamed = alerts.iter().filter(|a| a.alert.kind != ended).find(|a| {
+            // Where no stack can be taken at all, none is missing.
+            let unsupported = matches!(a.alert.no_stack, Some(NoStack::Unsupported(_)));
+            // The stack may have followed the alert in its own.
+            let followed = stacks.iter().any(|s| {
+                matches!(
+                    (s.alert.kind, a.alert.kind),
+                    (
+                        AlertKind::Stack {
+                            of: HangLevel::Transient
+                        },
+                        AlertKind::Transient
+                    ) | (
+                        AlertKind::Stack {
+                            of: HangLevel::Permanent
+                        },
+                        AlertKind::Permanent
+                    )
+                ) && names(s)
             });
-            !unsupported && !named
+            !unsupported && !names(a) && !followed
         });
         if let Some(alert) = unnamed {
             outcome.missing_stacks += 1;

@@ -48,7 +48,7 @@ pub fn alert(alert: &ChildAlert) {
             metrics::histogram!(HANG_DURATION_SECONDS, PROCESS_LABEL => process, COMPONENT_LABEL => component)
                 .record(alert.alert.duration.as_secs_f64());
         }
-        AlertKind::ThreadExited => {}
+        AlertKind::ThreadExited | AlertKind::Stack { .. } => {}
     }
 }
 

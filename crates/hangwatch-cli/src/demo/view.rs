@@ -94,6 +94,7 @@ impl View {
                 AlertKind::Ended { .. } | AlertKind::ThreadExited => {
                     child.hung.remove(&loop_name);
                 }
+                AlertKind::Stack { .. } => {}
             }
         }
         self.redraw();

@@ -157,7 +157,7 @@ pub(crate) fn record_alert(alert: &Alert) {
             histogram!(HANG_DURATION_SECONDS, COMPONENT_LABEL => component)
                 .record(alert.duration.as_secs_f64());
         }
-        AlertKind::ThreadExited => {}
+        AlertKind::ThreadExited | AlertKind::Stack { .. } => {}
     }
 }
 

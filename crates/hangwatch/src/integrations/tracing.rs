@@ -10,14 +10,15 @@
 //! | permanent | `ERROR` | `permanent hang` |
 //! | ended | `INFO` | `hang ended` |
 //! | thread exited | `INFO` | `thread exited without unregistering` |
+//! | the stack of an earlier alert, which left before it | `INFO` | `hang stack` |
 //!
 //! and these fields (a field whose value is unknown is left out):
 //!
 //! | field | value |
 //! |---|---|
 //! | `component` | the component, as `name#number` |
-//! | `kind` | `transient`, `permanent`, `ended` or `thread_exited`, as in the alert JSON lines |
-//! | `level` | the hang level: `transient` or `permanent` (for `ended`, the highest level the hang reached) |
+//! | `kind` | `transient`, `permanent`, `ended`, `thread_exited` or `stack`, as in the alert JSON lines |
+//! | `level` | the hang level: `transient` or `permanent` (for `ended`, the highest level the hang reached; for `stack`, the level of the alert it completes) |
 //! | `annotation` | what the component said it was doing |
 //! | `duration_ms` | how long it had been busy (for `ended`, how long the hang lasted), in milliseconds |
 //! | `thread` | the component's thread name |
@@ -97,6 +98,18 @@ pub(crate) fn emit(alert: &Alert) {
             annotation,
             thread,
             "thread exited without unregistering"
+        ),
+        AlertKind::Stack { of } => ::tracing::info!(
+            target: TARGET,
+            component,
+            kind = "stack",
+            level = level_name(of),
+            annotation,
+            duration_ms,
+            thread,
+            top_frame,
+            no_stack,
+            "hang stack"
         ),
     }
 }

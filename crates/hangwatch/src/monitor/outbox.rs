@@ -8,26 +8,33 @@
 //! - the symbolicated stack comes back: the alert leaves with it;
 //! - the capture or a worker says there is no stack: it leaves with the
 //!   reason;
-//! - its wait is over ([`Builder::symbolicate_deadline`], 20 ms by
-//!   default): it leaves with the unwound stack (raw addresses and module
-//!   offsets) if a worker got that far, or with [`NoStack::NotReady`].
+//! - its wait is over ([`Builder::symbolicate_deadline`], 5 ms by default):
+//!   it leaves with the unwound stack (raw addresses and module offsets) if
+//!   a worker got that far, else with [`NoStack::Follows`]; either way the
+//!   symbolicated stack follows, when it comes, in an
+//!   [`AlertKind::Stack`] alert naming the level it completes (or with the
+//!   reason there is none).
 //!
 //! So an alert is delivered within that wait of being raised, whatever the
-//! thread, the workers or the symbol files do. Alerts of one component leave
-//! in the order they were raised: an `Ended` raised while that component's
-//! `Permanent` waits for its stack waits behind it. Alerts of other
-//! components do not wait.
+//! thread, the workers, the symbol files or the machine's load do, and no
+//! stack is lost for being slow. A warm stack takes well under a
+//! millisecond, so on a quiet machine alerts carry their stacks; the first
+//! one of a process (its symbol tables loading), or one on a loaded
+//! machine, follows. Alerts of one component leave in the order they were
+//! raised: an `Ended` raised while that component's `Permanent` waits for
+//! its stack waits behind it (a `Stack` alert may come after the `Ended`).
+//! Alerts of other components do not wait.
 //!
-//! Nothing here allocates while an alert is raised: each registered
-//! component's queue is made when it registers, and the job table keeps its
-//! room.
+//! Nothing here allocates while an alert is raised or leaves: each
+//! registered component's queue is made when it registers, the job tables
+//! keep their room, and a `Stack` alert copies only shared names.
 //!
 //! [`Builder::symbolicate_deadline`]: crate::Builder::symbolicate_deadline
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use crate::alert::{Alert, AlertKind};
+use crate::alert::{Alert, AlertKind, HangLevel};
 use crate::monitor::stacks::Stacks;
 use crate::monitor::AlertSink;
 use crate::stack::sampler::SampleTarget;
@@ -70,13 +77,26 @@ struct Queue {
 /// behind them, and one more.
 const QUEUE_ROOM: usize = 4;
 
+/// An alert that left before its stack was ready: what the `Stack` alert
+/// that completes it says.
+struct Following {
+    /// The delivered alert, without its stack.
+    header: Alert,
+    of: HangLevel,
+    /// Past this stamp a stack that has not come is given up, so that the
+    /// table cannot grow without end.
+    until: u64,
+}
+
 pub(crate) struct Outbox {
     sink: AlertSink,
     stacks: Option<Stacks>,
     /// Per component key, from its registration.
     queues: HashMap<u64, Queue>,
-    /// Which component key each stack job belongs to.
+    /// Which component key each stack job of a held alert belongs to.
     jobs: HashMap<u64, u64>,
+    /// Stack jobs of alerts that left without their stacks.
+    following: HashMap<u64, Following>,
     /// While profiling: the `Ended` alerts raised, for the profile's hang
     /// markers, with their component keys.
     ended_hangs: Option<Vec<(u64, Alert)>>,
@@ -89,6 +109,7 @@ impl Outbox {
             stacks,
             queues: HashMap::new(),
             jobs: HashMap::with_capacity(64),
+            following: HashMap::with_capacity(64),
             ended_hangs: None,
         }
     }
@@ -174,56 +195,89 @@ impl Outbox {
         self.queue(key).held.push_back(Held { alert, job });
     }
 
-    /// Takes in a worker's stack for a held alert: the unwound one (kept in
-    /// case time runs out) or the symbolicated one (the alert may leave).
+    /// Takes in a worker's stack for an alert: the unwound one (kept in case
+    /// time runs out) or the symbolicated one (the alert may leave, or its
+    /// `Stack` alert).
     pub(crate) fn stack_done(&mut self, id: u64, stack: Stack, symbolicated: bool) {
-        let Some(held) = self.held_for(id) else {
-            return;
-        };
         if !symbolicated {
-            if let Some(job) = &mut held.job {
+            if let Some(job) = self.held_for(id).and_then(|held| held.job.as_mut()) {
                 job.unwound = Some(stack);
             }
             return;
         }
-        held.alert.stack = Some(stack);
-        held.job = None;
-        self.finish_job(id);
+        self.complete(id, Ok(stack));
     }
 
-    /// A held alert's stack cannot be had: it leaves with the reason.
+    /// An alert's stack cannot be had: it leaves with the reason, or its
+    /// `Stack` alert does.
     pub(crate) fn stack_missing(&mut self, id: u64, reason: NoStack) {
+        self.complete(id, Err(reason));
+    }
+
+    /// Whether job `id` is an alert's.
+    pub(crate) fn owns(&self, id: u64) -> bool {
+        self.jobs.contains_key(&id) || self.following.contains_key(&id)
+    }
+
+    fn complete(&mut self, id: u64, stack: Result<Stack, NoStack>) {
+        if let Some(following) = self.following.remove(&id) {
+            // The alert it completes, word for word, but for its kind.
+            let mut alert = following.header;
+            alert.kind = AlertKind::Stack { of: following.of };
+            match stack {
+                Ok(stack) => alert.stack = Some(stack),
+                Err(reason) => alert.no_stack = Some(reason),
+            }
+            return self.sink.send(alert);
+        }
         let Some(held) = self.held_for(id) else {
             return;
         };
-        held.alert.no_stack = Some(reason);
+        match stack {
+            Ok(stack) => held.alert.stack = Some(stack),
+            Err(reason) => held.alert.no_stack = Some(reason),
+        }
         held.job = None;
         self.finish_job(id);
     }
 
-    /// Whether job `id` is a held alert's.
-    pub(crate) fn owns(&self, id: u64) -> bool {
-        self.jobs.contains_key(&id)
-    }
-
-    /// Lets out every alert whose wait for its stack is over.
+    /// Lets out every alert whose wait for its stack is over; its stack
+    /// follows.
     pub(crate) fn expire(&mut self, now: u64) {
         let Outbox {
-            queues, jobs, sink, ..
+            queues,
+            jobs,
+            sink,
+            following,
+            stacks,
+            ..
         } = self;
+        let follow_for = stacks.as_ref().map_or(0, |s| s.follow_for);
         for queue in queues.values_mut() {
             for held in queue.held.iter_mut() {
                 let Some(job) = held.job.take_if(|job| job.deadline <= now) else {
                     continue;
                 };
                 jobs.remove(&job.id);
+                if let Some(of) = hang_level(held.alert.kind) {
+                    // A clone without a stack: shared names, no allocation.
+                    following.insert(
+                        job.id,
+                        Following {
+                            header: held.alert.clone(),
+                            of,
+                            until: now.saturating_add(follow_for),
+                        },
+                    );
+                }
                 match job.unwound {
                     Some(stack) => held.alert.stack = Some(stack),
-                    None => held.alert.no_stack = Some(NoStack::NotReady),
+                    None => held.alert.no_stack = Some(NoStack::Follows),
                 }
             }
             send_ready(&mut queue.held, sink);
         }
+        following.retain(|_, following| following.until > now);
         self.queues
             .retain(|_, queue| !(queue.retired && queue.held.is_empty()));
     }
@@ -281,6 +335,15 @@ impl Outbox {
         {
             self.queues.remove(&key);
         }
+    }
+}
+
+/// The level of a hang alert.
+fn hang_level(kind: AlertKind) -> Option<HangLevel> {
+    match kind {
+        AlertKind::Transient => Some(HangLevel::Transient),
+        AlertKind::Permanent => Some(HangLevel::Permanent),
+        _ => None,
     }
 }
 

@@ -18,15 +18,23 @@ pub(crate) struct Stacks {
     workers: StackWorkers,
     /// How long a hang alert may wait for its stack, in stamps.
     pub(crate) hold: u64,
+    /// How long after that its stack may still follow, in stamps.
+    pub(crate) follow_for: u64,
     next_job: u64,
 }
 
 impl Stacks {
-    pub(crate) fn new(capturer: Capturer, workers: StackWorkers, hold: u64) -> Stacks {
+    pub(crate) fn new(
+        capturer: Capturer,
+        workers: StackWorkers,
+        hold: u64,
+        follow_for: u64,
+    ) -> Stacks {
         Stacks {
             capturer,
             workers,
             hold,
+            follow_for,
             next_job: 0,
         }
     }

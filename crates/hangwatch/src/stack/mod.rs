@@ -109,9 +109,13 @@ pub enum NoStack {
     /// The hang had ended by the time the monitor saw it was due (it looked
     /// late), so there was nothing left to sample.
     HangEnded,
-    /// The stack was not ready within the alert's wait for it
-    /// ([`Builder::symbolicate_deadline`](crate::Builder::symbolicate_deadline)):
-    /// the thread answered late, or the stack workers were busy.
+    /// The stack will follow: it was not ready within the alert's wait for
+    /// it ([`Builder::symbolicate_deadline`](crate::Builder::symbolicate_deadline)),
+    /// so the alert left without it, and an
+    /// [`AlertKind::Stack`](crate::AlertKind::Stack) alert will carry it.
+    Follows,
+    /// The capture could not even be asked for, or its sample not handed
+    /// on: the capture thread's or the stack workers' queue was full.
     NotReady,
 }
 
@@ -222,7 +226,8 @@ impl std::fmt::Display for NoStack {
             NoStack::Disabled(why) => write!(f, "disabled: {why}"),
             NoStack::UnwindFailed(why) => write!(f, "unwinding failed: {why}"),
             NoStack::HangEnded => f.write_str("the hang had ended when the monitor saw it"),
-            NoStack::NotReady => f.write_str("the stack was not ready in time"),
+            NoStack::Follows => f.write_str("the stack follows in its own alert"),
+            NoStack::NotReady => f.write_str("the stack workers were too busy to take it"),
         }
     }
 }
