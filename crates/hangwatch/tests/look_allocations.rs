@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{mpsc, Mutex};
 use std::time::Instant;
 
-use common::{expect_alert, ms, thread_id_named, Puppet, Step, GENEROUS};
+use common::{expect_hang_alert, is_follow_up, ms, thread_id_named, Puppet, Step, GENEROUS};
 use hangwatch::{Alert, AlertKind, ComponentId, HangLevel, Monitor};
 
 // --- The counting allocator ---------------------------------------------------
@@ -149,6 +149,46 @@ fn close_window() -> Window {
 
 // --- 1. Looks that raise alerts allocate nothing ------------------------------
 
+/// The first field of `/proc/self/task/TID/syscall`: the system call the
+/// thread is blocked in, or "running". Read into a buffer on the stack,
+/// with a path made beforehand: no allocation.
+fn syscall_of(path: &std::ffi::CStr) -> ([u8; 64], usize) {
+    let mut buffer = [0u8; 64];
+    // SAFETY: plain descriptor calls into a buffer on the stack.
+    let n = unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return (buffer, 0);
+        }
+        let n = libc::read(fd, buffer.as_mut_ptr().cast(), buffer.len());
+        libc::close(fd);
+        n
+    };
+    (buffer, n.max(0) as usize)
+}
+
+fn syscall_path(tid: u32) -> std::ffi::CString {
+    std::ffi::CString::new(format!("/proc/self/task/{tid}/syscall")).unwrap()
+}
+
+/// Waits until thread `tid` of this process is blocked in `futex(2)`.
+fn wait_until_in_futex(tid: u32) {
+    let path = syscall_path(tid);
+    let futex = format!("{} ", libc::SYS_futex);
+    let until = Instant::now() + GENEROUS;
+    loop {
+        let (buffer, n) = syscall_of(&path);
+        if buffer[..n].starts_with(futex.as_bytes()) {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "thread {tid} never blocked in futex"
+        );
+        std::thread::sleep(ms(1));
+    }
+}
+
 #[test]
 fn the_monitor_thread_allocates_nothing_while_it_raises_alerts() {
     let Monitor {
@@ -160,7 +200,8 @@ fn the_monitor_thread_allocates_nothing_while_it_raises_alerts() {
         .thread_name("hw-alloc-mon")
         .start()
         .unwrap();
-    WATCHED_TID.store(thread_id_named("hw-alloc-mon"), Ordering::SeqCst);
+    let monitor_tid = thread_id_named("hw-alloc-mon");
+    WATCHED_TID.store(monitor_tid, Ordering::SeqCst);
     let id = ComponentId::new("alloc-watched", 1);
     let puppet = Puppet::spawn(&register, id.clone(), ms(100), ms(300), None).unwrap();
 
@@ -172,16 +213,22 @@ fn the_monitor_thread_allocates_nothing_while_it_raises_alerts() {
         // none is made inside it.
         let stats = control.stats().unwrap();
         assert_eq!(stats.components.len(), 1, "{stats:?}");
+        // And it has gone back to its wait, blocked in it. The first time
+        // the monitor blocks in its `Select` allocates (crossbeam's
+        // thread-local context, and each channel's list of watchers); on a
+        // loaded machine that first time may not have come yet, since a
+        // wait that finds a message ready does not block.
+        wait_until_in_futex(monitor_tid);
         open_window();
         puppet.step(Step::Activity("counted hang"));
-        expect_alert(&alerts, &id, AlertKind::Transient);
-        let permanent = expect_alert(&alerts, &id, AlertKind::Permanent);
+        expect_hang_alert(&alerts, &id, AlertKind::Transient);
+        let permanent = expect_hang_alert(&alerts, &id, AlertKind::Permanent);
         assert!(
             permanent.stack.is_some() || permanent.no_stack.is_some(),
             "a permanent alert carries a stack or says why not: {permanent}"
         );
         puppet.step(Step::Wait);
-        expect_alert(
+        expect_hang_alert(
             &alerts,
             &id,
             AlertKind::Ended {
@@ -230,6 +277,7 @@ const CHILD_TEST: &str = "malloc_lock_child";
 const LOCKING: &str = "hw-child: locking";
 const UNLOCKED: &str = "hw-child: unlocked";
 const DONE: &str = "hw-child: done";
+const PROBED: &str = "hw-child: probe allocated";
 const TRANSIENT: &str = "hw-alert: transient";
 const PERMANENT: &str = "hw-alert: permanent";
 const PERMANENT_NO_STACK: &str = "hw-alert: permanent (no stack)";
@@ -251,21 +299,30 @@ fn write_all(fd: i32, mut bytes: &[u8]) {
     }
 }
 
+/// Writes `line` and a newline in one `write(2)` (lines of two threads do
+/// not mix), from a buffer on the stack.
 fn say(line: &str) {
-    write_all(1, line.as_bytes());
-    write_all(1, b"\n");
+    let mut buffer = [0u8; 128];
+    let line = &line.as_bytes()[..line.len().min(buffer.len() - 1)];
+    buffer[..line.len()].copy_from_slice(line);
+    buffer[line.len()] = b'\n';
+    write_all(1, &buffer[..=line.len()]);
 }
 
 /// The child's part (a no-op unless the parent test started this binary
 /// for it): a component thread, inside an activity, calls `malloc_stats`,
 /// which holds the (only) malloc arena's lock while it writes to standard
 /// error; standard error is made a full pipe nobody reads, so the write
-/// blocks with the lock held. Every other thread that mallocs now blocks
-/// too. The monitor should not: it raises the transient and the permanent
-/// alert. An alert reader prints one fixed line per alert with `write(2)`,
-/// keeping the alerts in room reserved beforehand so that it neither
-/// allocates nor frees. The parent drains the pipe once it has read both
-/// alerts (or given up), and the child ends.
+/// blocks with the lock held. Every other thread that mallocs (or frees
+/// much) now blocks too. The monitor should not: it raises the transient
+/// and the permanent alert. An alert reader prints one fixed line per alert
+/// with `write(2)`, keeping the alerts in room reserved beforehand, so that
+/// it neither allocates nor frees. The parent drains the pipe once it has
+/// read both alerts (or given up), and the child ends.
+///
+/// Before that, a short warm-up hang (transient only) shows the monitor
+/// has taken in the registration and is done with everything that
+/// allocates: the lock is taken only once the reader has its `Ended`.
 #[test]
 fn malloc_lock_child() {
     if std::env::var_os(CHILD_ENV).is_none() {
@@ -285,6 +342,37 @@ fn malloc_lock_child() {
         .start()
         .unwrap();
 
+    // How many `Ended` alerts the reader has printed.
+    static ENDED_SEEN: AtomicU32 = AtomicU32::new(0);
+    // The holder's thread id, and whether it is about to take the lock.
+    static HOLDER_TID: AtomicU32 = AtomicU32::new(0);
+    static LOCKING_NOW: AtomicBool = AtomicBool::new(false);
+
+    // The proof that the lock is held: a thread that mallocs once the
+    // holder is inside `write(2)` in `malloc_stats`, and says when it got
+    // its memory.
+    let probe = std::thread::Builder::new()
+        .name("hw-arena-probe".into())
+        .spawn(|| {
+            while HOLDER_TID.load(Ordering::SeqCst) == 0 {
+                std::thread::sleep(ms(1));
+            }
+            let path = syscall_path(HOLDER_TID.load(Ordering::SeqCst));
+            let in_write = format!("{} ", libc::SYS_write);
+            loop {
+                let (buffer, n) = syscall_of(&path);
+                if LOCKING_NOW.load(Ordering::SeqCst)
+                    && buffer[..n].starts_with(in_write.as_bytes())
+                {
+                    break;
+                }
+                std::thread::sleep(ms(1));
+            }
+            // SAFETY: malloc and free of a block of our own.
+            unsafe { libc::free(libc::malloc(64)) };
+            say(PROBED);
+        })
+        .unwrap();
     let reader = std::thread::Builder::new()
         .name("hw-arena-reader".into())
         .spawn(move || {
@@ -299,19 +387,25 @@ fn malloc_lock_child() {
                     Err(crossbeam_channel::TryRecvError::Disconnected) => break,
                 };
                 let ended = matches!(alert.kind, AlertKind::Ended { .. });
-                say(match alert.kind {
-                    AlertKind::Transient => TRANSIENT,
-                    AlertKind::Permanent if alert.stack.is_none() => PERMANENT_NO_STACK,
-                    AlertKind::Permanent => PERMANENT,
-                    AlertKind::Ended { .. } => ENDED,
-                    AlertKind::ThreadExited => OTHER,
+                say(if is_follow_up(&alert) {
+                    OTHER
+                } else if alert.kind == AlertKind::Transient {
+                    TRANSIENT
+                } else if alert.kind == AlertKind::Permanent && alert.stack.is_none() {
+                    PERMANENT_NO_STACK
+                } else if alert.kind == AlertKind::Permanent {
+                    PERMANENT
+                } else if ended {
+                    ENDED
+                } else {
+                    OTHER
                 });
                 if kept.len() < kept.capacity() {
                     kept.push(alert);
                 } else {
                     std::mem::forget(alert);
                 }
-                if ended {
+                if ended && ENDED_SEEN.fetch_add(1, Ordering::SeqCst) == 1 {
                     break;
                 }
             }
@@ -322,10 +416,22 @@ fn malloc_lock_child() {
     let holder = std::thread::Builder::new()
         .name("hw-arena-holder".into())
         .spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            let tid = unsafe { libc::syscall(libc::SYS_gettid) } as u32;
+            HOLDER_TID.store(tid, Ordering::SeqCst);
             let handle = register
                 .register_component(ComponentId::new("arena-holder", 1), ms(100), ms(400), None)
                 .unwrap();
             drop(register);
+            {
+                let _warm_up = handle.activity("warm-up");
+                std::thread::sleep(ms(150));
+            }
+            while ENDED_SEEN.load(Ordering::SeqCst) == 0 {
+                std::thread::sleep(ms(1));
+            }
+            // The monitor is back in its wait, blocked (see the first test).
+            wait_until_in_futex(thread_id_named("hw-arena-mon"));
             // The label's first use interns it (that allocates): do it now.
             let label = "malloc_stats with the arena lock";
             handle.notify_activity(label);
@@ -340,6 +446,7 @@ fn malloc_lock_child() {
                 // put back right after.
                 unsafe {
                     libc::dup2(0, 2);
+                    LOCKING_NOW.store(true, Ordering::SeqCst);
                     libc::malloc_stats();
                     libc::dup2(saved_stderr, 2);
                 }
@@ -350,12 +457,44 @@ fn malloc_lock_child() {
         .unwrap();
 
     holder.join().unwrap();
+    probe.join().unwrap();
     let kept = reader.join().unwrap();
     thread.join().unwrap();
     for alert in &kept {
         println!("child alert: {alert}");
     }
     say(DONE);
+}
+
+/// The backtrace of `pid`'s thread named `comm` (its first frames), from
+/// gdb if it is installed.
+fn gdb_backtrace(pid: u32, comm: &str) -> String {
+    let output = Command::new("timeout")
+        .args([
+            "60",
+            "gdb",
+            "-p",
+            &pid.to_string(),
+            "-batch",
+            "-ex",
+            "thread apply all bt",
+        ])
+        .stdin(Stdio::null())
+        .output();
+    let output = match output {
+        Ok(output) => String::from_utf8_lossy(&output.stdout).into_owned(),
+        Err(error) => return format!(" (no gdb: {error})"),
+    };
+    let header = format!("\"{comm}\"):");
+    let mut lines = output.lines().skip_while(|line| !line.ends_with(&header));
+    let mut out = String::new();
+    if let Some(first) = lines.next() {
+        out += &format!("\n    {first}");
+        for line in lines.take_while(|line| line.starts_with('#')).take(24) {
+            out += &format!("\n    {line}");
+        }
+    }
+    out
 }
 
 /// A pipe whose buffer is full, made blocking again: a write to it blocks
@@ -457,7 +596,7 @@ fn a_hung_thread_holding_the_malloc_lock_does_not_silence_the_monitor() {
     let mut seen: Vec<String> = Vec::new();
     let wait_for = |wanted: &[&str], until: Instant, seen: &mut Vec<String>| -> bool {
         loop {
-            if wanted.iter().all(|w| seen.iter().any(|s| s.starts_with(w))) {
+            if wanted.iter().all(|w| seen.iter().any(|s| s.contains(w))) {
                 return true;
             }
             let left = until.saturating_duration_since(Instant::now());
@@ -479,12 +618,19 @@ fn a_hung_thread_holding_the_malloc_lock_does_not_silence_the_monitor() {
             blocked = blocked_in_write(pid, "hw-arena-holder");
             std::thread::sleep(ms(1));
         }
+        // Lines from the warm-up, before the lock was taken, do not count.
+        let mut since_locked: Vec<String> = Vec::new();
         alerted = wait_for(
             &[TRANSIENT, PERMANENT],
             Instant::now() + GENEROUS,
-            &mut seen,
+            &mut since_locked,
         );
+        seen.extend(since_locked);
         threads_then = threads_of(pid);
+        if !alerted {
+            threads_then += "\n  the monitor's thread, by gdb:";
+            threads_then += &gdb_backtrace(pid, "hw-arena-mon");
+        }
         // Still held when the permanent alert came?
         blocked &= blocked_in_write(pid, "hw-arena-holder");
     }
@@ -518,15 +664,19 @@ fn a_hung_thread_holding_the_malloc_lock_does_not_silence_the_monitor() {
         "the holder was not blocked in write(2) with the lock held{context}"
     );
     assert!(
-        !before_release.iter().any(|l| l == UNLOCKED),
+        !before_release.iter().any(|l| l.contains(UNLOCKED)),
         "the holder let go of the lock before the release{context}"
+    );
+    assert!(
+        !before_release.iter().any(|l| l.contains(PROBED)),
+        "another thread could malloc: the lock was not held{context}"
     );
     assert!(
         alerted,
         "transient and permanent alerts did not both come while the malloc lock was held{context}"
     );
     assert!(
-        finished && status.success(),
+        finished && status.success() && seen.iter().any(|l| l.contains(PROBED)),
         "the child did not finish after the release ({status}){context}"
     );
 }

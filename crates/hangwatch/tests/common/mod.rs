@@ -166,3 +166,25 @@ pub fn thread_id_named(name: &str) -> u32 {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
+
+/// Whether `alert` only completes an earlier one (its stack, which followed
+/// it) rather than saying something new about a hang or a thread.
+pub fn is_follow_up(alert: &Alert) -> bool {
+    matches!(alert.kind, AlertKind::Stack { .. })
+}
+
+/// Like [`expect_alert`], skipping follow-ups ([`is_follow_up`]) on the way.
+pub fn expect_hang_alert(alerts: &Receiver<Alert>, id: &ComponentId, kind: AlertKind) -> Alert {
+    loop {
+        let alert = next_alert(alerts, &format!("{kind:?} for {id}"));
+        if is_follow_up(&alert) {
+            continue;
+        }
+        assert_eq!(
+            (&alert.component, alert.kind),
+            (id, kind),
+            "unexpected alert: {alert}"
+        );
+        return alert;
+    }
+}
