@@ -482,10 +482,9 @@ fn a_monitor_held_within_the_pause_threshold_across_a_transient_hang_reports_it(
 
 /// The look after the hold is ~210 ms past the transient deadline, past
 /// the pause threshold, while the process used next to no CPU (the hang
-/// sleeps): the pause rule has to tell this hold from a stopped process.
-/// (`monitor_stall.rs` holds the monitor the same way, for 3 s, across an
-/// activity still under way when the monitor looks again, and expects no
-/// alert at all.)
+/// sleeps): the pause rule tells this hold from a stopped process because
+/// the monitor times the exit signals it runs (`monitor_stall.rs` holds it
+/// the same way, for 3 s).
 #[test]
 fn a_monitor_held_300_ms_across_a_whole_transient_hang_reports_it() {
     rounds("transient, held 300 ms", 10, |n| {

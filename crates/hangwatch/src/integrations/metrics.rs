@@ -54,15 +54,23 @@
 //! ```
 //!
 //! **Cost:** a few recorder calls per alert, per registration and per stack
-//! sample, all on the monitor's thread (with the Prometheus recorder, a
-//! hash-map lookup and an atomic add each); none on the hot path. Without an
-//! installed recorder each call is a load and a branch.
+//! sample, all on the monitor's thread (with the Prometheus recorder, an
+//! atomic add each); none on the hot path. A component's series are made
+//! once, when the first component of its name registers, so that counting
+//! an alert allocates nothing: a hung thread that holds the allocator's
+//! lock cannot hold up its own alert here. Without an installed recorder
+//! each call is a load and a branch.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 use ::metrics::{
-    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
+    Histogram, Unit,
 };
 
 use crate::alert::{Alert, AlertKind};
+use crate::component::ComponentId;
 
 /// Counter of hang alerts, labelled [`COMPONENT_LABEL`] and [`LEVEL_LABEL`].
 pub const HANGS_TOTAL: &str = "hangwatch_hangs_total";
@@ -141,24 +149,53 @@ pub fn describe() {
     gauge!(MONITORED_COMPONENTS).increment(0.0);
 }
 
-/// Counts a hang alert, or records an ended hang's duration.
+/// The series of one component name.
+struct Series {
+    transient: Counter,
+    permanent: Counter,
+    durations: Histogram,
+}
+
+thread_local! {
+    /// Per component name, on the monitor's thread that made them.
+    static SERIES: RefCell<HashMap<String, Series>> = RefCell::new(HashMap::new());
+}
+
+/// Makes the series of `id`'s name, if none of that name exists yet: done
+/// when a component registers, so that [`record_alert`] allocates nothing.
+pub(crate) fn component_registered(id: &ComponentId) {
+    let _ = SERIES.try_with(|series| {
+        let mut series = series.borrow_mut();
+        if !series.contains_key(id.name.as_ref()) {
+            let component = id.name.to_string();
+            let level = |level: &'static str| {
+                counter!(HANGS_TOTAL, COMPONENT_LABEL => component.clone(), LEVEL_LABEL => level)
+            };
+            let made = Series {
+                transient: level("transient"),
+                permanent: level("permanent"),
+                durations: histogram!(HANG_DURATION_SECONDS, COMPONENT_LABEL => component.clone()),
+            };
+            series.insert(component, made);
+        }
+    });
+}
+
+/// Counts a hang alert, or records an ended hang's duration, through the
+/// series made when its component registered.
 pub(crate) fn record_alert(alert: &Alert) {
-    let component = alert.component.name.clone();
-    match alert.kind {
-        AlertKind::Transient => {
-            counter!(HANGS_TOTAL, COMPONENT_LABEL => component, LEVEL_LABEL => "transient")
-                .increment(1);
+    let _ = SERIES.try_with(|series| {
+        let series = series.borrow();
+        let Some(series) = series.get(alert.component.name.as_ref()) else {
+            return;
+        };
+        match alert.kind {
+            AlertKind::Transient => series.transient.increment(1),
+            AlertKind::Permanent => series.permanent.increment(1),
+            AlertKind::Ended { .. } => series.durations.record(alert.duration.as_secs_f64()),
+            AlertKind::ThreadExited | AlertKind::Stack { .. } => {}
         }
-        AlertKind::Permanent => {
-            counter!(HANGS_TOTAL, COMPONENT_LABEL => component, LEVEL_LABEL => "permanent")
-                .increment(1);
-        }
-        AlertKind::Ended { .. } => {
-            histogram!(HANG_DURATION_SECONDS, COMPONENT_LABEL => component)
-                .record(alert.duration.as_secs_f64());
-        }
-        AlertKind::ThreadExited | AlertKind::Stack { .. } => {}
-    }
+    });
 }
 
 /// An alert was dropped from the full alert channel.

@@ -157,6 +157,9 @@ struct Monitor {
     /// reading at the previous look: the pause rule's evidence.
     run_times: RunTimeSource,
     last_run_times: Option<RunTimes>,
+    /// Stamps spent in exit signals since the previous look: time the
+    /// monitor's thread was held by the program, not stopped.
+    in_exit_signals: u64,
     enabled: bool,
     stack_on_transient: bool,
     exited: bool,
@@ -201,6 +204,7 @@ impl Monitor {
             // Opened here, on the monitor's own thread.
             run_times: RunTimeSource::open(),
             last_run_times: None,
+            in_exit_signals: 0,
             enabled: settings.enabled,
             stack_on_transient: settings.stack_on_transient,
             exited: false,
@@ -216,6 +220,9 @@ impl Monitor {
 
     fn run(mut self, inbox: Inbox) {
         let mut waiting = Waiting::new(&inbox);
+        // The first wait that blocks makes the selection's per-thread state
+        // (an allocation): make it now, not on the way to an alert.
+        waiting.wait(Some(Duration::from_micros(1)));
         loop {
             // 1. Sleep until the planned look, a component's wake-up, a
             //    message, a stack from a worker, or a stack's deadline.
@@ -298,7 +305,10 @@ impl Monitor {
 
     fn register(&mut self, registration: Registration) {
         #[cfg(feature = "metrics")]
-        crate::integrations::metrics::components_added(1);
+        {
+            crate::integrations::metrics::components_added(1);
+            crate::integrations::metrics::component_registered(&registration.id);
+        }
         // Room for its alerts first, so that raising one never allocates.
         self.outbox.add(registration.key);
         let component = self
@@ -307,9 +317,11 @@ impl Monitor {
         if self.exited {
             if let Some(signal) = component.exit_signal.take() {
                 let id = component.id.clone();
+                let started = self.clock.now();
                 if !call_exit_signal(signal) {
                     self.exit_signal_panics.push(id);
                 }
+                self.in_exit_signals += self.clock.now().saturating_sub(started);
             }
         }
     }
@@ -364,6 +376,7 @@ impl Monitor {
     fn exit(&mut self) -> ExitReport {
         self.exited = true;
         let mut report = ExitReport::default();
+        let started = self.clock.now();
         for component in self.components.iter_mut() {
             if let Some(signal) = component.exit_signal.take() {
                 report.signalled += 1;
@@ -372,6 +385,7 @@ impl Monitor {
                 }
             }
         }
+        self.in_exit_signals += self.clock.now().saturating_sub(started);
         self.exit_signal_panics
             .extend(report.panicked.iter().cloned());
         report
@@ -494,12 +508,16 @@ impl Monitor {
         // look much later than due means we were not running.
         let due = earliest(self.wake_at, self.components.earliest_unseen_deadline(now));
         let run_times = self.run_times.read();
+        let in_exit_signals = std::mem::take(&mut self.in_exit_signals);
         let evidence = run_times
             .zip(self.last_run_times)
             .map(|(now, then)| Evidence {
+                // Time in exit signals is accounted for too: the program
+                // held us, the process was not stopped.
                 runnable: self
                     .clock
-                    .to_stamps(now.thread_runnable.saturating_sub(then.thread_runnable)),
+                    .to_stamps(now.thread_runnable.saturating_sub(then.thread_runnable))
+                    + in_exit_signals,
                 process_cpu: self
                     .clock
                     .to_stamps(now.process_cpu.saturating_sub(then.process_cpu)),

@@ -30,7 +30,8 @@
 //! | the monitor looked late because | lateness | verdict |
 //! |---|---|---|
 //! | its thread waited for a CPU (a loaded machine) | explained | starved: hangs keep their whole length |
-//! | its thread alone was held up (an exit signal that blocks) while the process ran | unexplained, process busy | starved |
+//! | its thread was held in an exit signal (the monitor times them) | explained | starved |
+//! | its thread alone was held up otherwise while the process ran | unexplained, process busy | starved |
 //! | the process was stopped (SIGSTOP, ptrace, a debugger) | unexplained, process idle | pause |
 //! | the system was suspended, the VM was not scheduled | unexplained, process idle | pause |
 //! | no accounting (not Linux, no `/proc`) | unknown | pause, as if stopped |
