@@ -38,8 +38,13 @@ fn the_demo_passes_its_own_check_and_leaves_its_files() {
     };
     let alerts = read("alerts.jsonl");
     // Per child: transient and ended for the script task, transient,
-    // permanent and ended for each of the two others.
-    assert_eq!(alerts.lines().count(), 16);
+    // permanent and ended for each of the two others; and, on a loaded
+    // machine, `stack` alerts for stacks that came after their alerts.
+    let hang_alerts = alerts
+        .lines()
+        .filter(|line| !line.contains(r#""kind":"stack""#))
+        .count();
+    assert_eq!(hang_alerts, 16, "{alerts}");
     let first: serde_json::Value = serde_json::from_str(alerts.lines().next().unwrap()).unwrap();
     assert!(
         first["pid"].is_number() && first["process"].is_string(),

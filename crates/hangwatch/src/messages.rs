@@ -9,7 +9,7 @@
 //! | control      | every `Control`                 | unbounded | [`ControlMsg`]          |
 //! | wake         | every `Handle`, thread-exit hook| 1         | `()`                    |
 //! | captures     | the monitor                     | 64 + 256  | [`CaptureJob`]          |
-//! | stack jobs   | the monitor, the capture thread | 64 + 256  | [`StackJob`]            |
+//! | stack jobs   | the monitor, the capture thread | 64 + 256  | [`StackJob`] (to symbolicate) |
 //! | stacks       | the stack workers, the capture thread | unbounded | [`StackDone`]     |
 //! | alerts (out) | the monitor                     | bounded   | [`Alert`](crate::Alert) |
 //!
@@ -36,7 +36,8 @@ use crate::error::ProfilingError;
 use crate::monitor::ProfilingOptions;
 use crate::profile::Profile;
 use crate::stack::sampler::SampleTarget;
-use crate::stack::{Frame, NoStack, RawSample, Stack};
+use crate::stack::unwind::UnwoundStack;
+use crate::stack::{Frame, NoStack, Stack};
 use crate::stats::{ExitReport, Stats};
 
 /// From registers and handles.
@@ -101,14 +102,12 @@ pub(crate) struct StackJob {
     pub(crate) work: StackWork,
 }
 
-/// What a stack worker is asked to do.
+/// What a stack worker is asked to do: symbolicate. (Unwinding is done
+/// where the sample is taken, on the capture thread, so that a slow
+/// symbolication never holds up a profile's samples.)
 pub(crate) enum StackWork {
-    /// A hung thread's sample: unwind, answer `Unwound`, symbolicate, answer
-    /// `Symbolized`.
-    Hang(RawSample),
-    /// A profile sample: unwind only, answer `Walked`. Profiles are
-    /// symbolicated once, when profiling stops.
-    ProfileSample(RawSample),
+    /// A hung thread's unwound stack: answer `Symbolized`.
+    Hang(UnwoundStack),
     /// The distinct addresses of a finished profile: answer `Symbols`.
     Symbolize(Vec<u64>),
 }
@@ -117,12 +116,14 @@ pub(crate) enum StackWork {
 /// channel is unbounded, but holds at most two answers per job, and jobs
 /// are bounded.
 pub(crate) enum StackDone {
-    /// Unwound, with raw addresses and module offsets: what a hang alert
-    /// carries if symbolication misses its deadline.
+    /// Unwound, with raw addresses and module offsets (from the capture
+    /// thread): what a hang alert carries if symbolication misses its
+    /// deadline.
     Unwound { id: u64, stack: Stack },
     /// Symbolicated.
     Symbolized { id: u64, stack: Stack },
-    /// A profile sample's lookup addresses, innermost first.
+    /// A profile sample's lookup addresses, innermost first (from the
+    /// capture thread).
     Walked {
         id: u64,
         addresses: Vec<u64>,

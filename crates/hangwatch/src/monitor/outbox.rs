@@ -233,11 +233,13 @@ impl Outbox {
         let Some(held) = self.held_for(id) else {
             return;
         };
-        match stack {
-            Ok(stack) => held.alert.stack = Some(stack),
-            Err(reason) => held.alert.no_stack = Some(reason),
+        let unwound = held.job.take().and_then(|job| job.unwound);
+        match (stack, unwound) {
+            (Ok(stack), _) => held.alert.stack = Some(stack),
+            // No symbols coming, but the raw stack is here.
+            (Err(_), Some(unwound)) => held.alert.stack = Some(unwound),
+            (Err(reason), None) => held.alert.no_stack = Some(reason),
         }
-        held.job = None;
         self.finish_job(id);
     }
 

@@ -11,9 +11,12 @@
 //! at most [`POLL`], so that an answer is taken the moment it comes and a
 //! new hang's job waits at most that long.
 //!
-//! A sample goes straight to the stack workers' queue of its kind; what
-//! could not be sampled (the thread gone, blocking the signal, not answering
-//! in time) or could not be queued goes back to the monitor as
+//! A sample is unwound right here (fast and bounded: framehop over the copy)
+//! and goes back to the monitor as addresses: a profile's walked sample, or
+//! a hang's unwound stack, which also goes to the stack workers to be
+//! symbolicated (slow, and kept apart so that it never holds up a profile).
+//! What could not be sampled (the thread gone, blocking the signal, not
+//! answering in time) or could not be queued goes back to the monitor as
 //! [`StackDone::Missing`], so that the alert waiting for it leaves at once.
 //!
 //! A thread that was woken inside a system call and has not run since
@@ -38,8 +41,10 @@ use crossbeam_channel::{bounded, select, Receiver, RecvTimeoutError, Sender, Try
 
 use crate::messages::{CaptureJob, StackDone, StackJob, StackWork};
 use crate::stack::sampler::{PendingSample, SampleTarget, Sampler};
+use crate::stack::symbolize::Symbolizer;
+use crate::stack::unwind::Unwinder;
 use crate::stack::workers::StackWorkers;
-use crate::stack::NoStack;
+use crate::stack::{NoStack, RawSample};
 
 /// Hung threads' capture jobs that may wait.
 const HANG_QUEUE: usize = 64;
@@ -71,6 +76,7 @@ impl Capturer {
             timeout,
             workers,
             done,
+            unwinder: Unwinder::new(),
             waiting: Vec::new(),
             retries: Vec::new(),
         };
@@ -122,6 +128,7 @@ struct CaptureThread {
     timeout: Duration,
     workers: StackWorkers,
     done: Sender<StackDone>,
+    unwinder: Unwinder,
     /// Oldest first.
     waiting: Vec<Waiting>,
     /// Hangs' jobs to try again.
@@ -265,17 +272,30 @@ impl CaptureThread {
         }
     }
 
-    fn finish(&mut self, id: u64, kind: Kind, sample: Result<crate::stack::RawSample, NoStack>) {
+    /// Unwinds a sample and hands it on: a profile's addresses to the
+    /// monitor; a hang's unwound stack to the monitor and to the workers.
+    fn finish(&mut self, id: u64, kind: Kind, sample: Result<RawSample, NoStack>) {
         let sample = match sample {
             Ok(sample) => sample,
             Err(reason) => return self.missing(id, reason),
         };
-        let work = match kind {
-            Kind::Hang => StackWork::Hang(sample),
-            Kind::Profile => StackWork::ProfileSample(sample),
-        };
-        if self.workers.submit(StackJob { id, work }).is_err() {
-            self.missing(id, NoStack::NotReady);
+        let unwound = self.unwinder.unwind(&sample);
+        match kind {
+            Kind::Profile => {
+                let _ = self.done.send(StackDone::Walked {
+                    id,
+                    addresses: unwound.frames.iter().map(|f| f.lookup_address()).collect(),
+                    truncated: unwound.truncated,
+                });
+            }
+            Kind::Hang => {
+                let stack = Symbolizer::raw(&unwound);
+                let _ = self.done.send(StackDone::Unwound { id, stack });
+                let work = StackWork::Hang(unwound);
+                if self.workers.submit(StackJob { id, work }).is_err() {
+                    self.missing(id, NoStack::NotReady);
+                }
+            }
         }
     }
 

@@ -1,15 +1,15 @@
-//! The stack workers: threads the monitor owns, which turn raw samples into
-//! stacks off the monitor's loop.
+//! The stack workers: threads the monitor owns, which symbolicate stacks off
+//! the monitor's loop.
 //!
-//! Each worker owns its [`Unwinder`] and [`Symbolizer`], with their caches, so
-//! no cache is shared or locked. For a hung thread's sample a worker sends two
-//! answers back on the monitor's `stacks` channel: the unwound stack with raw
-//! addresses and module offsets as soon as it has it, then the symbolicated
-//! one. If symbolication is slow (a cold cache on a large binary), the monitor
-//! sends the alert with the first and drops the second; a hang is never
-//! reported late because of us. A profile sample is only unwound; a profile's
-//! addresses are symbolicated once, each distinct address once, when
-//! profiling stops.
+//! Each worker owns its [`Symbolizer`], with its caches, so no cache is
+//! shared or locked. Unwinding is done before, on the capture thread (it is
+//! fast and bounded); symbolication can be slow (a cold cache on a large
+//! binary reads and parses debug information), and is kept apart so that it
+//! never holds up the samples of a profile. For a hung thread's stack a
+//! worker answers with the symbolicated stack on the monitor's `stacks`
+//! channel; if that is late, the alert has left with the unwound stack and
+//! this one follows it. A profile's addresses are symbolicated once, each
+//! distinct address once, when profiling stops.
 //!
 //! There are two job queues, both bounded, and the monitor only ever
 //! `try_send`s into them: hung threads' samples, which a worker always takes
@@ -22,8 +22,8 @@
 use crossbeam_channel::{bounded, select, Receiver, Sender, TryRecvError, TrySendError};
 
 use crate::messages::{StackDone, StackJob, StackWork};
+use crate::stack::modules::Modules;
 use crate::stack::symbolize::Symbolizer;
-use crate::stack::unwind::Unwinder;
 
 /// Hung threads' samples that may wait for a worker.
 const HANG_QUEUE: usize = 64;
@@ -87,7 +87,7 @@ impl StackWorkers {
     pub(crate) fn submit(&self, job: StackJob) -> Result<(), StackJob> {
         let queue = match job.work {
             StackWork::Hang(_) => &self.hangs,
-            StackWork::ProfileSample(_) | StackWork::Symbolize(_) => &self.profiling,
+            StackWork::Symbolize(_) => &self.profiling,
         };
         queue.try_send(job).map_err(|error| match error {
             TrySendError::Full(job) | TrySendError::Disconnected(job) => job,
@@ -96,33 +96,19 @@ impl StackWorkers {
 }
 
 fn work(queues: Queues, done: Sender<StackDone>, warm: bool) {
-    let mut unwinder = Unwinder::new();
     let mut symbolizer = Symbolizer::new();
     if warm {
         let here = work as fn(_, _, _) as usize as u64;
-        if let Some(module) = unwinder.modules().find(here) {
+        if let Some(module) = Modules::load().ok().and_then(|m| m.find(here).cloned()) {
             // Missing symbols only mean a slower first stack.
-            let _ = symbolizer.preload(module);
+            let _ = symbolizer.preload(&module);
         }
     }
     while let Some(StackJob { id, work }) = queues.next() {
-        let answers = match work {
-            StackWork::Hang(sample) => {
-                let unwound = unwinder.unwind(&sample);
-                let raw = Symbolizer::raw(&unwound);
-                if done.send(StackDone::Unwound { id, stack: raw }).is_err() {
-                    return;
-                }
+        let answer = match work {
+            StackWork::Hang(unwound) => {
                 let stack = symbolizer.symbolize(&unwound);
                 done.send(StackDone::Symbolized { id, stack })
-            }
-            StackWork::ProfileSample(sample) => {
-                let unwound = unwinder.unwind(&sample);
-                done.send(StackDone::Walked {
-                    id,
-                    addresses: unwound.frames.iter().map(|f| f.lookup_address()).collect(),
-                    truncated: unwound.truncated,
-                })
             }
             StackWork::Symbolize(addresses) => {
                 let frames = addresses
@@ -132,7 +118,7 @@ fn work(queues: Queues, done: Sender<StackDone>, warm: bool) {
                 done.send(StackDone::Symbols { id, frames })
             }
         };
-        if answers.is_err() {
+        if answer.is_err() {
             return;
         }
     }
