@@ -28,9 +28,9 @@
 //! timeout expired, its data came) is runnable, and so "running", until it
 //! has been put on a CPU and returned; a handler run then makes a timed
 //! call fail with `EINTR` just the same (poll checks for a pending signal
-//! once more after its timeout). So `mod.rs` signals a thread seen blocked
-//! at its previous capture only once it has been put on a CPU since
-//! ([`times_scheduled`]), and looks once more just before.
+//! once more after its timeout). So `mod.rs` watches a thread seen blocked
+//! at its previous capture until it blocks again, and signals it only once
+//! the kernel's accounting ([`runs`]) shows it running.
 //!
 //! Only the stack pointer and program counter are known this way: the
 //! frame pointer (and, on aarch64, the link register) stay in the kernel.
@@ -89,7 +89,7 @@ pub(super) struct Read {
     /// Bytes copied into the caller's buffer, from `registers.sp` up.
     pub(super) copied: usize,
     /// How many times the thread had been put on a CPU (see
-    /// [`times_scheduled`]).
+    /// [`runs`]).
     pub(super) scheduled: u64,
 }
 
@@ -174,24 +174,19 @@ fn parse_syscall_line(line: &[u8]) -> Option<State> {
     })
 }
 
-/// How many times thread `tid` has been put on a CPU (or switched off one,
-/// where the kernel keeps no scheduler statistics): a thread woken inside a
-/// system call that has not been put on a CPU since it was last seen
-/// blocked is still inside that call.
-pub(super) fn times_scheduled(tid: u32) -> Result<u64, ReadError> {
-    runs(tid).map(|runs| runs.count)
-}
-
-/// A count that changes whenever the thread runs.
+/// What changes whenever the thread runs: a thread woken inside a system
+/// call that has not been put on a CPU since it was last seen blocked is
+/// still inside that call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Runs {
-    /// Nanoseconds on a CPU (or context switches, from `status`).
-    time: u64,
-    /// Times it was put on a CPU.
-    count: u64,
+pub(super) struct Runs {
+    /// Nanoseconds on a CPU (or voluntary context switches, from `status`).
+    pub(super) time: u64,
+    /// Times it was put on a CPU (or involuntary context switches).
+    pub(super) count: u64,
 }
 
-fn runs(tid: u32) -> Result<Runs, ReadError> {
+/// Thread `tid`'s [`Runs`] now.
+pub(super) fn runs(tid: u32) -> Result<Runs, ReadError> {
     let mut buffer = [0u8; 128];
     match sys::read_task_file(tid, "schedstat", &mut buffer) {
         Ok(line) => parse_schedstat(line).ok_or_else(unexpected),

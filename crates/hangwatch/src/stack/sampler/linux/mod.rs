@@ -65,11 +65,17 @@ pub(super) struct Thread {
 const NOT_BLOCKED: u64 = u64::MAX;
 
 /// How long a thread seen blocked at its previous capture, and running now,
-/// is given to block again before it is judged busy and signalled: a thread
-/// looping on blocking calls is back in one within microseconds.
+/// is watched closely to block again: a thread looping on blocking calls is
+/// back in one within microseconds.
 const SETTLE: Duration = Duration::from_micros(200);
 /// How often it is looked at meanwhile.
 const SETTLE_STEP: Duration = Duration::from_micros(20);
+/// How long it is watched in all for a sign that it runs: a thread on a CPU
+/// has its time there brought up to date at every scheduler tick (4 ms at
+/// the lowest common rate).
+const TICK_WATCH: Duration = Duration::from_millis(5);
+/// How often it is looked at after [`SETTLE`].
+const TICK_STEP: Duration = Duration::from_micros(500);
 
 /// A capture asked for: read already, or waiting for the handler.
 #[derive(Debug)]
@@ -83,57 +89,63 @@ pub(super) enum Request {
 ///
 /// A thread that a capture found blocked last time, and that runs now, was
 /// most likely woken inside a system call, and a signal before it has left
-/// the call would make the call fail: it is watched (with the cheap look
-/// alone) for up to [`SETTLE`] to block again, as a loop of blocking calls
-/// does within microseconds, and read then. If it is still running and was
-/// not put on a CPU at all meanwhile, it is waiting for one, most likely
-/// still inside that call: it is not signalled ([`NoStack::Waking`]). Only a
-/// thread that ran all along is signalled. A thread whose last capture
-/// found it running (a busy one) is signalled at once.
+/// the call would make the call fail. So it is watched (with the cheap look
+/// alone, sleeping between looks so as not to take the CPU it may be waiting
+/// for) until it blocks again, as a loop of blocking calls does within
+/// microseconds, and read then; it is signalled only once the kernel's
+/// accounting shows it running (put on a CPU since it was last seen blocked,
+/// and advancing during the watch: its time on a CPU moves at least every
+/// scheduler tick). One still waiting for a CPU after [`TICK_WATCH`] is not
+/// signalled ([`NoStack::Waking`]). A thread whose last capture found it
+/// running (a busy one) is signalled at once.
 fn read_or_settle(
     thread: &Thread,
     max_bytes: usize,
     deadline: &Deadline,
 ) -> Result<Option<RawSample>, NoStack> {
     let tid = thread.lease.tid();
-    let was_blocked = thread.blocked_at.load(Ordering::Relaxed) != NOT_BLOCKED;
-    let settle_until = Instant::now() + SETTLE;
-    let mut scheduled_when_seen_running = None;
+    let blocked_at = thread.blocked_at.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let mut seen_running = None;
     loop {
         if let Some((sample, scheduled)) = thread.lease.read_blocked(max_bytes, deadline)? {
             thread.blocked_at.store(scheduled, Ordering::Relaxed);
             return Ok(Some(sample));
         }
-        if !was_blocked {
-            break;
+        if blocked_at == NOT_BLOCKED {
+            return Ok(None);
         }
-        if scheduled_when_seen_running.is_none() {
-            scheduled_when_seen_running = blocked::times_scheduled(tid).ok();
+        let runs = blocked::runs(tid).map_err(gone_or_timeout)?;
+        let first = *seen_running.get_or_insert(runs);
+        if runs.count != blocked_at && runs != first {
+            // On a CPU since it was blocked, and moving now: busy.
+            thread.blocked_at.store(NOT_BLOCKED, Ordering::Relaxed);
+            return Ok(None);
         }
-        let blocked_again = loop {
-            match blocked::state(tid) {
-                Ok(blocked::State::Blocked { .. }) => break true,
-                // Sleep, not spin: the thread may be waiting for this CPU.
-                Ok(blocked::State::Running) if Instant::now() < settle_until => {
-                    std::thread::sleep(SETTLE_STEP)
-                }
-                Err(blocked::ReadError::Gone) => return Err(NoStack::ThreadGone),
-                _ => break false,
-            }
+        let waited = started.elapsed();
+        if waited >= TICK_WATCH {
+            return Err(NoStack::Waking);
+        }
+        let step = if waited < SETTLE {
+            SETTLE_STEP
+        } else {
+            TICK_STEP
         };
-        if !blocked_again {
-            break;
-        }
-    }
-    if was_blocked {
-        match blocked::times_scheduled(tid) {
-            Ok(now) if Some(now) == scheduled_when_seen_running => return Err(NoStack::Waking),
+        match blocked::state(tid) {
+            Ok(blocked::State::Running) => std::thread::sleep(step),
+            Ok(blocked::State::Blocked { .. }) => {}
             Err(blocked::ReadError::Gone) => return Err(NoStack::ThreadGone),
-            _ => {}
+            // No way to tell: the signal is the only way left.
+            Err(blocked::ReadError::Unavailable) => return Ok(None),
         }
     }
-    thread.blocked_at.store(NOT_BLOCKED, Ordering::Relaxed);
-    Ok(None)
+}
+
+fn gone_or_timeout(error: blocked::ReadError) -> NoStack {
+    match error {
+        blocked::ReadError::Gone => NoStack::ThreadGone,
+        blocked::ReadError::Unavailable => NoStack::Timeout,
+    }
 }
 
 impl Platform for Linux {
