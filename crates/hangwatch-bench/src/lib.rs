@@ -90,7 +90,7 @@ pub struct Report {
     pub permanent_alert_latency_ms: f64,
     /// The same, 99th percentile.
     pub permanent_alert_latency_p99_ms: f64,
-    /// Monitor and stack workers' CPU while profiling 16 busy threads at
+X
     /// 100 Hz, above the same without profiling, percent of one core.
     pub profile_overhead_pct: f64,
     /// Samples per second that profiling collected over those threads.
