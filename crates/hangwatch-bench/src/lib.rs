@@ -90,8 +90,9 @@ pub struct Report {
     pub permanent_alert_latency_ms: f64,
     /// The same, 99th percentile.
     pub permanent_alert_latency_p99_ms: f64,
-X
-    /// 100 Hz, above the same without profiling, percent of one core.
+    /// CPU of the monitor, the capture thread and the stack workers while
+    /// profiling 16 busy threads at 100 Hz, above the same without
+    /// profiling, percent of one core.
     pub profile_overhead_pct: f64,
     /// Samples per second that profiling collected over those threads.
     pub profile_samples_per_s: f64,
