@@ -107,6 +107,11 @@ pub(super) fn read(
     stack_high: usize,
     buffer: &mut [u8],
 ) -> Result<Option<Read>, ReadError> {
+    // One cheap look first: a running thread, the common case of a busy one,
+    // costs that alone.
+    if state(tid)? == State::Running {
+        return Ok(None);
+    }
     for _ in 0..ATTEMPTS {
         let before = runs(tid)?;
         let State::Blocked { syscall, sp, pc } = state(tid)? else {

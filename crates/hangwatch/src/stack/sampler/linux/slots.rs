@@ -231,7 +231,17 @@ impl Slot {
     /// deadline has not passed; returns the last state seen, without
     /// [`WAITING`]. Polls for [`SPIN`], then sleeps on the futex, having set
     /// [`WAITING`] so that the handler (or an exiting thread) wakes it.
-    fn wait(&self, deadline: &Deadline, mut keep_waiting: impl FnMut(u32) -> bool) -> u32 {
+    fn wait(&self, deadline: &Deadline, keep_waiting: impl FnMut(u32) -> bool) -> u32 {
+        self.wait_after(SPIN, deadline, keep_waiting)
+    }
+
+    /// [`Slot::wait`], polling for `spin` before it sleeps.
+    fn wait_after(
+        &self,
+        spin: Duration,
+        deadline: &Deadline,
+        mut keep_waiting: impl FnMut(u32) -> bool,
+    ) -> u32 {
         let started = Instant::now();
         loop {
             let state = self.state.load(Acquire);
@@ -241,7 +251,7 @@ impl Slot {
             let Some(left) = deadline.remaining() else {
                 return state & !WAITING;
             };
-            if started.elapsed() < SPIN {
+            if started.elapsed() < spin {
                 std::hint::spin_loop();
                 continue;
             }
@@ -658,9 +668,11 @@ impl Request {
 
     /// Waits for the answer until `deadline`, keeping the request; returns
     /// whether it came.
+    /// Sleeps at once, without polling first: whoever waits for many
+    /// requests must not spend a CPU that the threads it asked may need.
     pub(super) fn await_answer(&self, deadline: &Deadline) -> bool {
         let (requested, claimed) = (self.word(REQUESTED), self.word(CLAIMED));
-        let state = self.slot.wait(deadline, |state| {
+        let state = self.slot.wait_after(Duration::ZERO, deadline, |state| {
             (state == requested || state == claimed) && !self.exited()
         });
         state == self.word(DONE)
