@@ -398,25 +398,28 @@ mod native {
         }
 
         /// How many frames a walk from `address` with `regs` finds, at most
-        /// `limit`, recovering nothing on the way.
+        /// `limit`, recovering nothing on the way; `chain` gets the frame
+        /// pointer of each frame it reached.
         fn frames_from(
             &mut self,
             mut address: FrameAddress,
             mut regs: framehop::UnwindRegsNative,
             copy: &StackCopy<'_>,
             limit: usize,
+            chain: &mut Vec<u64>,
         ) -> usize {
-            let mut frames = 0;
-            while frames < limit {
+            chain.clear();
+            while chain.len() < limit {
                 let Ok(Some((return_address, stepped))) = self.step(address, &regs, copy) else {
                     break;
                 };
                 let Some(next) = FrameAddress::from_return_address(return_address) else {
                     break;
                 };
-                (address, regs, frames) = (next, stepped, frames + 1);
+                (address, regs) = (next, stepped);
+                chain.push(frame_pointer(&regs));
             }
-            frames
+            chain.len()
         }
 
         /// The frame pointer a frame that needs one most likely had, from
@@ -439,7 +442,13 @@ mod native {
         ) -> Option<u64> {
             let start = function_start(modules, address.address_for_lookup());
             let mut unchecked: Option<(usize, u64)> = None;
+            let (mut chain, mut longest_chain) = (Vec::new(), Vec::new());
             for record in frame_records_above(copy, regs.sp(), modules).take(CANDIDATES) {
+                // A record the longest walk so far went through is a
+                // caller's: a walk from it is that walk's tail, shorter.
+                if longest_chain.contains(&record) {
+                    continue;
+                }
                 let Ok(return_address) = copy.read(record + 8) else {
                     continue;
                 };
@@ -449,9 +458,10 @@ mod native {
                     _ => {
                         let mut trial = *regs;
                         set_frame_pointer(&mut trial, record);
-                        let frames = self.frames_from(address, trial, copy, limit);
+                        let frames = self.frames_from(address, trial, copy, limit, &mut chain);
                         if unchecked.is_none_or(|(most, _)| frames > most) {
                             unchecked = Some((frames, record));
+                            std::mem::swap(&mut chain, &mut longest_chain);
                         }
                     }
                 }
@@ -460,8 +470,11 @@ mod native {
         }
     }
 
-    /// How many frame records [`Walker::recover_frame_pointer`] tries.
-    const CANDIDATES: usize = 8;
+    /// How many frame records [`Walker::recover_frame_pointer`] tries. A
+    /// frame's locals may hold many stale records below its own (the 2 KiB
+    /// stack-trace buffer of an AddressSanitizer interceptor holds dozens);
+    /// most of them walk a frame or two, so trying them is cheap.
+    const CANDIDATES: usize = 64;
 
     /// The start of the function `address` lies in: the initial location
     /// of the FDE that covers it, from its module's `.eh_frame_hdr` table.
@@ -499,35 +512,94 @@ mod native {
     /// Where the call that returns to `return_address` went, if it was a
     /// call whose target the code says: x86-64 `call rel32`, or `call
     /// *disp32(%rip)` through the GOT (how Rust calls into other crates in
-    /// position-independent code); aarch64 `bl`. Code and GOT are read
+    /// position-independent code), followed through the stubs and
+    /// trampolines that only jump on; aarch64 `bl`. Code and GOT are read
     /// through the kernel, so an address that is not code costs nothing.
     #[cfg(target_arch = "x86_64")]
     fn call_target(return_address: u64) -> Option<u64> {
-        let read = |at: u64, bytes: &mut [u8]| {
-            crate::stack::sampler::read_own_memory(at, bytes) == bytes.len()
-        };
         let mut call = [0u8; 6];
-        if !read(return_address.checked_sub(6)?, &mut call) {
+        if !read_code(return_address.checked_sub(6)?, &mut call) {
             return None;
         }
         if call[1] == 0xe8 {
-            let offset = i32::from_le_bytes([call[2], call[3], call[4], call[5]]);
-            return Some(return_address.wrapping_add_signed(i64::from(offset)));
+            let target = return_address.wrapping_add_signed(rel32(&call[2..]));
+            return Some(through_jumps(target));
         }
         if call[0] == 0xff && call[1] == 0x15 {
-            let offset = i32::from_le_bytes([call[2], call[3], call[4], call[5]]);
-            let slot = return_address.wrapping_add_signed(i64::from(offset));
-            let mut target = [0u8; 8];
-            return read(slot, &mut target).then(|| u64::from_ne_bytes(target));
+            return read_pointer(return_address.wrapping_add_signed(rel32(&call[2..])))
+                .map(through_jumps);
         }
         None
+    }
+
+    /// Where the code at `target` goes if it only jumps on: a PLT stub's
+    /// `jmp *disp32(%rip)` through its GOT slot, or a trampoline's `jmp
+    /// rel32` (how AddressSanitizer's `read` reaches its interceptor), each
+    /// after an `endbr64` and a `bnd` prefix if there are; followed for at
+    /// most [`JUMPS`] hops.
+    #[cfg(target_arch = "x86_64")]
+    fn through_jumps(mut target: u64) -> u64 {
+        for _ in 0..JUMPS {
+            let mut code = [0u8; 11];
+            if !read_code(target, &mut code) {
+                break;
+            }
+            let start = if code[..4] == [0xf3, 0x0f, 0x1e, 0xfa] {
+                4
+            } else {
+                0
+            };
+            let jump = if code[start] == 0xf2 {
+                start + 1
+            } else {
+                start
+            };
+            let next = match code[jump] {
+                0xe9 => {
+                    let after = target + (jump + 5) as u64;
+                    Some(after.wrapping_add_signed(rel32(&code[jump + 1..])))
+                }
+                0xff if code[jump + 1] == 0x25 => {
+                    let after = target + (jump + 6) as u64;
+                    read_pointer(after.wrapping_add_signed(rel32(&code[jump + 2..])))
+                }
+                _ => None,
+            };
+            match next {
+                Some(next) => target = next,
+                None => break,
+            }
+        }
+        target
+    }
+
+    /// How many jumps [`through_jumps`] follows: a trampoline into a PLT
+    /// stub into its target is two.
+    #[cfg(target_arch = "x86_64")]
+    const JUMPS: usize = 3;
+
+    /// The signed 32-bit displacement in the first four of `bytes`.
+    #[cfg(target_arch = "x86_64")]
+    fn rel32(bytes: &[u8]) -> i64 {
+        i64::from(i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn read_pointer(at: u64) -> Option<u64> {
+        let mut pointer = [0u8; 8];
+        read_code(at, &mut pointer).then(|| u64::from_ne_bytes(pointer))
+    }
+
+    /// Reads this process's memory at `at` through the kernel.
+    fn read_code(at: u64, bytes: &mut [u8]) -> bool {
+        crate::stack::sampler::read_own_memory(at, bytes) == bytes.len()
     }
 
     #[cfg(target_arch = "aarch64")]
     fn call_target(return_address: u64) -> Option<u64> {
         let mut call = [0u8; 4];
         let at = return_address.checked_sub(4)?;
-        if crate::stack::sampler::read_own_memory(at, &mut call) != call.len() {
+        if !read_code(at, &mut call) {
             return None;
         }
         let instruction = u32::from_le_bytes(call);
@@ -552,6 +624,16 @@ mod native {
     #[cfg(target_arch = "x86_64")]
     fn set_frame_pointer(regs: &mut framehop::UnwindRegsNative, fp: u64) {
         regs.set_bp(fp);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn frame_pointer(regs: &framehop::UnwindRegsNative) -> u64 {
+        regs.bp()
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    fn frame_pointer(regs: &framehop::UnwindRegsNative) -> u64 {
+        regs.fp()
     }
 
     #[cfg(target_arch = "aarch64")]
