@@ -240,6 +240,19 @@ impl Outcome {
             early_returns: 0,
         }
     }
+
+    /// The outcome of a libc call that returned `result` just now, begun
+    /// at `started`: `-1` with its errno's name, or what `success` says.
+    fn of_call(result: isize, started: Instant, success: impl FnOnce() -> String) -> Outcome {
+        let error = errno();
+        let took = started.elapsed();
+        let returned = if result < 0 {
+            format!("{result}, {}", errno_name(error))
+        } else {
+            success()
+        };
+        Outcome::new(returned, took)
+    }
 }
 
 /// One blocking call.
@@ -417,14 +430,9 @@ fn blocked_in_poll_on_a_silent_pipe(handle: Option<&Handle>, read_end: &OwnedFd)
     let started = Instant::now();
     // SAFETY: `fds` is one live pollfd.
     let result = unsafe { libc::poll(fds.as_mut_ptr(), 1, BLOCK.as_millis() as libc::c_int) };
-    let error = errno();
-    let took = started.elapsed();
-    let returned = if result < 0 {
-        format!("{result}, {}", errno_name(error))
-    } else {
+    Outcome::of_call(result as isize, started, || {
         format!("{result}, revents {:#x}", fds[0].revents)
-    };
-    Outcome::new(returned, took)
+    })
 }
 
 fn epoll_wait(handle: Option<&Handle>) -> Outcome {
@@ -446,14 +454,7 @@ fn blocked_in_epoll_wait_on_nothing(handle: Option<&Handle>, epoll: &OwnedFd) ->
             BLOCK.as_millis() as libc::c_int,
         )
     };
-    let error = errno();
-    let took = started.elapsed();
-    let returned = if result < 0 {
-        format!("{result}, {}", errno_name(error))
-    } else {
-        result.to_string()
-    };
-    Outcome::new(returned, took)
+    Outcome::of_call(result as isize, started, || result.to_string())
 }
 
 fn condvar_wait_timeout(handle: Option<&Handle>) -> Outcome {
@@ -528,14 +529,7 @@ fn blocked_in_recv_with_rcvtimeo(handle: Option<&Handle>, socket: &UdpSocket) ->
             0,
         )
     };
-    let error = errno();
-    let took = started.elapsed();
-    let returned = if result < 0 {
-        format!("{result}, {}", errno_name(error))
-    } else {
-        format!("{result} bytes")
-    };
-    Outcome::new(returned, took)
+    Outcome::of_call(result, started, || format!("{result} bytes"))
 }
 
 fn pipe_read(handle: Option<&Handle>) -> Outcome {
@@ -569,14 +563,9 @@ fn blocked_in_read_of_a_slow_pipe(
             buffer.len(),
         )
     };
-    let error = errno();
-    let took = started.elapsed();
-    let returned = if result < 0 {
-        format!("{result}, {}", errno_name(error))
-    } else {
+    Outcome::of_call(result, started, || {
         format!("{result}, byte {:#x}", buffer[0])
-    };
-    Outcome::new(returned, took)
+    })
 }
 
 /// Checks that `alert` carries a stack read from outside, in one of the
