@@ -16,6 +16,7 @@ use crate::schedule::Schedule;
 use crate::stack::capture::Capturer;
 use crate::stack::sampler::{SampleSignal, Sampler, DEFAULT_COPY_LIMIT};
 use crate::stack::workers::StackWorkers;
+use crate::stack::Symbolication;
 
 /// A running monitor: the parts you hand out.
 ///
@@ -56,6 +57,7 @@ pub struct Builder {
     stack_on_transient: bool,
     stack_workers: usize,
     warm_symbols: bool,
+    symbolication: Symbolication,
 }
 
 impl Default for Builder {
@@ -84,6 +86,7 @@ impl Builder {
             stack_on_transient: false,
             stack_workers: 1,
             warm_symbols: false,
+            symbolication: Symbolication::InProcess,
         }
     }
 
@@ -180,6 +183,16 @@ impl Builder {
         self
     }
 
+    /// Who names the frames of stacks: this process
+    /// ([`Symbolication::InProcess`], the default) or whoever receives the
+    /// alerts ([`Symbolication::Elsewhere`]: a hub, `hangwatch
+    /// symbolicate`). Elsewhere, alerts carry normalized frames (module
+    /// path, build id, offset) and `warm_symbols` has nothing to warm.
+    pub fn symbolication(mut self, symbolication: Symbolication) -> Builder {
+        self.symbolication = symbolication;
+        self
+    }
+
     /// How many threads unwind and symbolicate stacks (1 by default).
     pub fn stack_workers(mut self, workers: usize) -> Builder {
         self.stack_workers = workers;
@@ -205,9 +218,13 @@ impl Builder {
         let (stacks_sender, stacks) = unbounded();
         let stack_stages = if self.stacks {
             let sampler = Sampler::install(self.stack_signal).map_err(StartError::Sampler)?;
-            let workers =
-                StackWorkers::start(self.stack_workers, &stacks_sender, self.warm_symbols)
-                    .map_err(StartError::Spawn)?;
+            let workers = StackWorkers::start(
+                self.stack_workers,
+                &stacks_sender,
+                self.symbolication,
+                self.warm_symbols,
+            )
+            .map_err(StartError::Spawn)?;
             let capturer = Capturer::start(
                 sampler,
                 self.capture_timeout,

@@ -170,4 +170,5 @@ pub use crate::error::{MonitorGone, ProfilingError, RegisterError, StartError};
 pub use crate::handle::{ActivityGuard, Handle, Register};
 pub use crate::monitor::ProfilingOptions;
 pub use crate::profile::{Frames, HangMarker, Profile, ProfileSample, ProfiledThread};
+pub use crate::stack::Symbolication;
 pub use crate::stats::{ComponentState, ComponentStats, ExitReport, Stats};

@@ -22,6 +22,8 @@
 //!   frames included, with caches owned by the worker that uses them.
 
 pub(crate) mod capture;
+#[cfg(feature = "debuginfod")]
+mod debuginfod;
 pub mod modules;
 pub mod sampler;
 pub mod symbolize;
@@ -29,6 +31,32 @@ pub mod unwind;
 pub(crate) mod workers;
 
 use serde::{Deserialize, Serialize};
+
+/// Where a stack's frames get their names.
+///
+/// Capturing, unwinding and *normalizing* (each frame becomes its module's
+/// path and build id and an offset in the module) always happen in the
+/// monitored process; they read nothing from disk but the headers of each
+/// module once. Naming the frames needs the modules' symbols, and those can
+/// be large: this says who reads them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Symbolication {
+    /// The process names its own frames before the alert leaves (the
+    /// default). Symbol files are mapped, not read into the heap: their
+    /// pages are the page cache's, shared with every process of the same
+    /// binary.
+    #[default]
+    InProcess,
+    /// Frames leave normalized and are named by whoever receives them: a
+    /// hub (one symbolizer and one set of symbol tables for every child of
+    /// a binary), `hangwatch symbolicate` on a file of alerts, or any
+    /// consumer with [`Symbolizer::symbolize_frames`](symbolize::Symbolizer::symbolize_frames).
+    /// The process then never opens a symbol table, and its first alert is
+    /// not held while one loads.
+    Elsewhere,
+}
 
 /// The registers an unwinder needs to start from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -147,7 +175,19 @@ pub struct Frame {
     pub address: u64,
     /// The file name of the module the address lies in.
     pub module: Option<String>,
-    /// The address relative to that module's base.
+    /// The module's full path (`[vdso]` for the vDSO), when its file could
+    /// be read: with `build_id` and `module_offset`, what symbolication
+    /// needs, in this process or anywhere else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module_path: Option<String>,
+    /// The module's GNU build id, in lower-case hex: the key that debug
+    /// files are found by (`/usr/lib/debug/.build-id`, debuginfod).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_id: Option<String>,
+    /// The address relative to that module's base: the *relative address*
+    /// of samply and the Firefox Profiler; for position-independent modules
+    /// (shared libraries, PIE executables), the address the file states,
+    /// what `addr2line -e FILE` takes.
     pub module_offset: Option<u64>,
     /// The demangled function name.
     pub function: Option<String>,

@@ -159,7 +159,7 @@ pub struct Module {
 
 /// What a module was read from: it tells two loads of a path apart.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Identity {
+enum Identity {
     /// A file, as the maps name it.
     File {
         path: PathBuf,
@@ -174,9 +174,9 @@ pub(crate) enum Identity {
 struct Layout {
     bias: u64,
     base_svma: u64,
+    /// The GNU build id note, in lower-case hex.
+    build_id: Option<String>,
     unwind: UnwindSections,
-    /// The image itself, for modules that have no file (the vDSO).
-    image: Option<Arc<[u8]>>,
 }
 
 /// A section's stated address range and its bytes.
@@ -257,6 +257,13 @@ impl Module {
         self.contains(address).then(|| address.wrapping_sub(bias))
     }
 
+    /// The module's GNU build id (its `NT_GNU_BUILD_ID` note) in lower-case
+    /// hex, the key debug files are found by (`/usr/lib/debug/.build-id`,
+    /// debuginfod); `None` when the file has none or could not be read.
+    pub fn build_id(&self) -> Option<&str> {
+        self.layout.as_ref().ok()?.build_id.as_deref()
+    }
+
     /// Why the module has no unwind data or bias, if so.
     pub fn error(&self) -> Option<&ModuleError> {
         self.layout.as_ref().err()
@@ -271,10 +278,6 @@ impl Module {
         self.layout.as_ref().ok().map(|layout| layout.base_svma)
     }
 
-    pub(crate) fn identity(&self) -> &Identity {
-        &self.identity
-    }
-
     /// The unwind sections, if the module could be read.
     #[cfg_attr(
         not(any(target_arch = "x86_64", target_arch = "aarch64")),
@@ -282,11 +285,6 @@ impl Module {
     )]
     pub(crate) fn unwind_sections(&self) -> Option<&UnwindSections> {
         self.layout.as_ref().ok().map(|layout| &layout.unwind)
-    }
-
-    /// The image bytes of a module that has no file (the vDSO).
-    pub(crate) fn image(&self) -> Option<&Arc<[u8]>> {
-        self.layout.as_ref().ok()?.image.as_ref()
     }
 }
 
@@ -673,12 +671,7 @@ impl Module {
         let layout = match &identity {
             Identity::Vdso { .. } => read_own_memory(&first.range)
                 .map_err(ModuleError::from)
-                .and_then(|image| {
-                    let image: Arc<[u8]> = image.into();
-                    let mut layout = Layout::parse(&*image, group)?;
-                    layout.image = Some(image);
-                    Ok(layout)
-                }),
+                .and_then(|image| Layout::parse(&*image, group)),
             Identity::File { .. } if first.name.ends_with(DELETED) => Err(ModuleError::Deleted),
             Identity::File { path, .. } => std::fs::File::open(path)
                 .map_err(ModuleError::from)
@@ -738,6 +731,7 @@ impl Layout {
         let base_svma = segments.iter().map(|s| s.svma).min().unwrap_or(0);
 
         let sections = header.sections(endian, data)?;
+        let build_id = build_id::<Elf, R>(&sections, endian, data)?;
         let find = |name: &[u8]| sections.section_by_name(endian, name).map(|(_, s)| s);
         let svma = |section: &Elf::SectionHeader| {
             let start: u64 = section.sh_addr(endian).into();
@@ -767,10 +761,44 @@ impl Layout {
         Ok(Layout {
             bias,
             base_svma,
+            build_id,
             unwind,
-            image: None,
         })
     }
+}
+
+/// The descriptor of the image's `NT_GNU_BUILD_ID` note, in hex.
+fn build_id<'data, Elf, R>(
+    sections: &object::read::elf::SectionTable<'data, Elf, R>,
+    endian: Endianness,
+    data: R,
+) -> Result<Option<String>, ModuleError>
+where
+    Elf: FileHeader<Endian = Endianness>,
+    R: ReadRef<'data>,
+{
+    for section in sections.iter() {
+        let Some(mut notes) = section.notes(endian, data)? else {
+            continue;
+        };
+        while let Some(note) = notes.next()? {
+            if note.name() == elf::ELF_NOTE_GNU && note.n_type(endian) == elf::NT_GNU_BUILD_ID {
+                return Ok(Some(hex(note.desc())));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// `bytes` in lower-case hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
+            let _ = write!(out, "{byte:02x}");
+            out
+        })
 }
 
 /// `AVMA - SVMA` for the module, from the first mapping that a segment

@@ -1,542 +1,495 @@
-//! Symbolication: from an [`UnwoundStack`] to a [`Stack`] of functions,
-//! files and lines, inlined calls expanded.
+//! Symbolication: from normalized frames (a module's path and build id, an
+//! offset in it) to functions, files and lines, inlined calls expanded.
 //!
-//! # Algorithm
+//! # Normalized frames
 //!
-//! For each frame, the lookup address (the instruction pointer, or the
-//! return address minus one) is turned into the SVMA its module's file
-//! states (`address - bias`, see [`modules`](crate::stack::modules)), and
-//! looked up:
+//! What the capture side knows of a frame is process-independent: the
+//! module's path, its GNU build id and the frame's *module offset*
+//! (`address - base address`, see [`modules`](crate::stack::modules)). That
+//! is all this module needs, so the same [`Symbolizer`] serves the process
+//! that took the stack ([`Symbolizer::symbolize`]), a hub that receives
+//! frames from many children, and a command that reads alerts from a file
+//! long after the process ended ([`Symbolizer::symbolize_frames`]).
 //!
-//! 1. in the module's DWARF with addr2line, which yields the chain of
-//!    inlined calls at that address, innermost first: each inlined callee
-//!    with its own file and line, then the function they were inlined into,
-//!    with the line of the call. All but the last of these frames are marked
-//!    `inlined`;
-//! 2. else (no DWARF, or DWARF that does not cover the address: assembly,
-//!    libc from a distribution), in the symbol table: `.symtab`, or
-//!    `.dynsym` when the file was stripped. This gives a function name and
-//!    nothing else. The symbol table also names a DWARF function that has no
-//!    name.
+//! # Where the symbols come from
 //!
-//! Names are demangled with rustc-demangle in its alternate form, without
-//! the hash (`hangwatch::stack::unwind::Unwinder::unwind`); names that are
-//! not Rust's are left as they are.
+//! For each module (path and build id) the symbolizer picks, once, the file
+//! to read:
 //!
-//! An address in no module, or in a module whose file cannot be read, gives
-//! one frame with what is known (the address; the module and offset if any)
-//! and no function; a module whose DWARF is corrupt is symbolicated from its
-//! symbol table. Symbolication never fails as a whole.
+//! 1. the module's own file, if it is there and has the same build id (a
+//!    file rebuilt since the stack was taken has another, and would give
+//!    wrong names); blazesym then follows its `.gnu_debuglink` (beside the
+//!    file, in its `.debug` directory, under `/usr/lib/debug`) and looks in
+//!    `/usr/lib/debug/.build-id/xx/rest.debug`;
+//! 2. else `/usr/lib/debug/.build-id/xx/rest.debug` itself;
+//! 3. with the `debuginfod` feature, when neither gave a file and line (a
+//!    stripped build, a system library, a module that is not on this
+//!    machine), the debug file that a debuginfod server of `DEBUGINFOD_URLS`
+//!    has for the build id, downloaded once into its cache directory.
 //!
-//! # Caches
+//! The vDSO has no file: its frames are looked up in this process's own
+//! vDSO when its build id is the same (the same kernel).
 //!
-//! A [`Symbolizer`] is owned by one worker. It keeps, per module (by path,
-//! device and inode, so that a library replaced on disk and loaded again is
-//! read again), the file's bytes, its addr2line context and its symbol
-//! table, and it remembers the modules that could not be read so that it
-//! does not try again. addr2line parses each compilation unit's line table
-//! and functions the first time an address in it is looked up. So reading a
-//! large binary costs tens of milliseconds (in an optimized build), the first
-//! stack through it a fraction of a millisecond more, and the next ones a
-//! microsecond or two per frame. [`Symbolizer::preload`] pays the per-module
-//! part ahead of time; [`Symbolizer::raw`] gives addresses, modules and offsets with no
-//! symbolication at all, for when the deadline has passed.
+//! A module offset plus the file's lowest `PT_LOAD` address is the address
+//! the file states (its SVMA), which is what DWARF and symbol tables use;
+//! separate debug files keep the program headers of the file they were
+//! split from, so the same sum holds for them.
 //!
-//! Files are read whole with `std::fs::read` (nothing is mapped); DWARF
-//! sections are views into those bytes unless compressed. Split DWARF
-//! (`.dwo`) and separate debug files (`/usr/lib/debug`) are not looked up.
+//! # Reading
+//!
+//! [blazesym] does the ELF and DWARF work: it maps files rather than reading
+//! them into the heap (the pages are the page cache's, shared by every
+//! process that maps the same file), parses DWARF lazily and caches per
+//! file; it demangles Rust (without the hash) and C++ names. Each DWARF
+//! lookup yields the chain of inlined calls at an address: the innermost
+//! callee first, each with its own file and line, then the function they
+//! were inlined into with the line of the call; all but that last frame are
+//! marked `inlined`. Without DWARF the symbol table names the function.
+//!
+//! Symbolication never fails as a whole: a frame that cannot be resolved
+//! stays as it came (address, module, offset), and
+//! [`Symbolizer::problems`] says, per module, why.
+//!
+//! A `Symbolizer` is owned by one thread (blazesym's caches are not
+//! shared); each stack worker, the hub's symbolizer thread and a command
+//! have their own.
+//!
+//! [blazesym]: https://docs.rs/blazesym
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
-use std::io;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use addr2line::gimli;
-use object::{CompressionFormat, Object, ObjectSection, ObjectSymbol, SymbolKind};
+use blazesym::symbolize::source::{Elf, Process, Source};
+use blazesym::symbolize::{CodeInfo, Input, Sym, Symbolized};
+use object::{Object, ObjectSegment};
 
-use crate::stack::modules::{Identity, LiveModules, Module};
+use crate::stack::modules::{LiveModules, Module};
 use crate::stack::unwind::UnwoundStack;
 use crate::stack::{Frame, Stack};
 
-/// A module's file, read whole and shared by its DWARF sections and its
-/// symbol table.
-type Bytes = Arc<Vec<u8>>;
+/// The pseudo-path of the vDSO.
+const VDSO: &str = "[vdso]";
 
-/// Why a module's symbols could not be read.
+/// Where separate debug files are installed by build id.
+const BUILD_ID_DIR: &str = "/usr/lib/debug/.build-id";
+
+/// Why a module's frames could not be symbolicated.
 #[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SymbolizeError {
-    /// The module's file could not be read.
-    #[error("cannot read {path}: {source}")]
+    /// No file with the module's symbols was found.
+    #[error(
+        "no file with its symbols: {path} is {why}; no debug file for build id {build_id} \
+         is installed in /usr/lib/debug/.build-id; debuginfod: {debuginfod}"
+    )]
+    NotFound {
+        /// The module's path.
+        path: String,
+        /// What was wrong with the module's own file.
+        why: String,
+        /// The module's build id, or `none`.
+        build_id: String,
+        /// Why debuginfod gave no file.
+        debuginfod: String,
+    },
+    /// The file could not be read as ELF.
+    #[error("cannot read {path}: {why}")]
     Read {
         /// The file.
         path: PathBuf,
         /// What went wrong.
-        #[source]
-        source: Arc<io::Error>,
+        why: String,
     },
-    /// The module could not be read when it was listed (its file was
-    /// deleted, or is not ELF), so its addresses cannot be mapped to the
-    /// file's.
-    #[error("the module could not be read: {0}")]
-    Module(String),
-    /// The file is corrupt.
-    #[error("corrupt object file: {0}")]
-    Object(#[from] object::read::Error),
-    /// The file's DWARF is corrupt.
-    #[error("corrupt DWARF: {0}")]
-    Dwarf(#[from] gimli::Error),
+    /// The frame names no module (an address in no mapped file).
+    #[error("the address is in no module")]
+    NoModule,
 }
 
-/// Turns unwound stacks into symbolicated ones. Owned by one worker thread;
+/// Turns normalized frames into symbolicated ones. Owned by one thread;
 /// caches what it parsed (see the module docs).
-#[derive(Default)]
 pub struct Symbolizer {
-    loaded: HashMap<Identity, Result<ModuleSymbols, SymbolizeError>>,
-    /// For [`Symbolizer::symbolize_address`], which has no module at hand.
+    blazesym: blazesym::symbolize::Symbolizer,
+    /// The source chosen for each module, by path and build id.
+    sources: HashMap<ModuleKey, Result<SymbolSource, SymbolizeError>>,
+    /// This process's modules: for [`Symbolizer::symbolize_address`], and
+    /// for the vDSO.
     modules: LiveModules,
+    #[cfg(feature = "debuginfod")]
+    debuginfod: crate::stack::debuginfod::Debuginfod,
+}
+
+/// A module as a normalized frame names it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ModuleKey {
+    path: String,
+    build_id: Option<String>,
+}
+
+/// The file a module's frames are looked up in.
+#[derive(Clone, Debug)]
+struct SymbolSource {
+    kind: SourceKind,
+    /// The file's lowest `PT_LOAD` address: module offset + this = SVMA.
+    base_svma: u64,
+    /// Whether debuginfod may still be asked for a better file (this one
+    /// gave no file and line).
+    may_ask_debuginfod: bool,
+}
+
+#[derive(Clone, Debug)]
+enum SourceKind {
+    /// An ELF file on this machine.
+    File(PathBuf),
+    /// This process's vDSO, whose base address is given.
+    OwnVdso(u64),
+}
+
+/// What an ELF file says of itself.
+struct FileFacts {
+    build_id: Option<String>,
+    base_svma: u64,
+    has_dwarf: bool,
+}
+
+impl Default for Symbolizer {
+    fn default() -> Symbolizer {
+        Symbolizer::new()
+    }
+}
+
+impl fmt::Debug for Symbolizer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Symbolizer")
+            .field("modules", &self.sources.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Symbolizer {
-    /// A symbolizer with empty caches.
+    /// A symbolizer with empty caches. With the `debuginfod` feature it
+    /// asks the servers `DEBUGINFOD_URLS` names (none if it is unset).
     pub fn new() -> Symbolizer {
-        Symbolizer::default()
+        Symbolizer {
+            blazesym: blazesym::symbolize::Symbolizer::new(),
+            sources: HashMap::new(),
+            modules: LiveModules::new(),
+            #[cfg(feature = "debuginfod")]
+            debuginfod: crate::stack::debuginfod::Debuginfod::from_env(),
+        }
     }
 
-    /// The frames of `stack`, inlined calls expanded, innermost first.
+    /// The frames of `stack`, a stack of this process, inlined calls
+    /// expanded, innermost first.
     pub fn symbolize(&mut self, stack: &UnwoundStack) -> Stack {
-        let mut frames = Vec::with_capacity(stack.frames.len());
-        for frame in &stack.frames {
-            let raw = raw_frame(
-                frame.lookup_address(),
-                frame.module.as_deref(),
-                frame.module_offset,
-            );
-            self.expand(raw, frame.module.as_deref(), &mut frames);
-        }
+        let raw = Symbolizer::raw(stack);
         Stack {
-            frames,
-            ..Symbolizer::raw_frameless(stack)
+            frames: self.symbolize_frames(&raw.frames),
+            ..raw
+        }
+    }
+
+    /// `frames`, normalized frames of any process (of this machine or
+    /// another), symbolicated: each frame that has no function yet becomes
+    /// the frames at its address, inlined callees first; the others stay.
+    pub fn symbolize_frames(&mut self, frames: &[Frame]) -> Vec<Frame> {
+        let mut out = Vec::with_capacity(frames.len());
+        for frame in frames {
+            self.expand(frame, &mut out);
+        }
+        out
+    }
+
+    /// `stack` with its frames symbolicated (see
+    /// [`symbolize_frames`](Symbolizer::symbolize_frames)).
+    pub fn symbolize_stack(&mut self, stack: &mut Stack) {
+        if stack.frames.iter().any(Frame::needs_symbols) {
+            stack.frames = self.symbolize_frames(&stack.frames);
         }
     }
 
     /// The frames of one instruction address of this process (the inlined
-    /// callees first, then the function they are in), looking its module up
-    /// in a module snapshot of the symbolizer's own.
+    /// callees first, then the function they are in).
     pub fn symbolize_address(&mut self, address: u64) -> Vec<Frame> {
-        let module = self.modules.find_or_refresh(address).cloned();
-        let offset = module.as_ref().and_then(|m| m.offset_of(address));
-        let raw = raw_frame(address, module.as_deref(), offset);
-        let mut frames = Vec::new();
-        self.expand(raw, module.as_deref(), &mut frames);
-        frames
+        let frame = normalize_address(&mut self.modules, address);
+        self.symbolize_frames(&[frame])
     }
 
-    /// Reads `module`'s symbols now rather than at its first address. An
-    /// error says what will be missing: everything, or (for a DWARF error)
-    /// all but the symbol table's names.
+    /// Opens `module`'s symbols now rather than at its first address. An
+    /// error says why its frames will have no names.
     pub fn preload(&mut self, module: &Module) -> Result<(), SymbolizeError> {
-        match self.symbols(module) {
-            Ok(symbols) => symbols.dwarf_error.clone().map_or(Ok(()), Err),
-            Err(error) => Err(error.clone()),
+        let key = ModuleKey {
+            path: module.path().to_string_lossy().into_owned(),
+            build_id: module.build_id().map(str::to_owned),
+        };
+        let source = self.source(&key).map_err(Clone::clone)?.clone();
+        if let SourceKind::File(path) = &source.kind {
+            use blazesym::symbolize::cache::{Cache, Elf};
+            // A failure here shows again, per frame, as missing names.
+            let _ = self.blazesym.cache(&Cache::Elf(Elf::new(path.clone())));
         }
+        Ok(())
     }
 
-    /// The frames of `stack` with addresses, modules and offsets only: no
-    /// file is read. For when symbolication would take too long.
+    /// Per module that some frame named, why its frames have no names (the
+    /// modules whose symbols were found are not listed).
+    pub fn problems(&self) -> impl Iterator<Item = (&str, &SymbolizeError)> {
+        self.sources
+            .iter()
+            .filter_map(|(key, source)| Some((key.path.as_str(), source.as_ref().err()?)))
+    }
+
+    /// The frames of `stack` normalized: addresses, modules, build ids and
+    /// offsets, no file read. What leaves the process when symbolication
+    /// happens elsewhere, or when it would take too long.
     pub fn raw(stack: &UnwoundStack) -> Stack {
         Stack {
             frames: stack
                 .frames
                 .iter()
                 .map(|frame| {
-                    raw_frame(
+                    normalized(
                         frame.lookup_address(),
                         frame.module.as_deref(),
                         frame.module_offset,
                     )
                 })
                 .collect(),
-            ..Symbolizer::raw_frameless(stack)
-        }
-    }
-
-    /// `stack`'s truncation and capture, without frames.
-    fn raw_frameless(stack: &UnwoundStack) -> Stack {
-        Stack {
-            frames: Vec::new(),
             truncated: stack.truncated,
             capture: Some(stack.method),
             blocked_in: stack.syscall.map(crate::stack::sampler::describe_syscall),
         }
     }
 
-    fn symbols(&mut self, module: &Module) -> Result<&ModuleSymbols, &SymbolizeError> {
-        self.loaded
-            .entry(module.identity().clone())
-            .or_insert_with(|| ModuleSymbols::load(module))
-            .as_ref()
+    /// Pushes the frames at `frame`'s address, or `frame` itself when it is
+    /// already symbolicated or nothing is known about it.
+    fn expand(&mut self, frame: &Frame, out: &mut Vec<Frame>) {
+        let (Some(path), Some(offset)) = (&frame.module_path, frame.module_offset) else {
+            out.push(frame.clone());
+            return;
+        };
+        if !frame.needs_symbols() {
+            out.push(frame.clone());
+            return;
+        }
+        let key = ModuleKey {
+            path: path.clone(),
+            build_id: frame.build_id.clone(),
+        };
+        let Ok(source) = self.source(&key).cloned() else {
+            out.push(frame.clone());
+            return;
+        };
+        let found = self.lookup(&source, offset);
+        let lacks_lines = found.as_ref().is_none_or(|sym| sym.code_info.is_none());
+        if lacks_lines && source.may_ask_debuginfod {
+            if let Ok(better) = self.ask_debuginfod(&key) {
+                self.sources.insert(key, Ok(better.clone()));
+                if let Some(sym) = self.lookup(&better, offset) {
+                    push_frames(&sym, frame, out);
+                    return;
+                }
+            } else if let Some(Ok(source)) = self.sources.get_mut(&key) {
+                source.may_ask_debuginfod = false;
+            }
+        }
+        match found {
+            Some(sym) => push_frames(&sym, frame, out),
+            None => out.push(frame.clone()),
+        }
     }
 
-    /// Pushes the frames at `raw.address`, or `raw` itself when nothing is
-    /// known about it.
-    fn expand(&mut self, raw: Frame, module: Option<&Module>, out: &mut Vec<Frame>) {
-        let found = module.and_then(|module| {
-            let svma = module.svma_of(raw.address)?;
-            let symbols = self.symbols(module).ok()?;
-            Some((svma, symbols))
-        });
-        match found {
-            Some((svma, symbols)) => symbols.frames(svma, &raw, out),
-            None => out.push(raw),
+    /// The symbol at `offset` in `source`'s module, owned.
+    fn lookup(&self, source: &SymbolSource, offset: u64) -> Option<Sym<'static>> {
+        let (src, input) = match &source.kind {
+            SourceKind::File(path) => (
+                Source::Elf(Elf::new(path.clone())),
+                Input::VirtOffset(offset.wrapping_add(source.base_svma)),
+            ),
+            SourceKind::OwnVdso(base) => {
+                let mut process = Process::new(blazesym::Pid::Slf);
+                process.map_files = false;
+                process.perf_map = false;
+                (
+                    Source::Process(process),
+                    Input::AbsAddr(base.wrapping_add(offset)),
+                )
+            }
+        };
+        match self.blazesym.symbolize_single(&src, input) {
+            Ok(Symbolized::Sym(sym)) => Some(sym.into_owned()),
+            Ok(Symbolized::Unknown(_)) | Err(_) => None,
         }
+    }
+
+    /// The source for `key`, chosen once (see the module docs).
+    fn source(&mut self, key: &ModuleKey) -> Result<&SymbolSource, &SymbolizeError> {
+        if !self.sources.contains_key(key) {
+            let chosen = self.choose(key);
+            self.sources.insert(key.clone(), chosen);
+        }
+        self.sources[key].as_ref()
+    }
+
+    fn choose(&mut self, key: &ModuleKey) -> Result<SymbolSource, SymbolizeError> {
+        if key.path == VDSO {
+            return self.own_vdso(key);
+        }
+        let own = Path::new(&key.path);
+        let why = match file_facts(own) {
+            Ok(facts) if key.build_id.is_none() || facts.build_id == key.build_id => {
+                return Ok(SymbolSource {
+                    kind: SourceKind::File(own.to_owned()),
+                    base_svma: facts.base_svma,
+                    may_ask_debuginfod: !facts.has_dwarf && key.build_id.is_some(),
+                });
+            }
+            Ok(facts) => format!(
+                "another build now (build id {})",
+                facts.build_id.as_deref().unwrap_or("none")
+            ),
+            Err(error) => error,
+        };
+        if let Some(build_id) = &key.build_id {
+            if let Some(source) = installed_debug_file(build_id) {
+                return Ok(source);
+            }
+        }
+        let debuginfod = match self.ask_debuginfod(key) {
+            Ok(source) => return Ok(source),
+            Err(why) => why,
+        };
+        Err(SymbolizeError::NotFound {
+            path: key.path.clone(),
+            why,
+            build_id: key.build_id.clone().unwrap_or_else(|| "none".into()),
+            debuginfod,
+        })
+    }
+
+    /// This process's vDSO, if it is the one `key` names.
+    fn own_vdso(&mut self, key: &ModuleKey) -> Result<SymbolSource, SymbolizeError> {
+        self.modules.refresh_if_stale();
+        let vdso = self
+            .modules
+            .modules()
+            .iter()
+            .find(|module| module.path() == Path::new(VDSO));
+        match vdso {
+            Some(vdso) if key.build_id.is_none() || vdso.build_id() == key.build_id.as_deref() => {
+                Ok(SymbolSource {
+                    kind: SourceKind::OwnVdso(vdso.base_address()),
+                    base_svma: 0,
+                    may_ask_debuginfod: false,
+                })
+            }
+            _ => Err(SymbolizeError::NotFound {
+                path: key.path.clone(),
+                why: "the vDSO of another kernel".into(),
+                build_id: key.build_id.clone().unwrap_or_else(|| "none".into()),
+                debuginfod: "not asked for a vDSO".into(),
+            }),
+        }
+    }
+
+    /// The debug file a debuginfod server has for `key`'s build id, or why
+    /// there is none.
+    #[cfg(feature = "debuginfod")]
+    fn ask_debuginfod(&mut self, key: &ModuleKey) -> Result<SymbolSource, String> {
+        let build_id = key
+            .build_id
+            .as_deref()
+            .ok_or("the module has no build id")?;
+        let path = self.debuginfod.debug_file(build_id)?;
+        let facts = file_facts(&path)?;
+        if facts.build_id.as_deref() != Some(build_id) {
+            return Err(format!("{} is not of build id {build_id}", path.display()));
+        }
+        Ok(SymbolSource {
+            kind: SourceKind::File(path),
+            base_svma: facts.base_svma,
+            may_ask_debuginfod: false,
+        })
+    }
+
+    #[cfg(not(feature = "debuginfod"))]
+    fn ask_debuginfod(&mut self, _key: &ModuleKey) -> Result<SymbolSource, String> {
+        Err("not built in (the `debuginfod` feature of hangwatch is off)".into())
     }
 }
 
-fn raw_frame(address: u64, module: Option<&Module>, module_offset: Option<u64>) -> Frame {
+/// The debug file installed for `build_id` under `/usr/lib/debug/.build-id`.
+fn installed_debug_file(build_id: &str) -> Option<SymbolSource> {
+    let (head, rest) = (build_id.get(..2)?, build_id.get(2..)?);
+    let path = Path::new(BUILD_ID_DIR)
+        .join(head)
+        .join(format!("{rest}.debug"));
+    let facts = file_facts(&path).ok()?;
+    (facts.build_id.as_deref() == Some(build_id)).then(|| SymbolSource {
+        kind: SourceKind::File(path),
+        base_svma: facts.base_svma,
+        may_ask_debuginfod: !facts.has_dwarf,
+    })
+}
+
+/// Reads `path`'s ELF headers (not the whole file).
+fn file_facts(path: &Path) -> Result<FileFacts, String> {
+    let file = std::fs::File::open(path).map_err(|error| format!("not readable ({error})"))?;
+    let cache = object::ReadCache::new(file);
+    let elf = object::File::parse(&cache).map_err(|error| format!("not ELF ({error})"))?;
+    let build_id = elf
+        .build_id()
+        .ok()
+        .flatten()
+        .map(crate::stack::modules::hex);
+    Ok(FileFacts {
+        build_id,
+        base_svma: elf.segments().map(|s| s.address()).min().unwrap_or(0),
+        has_dwarf: elf.section_by_name(".debug_info").is_some(),
+    })
+}
+
+/// Pushes the frames of `sym`: its inlined callees, innermost first, then
+/// the function itself; each based on `raw`.
+fn push_frames(sym: &Sym<'_>, raw: &Frame, out: &mut Vec<Frame>) {
+    let located = |name: &str, code_info: Option<&CodeInfo<'_>>, inlined: bool| Frame {
+        function: Some(name.to_owned()),
+        file: code_info.map(|info| info.to_path().to_string_lossy().into_owned()),
+        line: code_info.and_then(|info| info.line),
+        inlined,
+        ..raw.clone()
+    };
+    for callee in sym.inlined.iter().rev() {
+        out.push(located(&callee.name, callee.code_info.as_ref(), true));
+    }
+    out.push(located(&sym.name, sym.code_info.as_deref(), false));
+}
+
+/// The normalized frame of an address of this process.
+pub(crate) fn normalize_address(modules: &mut LiveModules, address: u64) -> Frame {
+    let module = modules.find_or_refresh(address).cloned();
+    let offset = module.as_ref().and_then(|m| m.offset_of(address));
+    normalized(address, module.as_deref(), offset)
+}
+
+/// A frame with what the capture side knows: the address, and the module's
+/// name, path, build id and the offset in it when the module could be read.
+fn normalized(address: u64, module: Option<&Module>, module_offset: Option<u64>) -> Frame {
+    let readable = module.filter(|module| module.error().is_none());
     Frame {
         address,
         module: module.map(|module| module.name().to_owned()),
+        module_path: readable.map(|module| module.path().to_string_lossy().into_owned()),
+        build_id: readable.and_then(Module::build_id).map(str::to_owned),
         module_offset,
         ..Frame::default()
     }
 }
 
-/// What a module's file says about its addresses.
-struct ModuleSymbols {
-    dwarf: Option<addr2line::Context<SharedReader>>,
-    /// Why the file's DWARF could not be used; the symbol table still is.
-    dwarf_error: Option<SymbolizeError>,
-    symbols: SymbolTable,
-}
-
-impl ModuleSymbols {
-    fn load(module: &Module) -> Result<ModuleSymbols, SymbolizeError> {
-        if let Some(error) = module.error() {
-            return Err(SymbolizeError::Module(error.to_string()));
-        }
-        let data: Bytes = match module.image() {
-            Some(image) => Arc::new(image.to_vec()),
-            None => Arc::new(read_file(module.path())?),
-        };
-        let file = object::File::parse(data.as_slice())?;
-        let (dwarf, dwarf_error) = match file.section_by_name(".debug_info") {
-            Some(_) => match load_dwarf(&file, &data) {
-                Ok(dwarf) => (Some(dwarf), None),
-                Err(error) => (None, Some(error)),
-            },
-            None => (None, None),
-        };
-        Ok(ModuleSymbols {
-            dwarf,
-            dwarf_error,
-            symbols: SymbolTable::new(&file, &data),
-        })
-    }
-
-    /// Pushes the frames at `svma` (see the module docs), based on `raw`.
-    fn frames(&self, svma: u64, raw: &Frame, out: &mut Vec<Frame>) {
-        let first = out.len();
-        if let Some(Ok(mut found)) = self
-            .dwarf
-            .as_ref()
-            .map(|dwarf| dwarf.find_frames(svma).skip_all_loads())
-        {
-            while let Ok(Some(frame)) = found.next() {
-                let function = frame
-                    .function
-                    .as_ref()
-                    .and_then(|name| name.raw_name().ok())
-                    .map(|name: Cow<'_, str>| demangle(&name));
-                let location = frame.location.as_ref();
-                let file = location.and_then(|l| l.file).map(str::to_owned);
-                let line = location.and_then(|l| l.line);
-                if function.is_some() || file.is_some() {
-                    out.push(Frame {
-                        function,
-                        file,
-                        line,
-                        inlined: true,
-                        ..raw.clone()
-                    });
-                }
-            }
-        }
-        match out.get_mut(first..).and_then(|frames| frames.last_mut()) {
-            Some(outermost) => {
-                outermost.inlined = false;
-                if outermost.function.is_none() {
-                    outermost.function = self.symbols.lookup(svma).map(demangle);
-                }
-            }
-            None => out.push(Frame {
-                function: self.symbols.lookup(svma).map(demangle),
-                ..raw.clone()
-            }),
-        }
-    }
-}
-
-fn read_file(path: &Path) -> Result<Vec<u8>, SymbolizeError> {
-    std::fs::read(path).map_err(|source| SymbolizeError::Read {
-        path: path.to_owned(),
-        source: Arc::new(source),
-    })
-}
-
-fn load_dwarf(
-    file: &object::File<'_>,
-    data: &Bytes,
-) -> Result<addr2line::Context<SharedReader>, SymbolizeError> {
-    let endian = if file.is_little_endian() {
-        gimli::RunTimeEndian::Little
-    } else {
-        gimli::RunTimeEndian::Big
-    };
-    let sections = gimli::Dwarf::load(|id| dwarf_section(file, data, id, endian))?;
-    Ok(addr2line::Context::from_dwarf(sections)?)
-}
-
-/// A DWARF section of `file`: a view into `data`, or a decompressed copy.
-fn dwarf_section(
-    file: &object::File<'_>,
-    data: &Bytes,
-    id: gimli::SectionId,
-    endian: gimli::RunTimeEndian,
-) -> Result<SharedReader, SymbolizeError> {
-    let Some(section) = file.section_by_name(id.name()) else {
-        return Ok(SharedReader::whole(Arc::default(), endian));
-    };
-    let compression = section.compressed_file_range()?.format;
-    let in_file = section.file_range().and_then(|(offset, size)| {
-        let start = usize::try_from(offset).ok()?;
-        let end = start.checked_add(usize::try_from(size).ok()?)?;
-        (end <= data.len()).then_some(start..end)
-    });
-    match in_file {
-        Some(range) if compression == CompressionFormat::None => Ok(SharedReader {
-            data: Arc::clone(data),
-            range,
-            endian,
-        }),
-        _ => Ok(SharedReader::whole(
-            Arc::new(section.uncompressed_data()?.into_owned()),
-            endian,
-        )),
-    }
-}
-
-/// A gimli reader over a range of shared bytes, so that an addr2line
-/// context can own the file it reads (gimli's own `EndianArcSlice` needs a
-/// gimli feature that addr2line does not enable).
-///
-/// Invariant: `range` lies within `data`.
-#[derive(Clone)]
-struct SharedReader {
-    data: Bytes,
-    range: Range<usize>,
-    endian: gimli::RunTimeEndian,
-}
-
-impl SharedReader {
-    fn whole(data: Bytes, endian: gimli::RunTimeEndian) -> SharedReader {
-        SharedReader {
-            range: 0..data.len(),
-            data,
-            endian,
-        }
-    }
-
-    fn bytes(&self) -> &[u8] {
-        self.data.get(self.range.clone()).unwrap_or_default()
-    }
-
-    /// Checks that `len` more bytes are there.
-    fn check(&self, len: usize) -> gimli::Result<()> {
-        if len <= self.range.len() {
-            Ok(())
-        } else {
-            Err(gimli::Error::UnexpectedEof(gimli::Reader::offset_id(self)))
-        }
-    }
-}
-
-impl fmt::Debug for SharedReader {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SharedReader({:?})", self.range)
-    }
-}
-
-impl gimli::Reader for SharedReader {
-    type Endian = gimli::RunTimeEndian;
-    type Offset = usize;
-
-    fn endian(&self) -> Self::Endian {
-        self.endian
-    }
-
-    fn len(&self) -> usize {
-        self.range.len()
-    }
-
-    fn empty(&mut self) {
-        self.range.end = self.range.start;
-    }
-
-    fn truncate(&mut self, len: usize) -> gimli::Result<()> {
-        self.check(len)?;
-        self.range.end = self.range.start + len;
-        Ok(())
-    }
-
-    fn offset_from(&self, base: &Self) -> usize {
-        self.range.start.wrapping_sub(base.range.start)
-    }
-
-    fn offset_id(&self) -> gimli::ReaderOffsetId {
-        let address = self.data.as_ptr() as usize + self.range.start;
-        gimli::ReaderOffsetId(address as u64)
-    }
-
-    fn lookup_offset_id(&self, id: gimli::ReaderOffsetId) -> Option<usize> {
-        let offset = id.0.checked_sub(self.offset_id().0)?;
-        usize::try_from(offset)
-            .ok()
-            .filter(|&offset| offset <= self.range.len())
-    }
-
-    fn find(&self, byte: u8) -> gimli::Result<usize> {
-        self.bytes()
-            .iter()
-            .position(|&b| b == byte)
-            .ok_or(gimli::Error::UnexpectedEof(self.offset_id()))
-    }
-
-    fn skip(&mut self, len: usize) -> gimli::Result<()> {
-        self.check(len)?;
-        self.range.start += len;
-        Ok(())
-    }
-
-    fn split(&mut self, len: usize) -> gimli::Result<Self> {
-        self.check(len)?;
-        let mut head = self.clone();
-        head.range.end = head.range.start + len;
-        self.range.start += len;
-        Ok(head)
-    }
-
-    fn to_slice(&self) -> gimli::Result<Cow<'_, [u8]>> {
-        Ok(Cow::Borrowed(self.bytes()))
-    }
-
-    fn to_string(&self) -> gimli::Result<Cow<'_, str>> {
-        std::str::from_utf8(self.bytes())
-            .map(Cow::Borrowed)
-            .map_err(|_| gimli::Error::BadUtf8)
-    }
-
-    fn to_string_lossy(&self) -> gimli::Result<Cow<'_, str>> {
-        Ok(String::from_utf8_lossy(self.bytes()))
-    }
-
-    fn read_slice(&mut self, buf: &mut [u8]) -> gimli::Result<()> {
-        let head = self.split(buf.len())?;
-        buf.copy_from_slice(head.bytes());
-        Ok(())
-    }
-}
-
-/// Rust names demangled without their hash; other names as they are.
-fn demangle(name: &str) -> String {
-    match rustc_demangle::try_demangle(name) {
-        Ok(demangled) => format!("{demangled:#}"),
-        Err(_) => name.to_owned(),
-    }
-}
-
-/// The function symbols of a file, sorted by address; names are ranges of
-/// the file's bytes.
-struct SymbolTable {
-    data: Bytes,
-    symbols: Vec<Symbol>,
-}
-
-struct Symbol {
-    address: u64,
-    size: u64,
-    name: Range<usize>,
-}
-
-impl SymbolTable {
-    fn new(file: &object::File<'_>, data: &Bytes) -> SymbolTable {
-        let functions = |symbols: object::SymbolIterator<'_, '_>| -> Vec<Symbol> {
-            symbols
-                .filter(|s| s.kind() == SymbolKind::Text && s.is_definition() && s.address() != 0)
-                .filter_map(|s| {
-                    Some(Symbol {
-                        address: s.address(),
-                        size: s.size(),
-                        name: range_within(data, s.name_bytes().ok()?)?,
-                    })
-                })
-                .collect()
-        };
-        let mut symbols = functions(file.symbols());
-        if symbols.is_empty() {
-            symbols = functions(file.dynamic_symbols());
-        }
-        // Of the aliases at one address (`getpid`, `__getpid`), keep the
-        // one with the fewest leading underscores: the public name.
-        let underscores = |name: &Range<usize>| {
-            data.get(name.clone())
-                .map_or(0, |name| name.iter().take_while(|&&b| b == b'_').count())
-        };
-        symbols.sort_by_cached_key(|s| (s.address, underscores(&s.name)));
-        symbols.dedup_by_key(|s| s.address);
-        SymbolTable {
-            data: Arc::clone(data),
-            symbols,
-        }
-    }
-
-    /// The name of the function that contains `svma`.
-    fn lookup(&self, svma: u64) -> Option<&str> {
-        let after = self.symbols.partition_point(|s| s.address <= svma);
-        let symbol = self.symbols.get(after.checked_sub(1)?)?;
-        let inside = symbol.size == 0 || svma - symbol.address < symbol.size;
-        let name = self.data.get(symbol.name.clone())?;
-        inside.then(|| std::str::from_utf8(name).ok()).flatten()
-    }
-}
-
-/// Where `inner`, a slice of `outer`, lies in it.
-fn range_within(outer: &[u8], inner: &[u8]) -> Option<Range<usize>> {
-    let start = (inner.as_ptr() as usize).checked_sub(outer.as_ptr() as usize)?;
-    let end = start.checked_add(inner.len())?;
-    (end <= outer.len()).then_some(start..end)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn demangles_rust_names_without_hash() {
-        assert_eq!(
-            demangle("_ZN9hangwatch5stack6unwind8Unwinder6unwind17h0123456789abcdefE"),
-            "hangwatch::stack::unwind::Unwinder::unwind"
-        );
-        assert_eq!(demangle("getpid"), "getpid");
-    }
-
-    #[test]
-    fn range_within_rejects_foreign_slices() {
-        let outer = [0u8; 16];
-        let other = [0u8; 4];
-        assert_eq!(range_within(&outer, &outer[3..7]), Some(3..7));
-        assert_eq!(range_within(&outer, &other), None);
+impl Frame {
+    /// Whether symbolication could still add to this frame: it has no
+    /// function yet.
+    pub fn needs_symbols(&self) -> bool {
+        self.function.is_none()
     }
 }

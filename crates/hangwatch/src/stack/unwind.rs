@@ -479,7 +479,7 @@ mod native {
     /// The start of the function `address` lies in: the initial location
     /// of the FDE that covers it, from its module's `.eh_frame_hdr` table.
     fn function_start(modules: &Modules, address: u64) -> Option<u64> {
-        use addr2line::gimli::{BaseAddresses, EhFrame, EhFrameHdr, NativeEndian, UnwindSection};
+        use gimli::{BaseAddresses, EhFrame, EhFrameHdr, NativeEndian, UnwindSection};
         let module = modules.find(address)?;
         let bias = module.bias()?;
         let sections = module.unwind_sections()?;

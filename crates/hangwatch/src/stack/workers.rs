@@ -2,7 +2,8 @@
 //! the monitor's loop.
 //!
 //! Each worker owns its [`Symbolizer`], with its caches, so no cache is
-//! shared or locked. Unwinding is done before, on the capture thread (it is
+//! shared or locked. With [`Symbolication::Elsewhere`] a worker has no
+//! symbolizer: it answers with normalized frames at once. Unwinding is done before, on the capture thread (it is
 //! fast and bounded); symbolication can be slow (a cold cache on a large
 //! binary reads and parses debug information), and is kept apart so that it
 //! never holds up the samples of a profile. For a hung thread's stack a
@@ -22,8 +23,10 @@
 use crossbeam_channel::{bounded, select, Receiver, Sender, TryRecvError, TrySendError};
 
 use crate::messages::{StackDone, StackJob, StackWork};
+use crate::stack::modules::LiveModules;
 use crate::stack::modules::Modules;
-use crate::stack::symbolize::Symbolizer;
+use crate::stack::symbolize::{normalize_address, Symbolizer};
+use crate::stack::Symbolication;
 
 /// Hung threads' samples that may wait for a worker.
 const HANG_QUEUE: usize = 64;
@@ -58,13 +61,15 @@ impl Queues {
 }
 
 impl StackWorkers {
-    /// Starts `count` workers that answer on `done`. With `warm`, each
-    /// first reads the symbols of the module hangwatch is linked into
-    /// (usually the program itself), so that the first hang's stack is
-    /// symbolicated as fast as the later ones.
+    /// Starts `count` workers that answer on `done`. With `warm` (and
+    /// symbolication in the process), each first opens the symbols of the
+    /// module hangwatch is linked into (usually the program itself), so
+    /// that the first hang's stack is symbolicated as fast as the later
+    /// ones.
     pub(crate) fn start(
         count: usize,
         done: &Sender<StackDone>,
+        symbolication: Symbolication,
         warm: bool,
     ) -> std::io::Result<StackWorkers> {
         let (hangs, hang_queue) = bounded(HANG_QUEUE);
@@ -77,7 +82,7 @@ impl StackWorkers {
             let done = done.clone();
             std::thread::Builder::new()
                 .name(format!("hangwatch-stack-{n}"))
-                .spawn(move || work(queues, done, warm))?;
+                .spawn(move || work(queues, done, symbolication, warm))?;
         }
         Ok(StackWorkers { hangs, profiling })
     }
@@ -95,10 +100,20 @@ impl StackWorkers {
     }
 }
 
-fn work(queues: Queues, done: Sender<StackDone>, warm: bool) {
-    let mut symbolizer = Symbolizer::new();
-    if warm {
-        let here = work as fn(_, _, _) as usize as u64;
+/// How a worker names frames.
+enum Namer {
+    Symbolizer(Box<Symbolizer>),
+    /// Normalized frames only, for symbolication elsewhere.
+    Normalizer(LiveModules),
+}
+
+fn work(queues: Queues, done: Sender<StackDone>, symbolication: Symbolication, warm: bool) {
+    let mut namer = match symbolication {
+        Symbolication::InProcess => Namer::Symbolizer(Box::new(Symbolizer::new())),
+        Symbolication::Elsewhere => Namer::Normalizer(LiveModules::new()),
+    };
+    if let (Namer::Symbolizer(symbolizer), true) = (&mut namer, warm) {
+        let here = work as fn(_, _, _, _) as usize as u64;
         if let Some(module) = Modules::load().ok().and_then(|m| m.find(here).cloned()) {
             // Missing symbols only mean a slower first stack.
             let _ = symbolizer.preload(&module);
@@ -107,13 +122,19 @@ fn work(queues: Queues, done: Sender<StackDone>, warm: bool) {
     while let Some(StackJob { id, work }) = queues.next() {
         let answer = match work {
             StackWork::Hang(unwound) => {
-                let stack = symbolizer.symbolize(&unwound);
+                let stack = match &mut namer {
+                    Namer::Symbolizer(symbolizer) => symbolizer.symbolize(&unwound),
+                    Namer::Normalizer(_) => Symbolizer::raw(&unwound),
+                };
                 done.send(StackDone::Symbolized { id, stack })
             }
             StackWork::Symbolize(addresses) => {
                 let frames = addresses
                     .into_iter()
-                    .map(|address| symbolizer.symbolize_address(address))
+                    .map(|address| match &mut namer {
+                        Namer::Symbolizer(symbolizer) => symbolizer.symbolize_address(address),
+                        Namer::Normalizer(modules) => vec![normalize_address(modules, address)],
+                    })
                     .collect();
                 done.send(StackDone::Symbols { id, frames })
             }
