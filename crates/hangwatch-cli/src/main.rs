@@ -4,6 +4,7 @@ mod demo;
 mod output;
 mod report;
 mod soak;
+mod symbolicate;
 
 use std::process::ExitCode;
 
@@ -34,6 +35,9 @@ enum Command {
     Soak(soak::Options),
     /// Report on alerts saved as JSON lines; write a flamegraph, a Firefox profile, collapsed stacks.
     Report(report::Args),
+    /// Name the frames of alerts saved as JSON lines (sent normalized, or
+    /// symbolicated where debug files were missing), here or through debuginfod.
+    Symbolicate(symbolicate::Args),
     /// Measure hangwatch side by side with a Servo-style reference.
     Bench {
         /// Print one JSON object instead of a table.
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
         Command::DemoChild(script) => demo::run_child(&script),
         Command::Soak(options) => soak::run(&options),
         Command::Report(args) => report::run(&args),
+        Command::Symbolicate(args) => symbolicate::run(&args),
         Command::Bench { json, quick, seed } => bench(json, quick, seed),
     }
 }

@@ -1,4 +1,5 @@
-//! `hangwatch report`: reads alerts saved as JSON lines, prints the text
+//! `hangwatch report`: reads alerts saved as JSON lines, names the frames
+//! that have no name yet (as `hangwatch symbolicate` does), prints the text
 //! report, and writes the flamegraph, Firefox profile and collapsed stacks
 //! asked for.
 
@@ -6,6 +7,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use hangwatch::stack::symbolize::Symbolizer;
 use hangwatch_export::report::Report;
 use hangwatch_export::{collapsed, firefox, flamegraph, jsonl};
 
@@ -31,7 +33,7 @@ pub struct Args {
 
 pub fn run(args: &Args) -> ExitCode {
     let source = args.alerts.display();
-    let read = match jsonl::read_file(&args.alerts) {
+    let mut read = match jsonl::read_file(&args.alerts) {
         Ok(read) => read,
         Err(error) => {
             eprintln!("hangwatch report: {error}");
@@ -54,6 +56,17 @@ pub fn run(args: &Args) -> ExitCode {
             );
         }
         return ExitCode::FAILURE;
+    }
+
+    // Frames sent normalized (or left unnamed where they were taken) are
+    // named here, as `hangwatch symbolicate` names them.
+    let mut symbolizer = Symbolizer::new();
+    for stack in read
+        .alerts
+        .iter_mut()
+        .filter_map(|alert| alert.stack.as_mut())
+    {
+        symbolizer.symbolize_stack(stack);
     }
 
     let mut stdout = io::stdout().lock();

@@ -9,6 +9,8 @@
 //! fixed amount of memory and never stalls the hub.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -37,8 +39,9 @@ impl fmt::Display for ChildInfo {
 pub struct ChildAlert {
     /// Which child raised it.
     pub child: ChildInfo,
-    /// The alert, as the child's monitor raised it (its stack symbolicated in
-    /// the child).
+    /// The alert, as the child's monitor raised it; its stack's frames
+    /// named by the hub if the child sent them normalized (see
+    /// [`HubBuilder::symbolicate`](crate::HubBuilder::symbolicate)).
     pub alert: Alert,
 }
 
@@ -201,18 +204,24 @@ pub struct HubCounters {
 pub(crate) struct EventSink {
     sender: Sender<HubEvent>,
     oldest: Receiver<HubEvent>,
-    pub(crate) dropped: u64,
+    /// Shared by every stream an event goes through.
+    dropped: Arc<AtomicU64>,
 }
 
 impl EventSink {
-    pub(crate) fn new(capacity: usize) -> (EventSink, Receiver<HubEvent>) {
+    pub(crate) fn new(capacity: usize, dropped: Arc<AtomicU64>) -> (EventSink, Receiver<HubEvent>) {
         let (sender, receiver) = crossbeam_channel::bounded(capacity);
         let sink = EventSink {
             sender,
             oldest: receiver.clone(),
-            dropped: 0,
+            dropped,
         };
         (sink, receiver)
+    }
+
+    /// Events dropped so far, by this stream and those that share its count.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     pub(crate) fn send(&mut self, mut event: HubEvent) {
@@ -222,7 +231,7 @@ impl EventSink {
                 Err(TrySendError::Full(back)) => {
                     event = back;
                     if self.oldest.try_recv().is_ok() {
-                        self.dropped += 1;
+                        self.dropped.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 // We hold a receiver, so the channel cannot be disconnected.

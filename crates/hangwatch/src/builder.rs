@@ -57,7 +57,8 @@ pub struct Builder {
     stack_on_transient: bool,
     stack_workers: usize,
     warm_symbols: bool,
-    symbolication: Symbolication,
+    /// `None`: from `HANGWATCH_SYMBOLICATION`, else in the process.
+    symbolication: Option<Symbolication>,
 }
 
 impl Default for Builder {
@@ -86,7 +87,7 @@ impl Builder {
             stack_on_transient: false,
             stack_workers: 1,
             warm_symbols: false,
-            symbolication: Symbolication::InProcess,
+            symbolication: None,
         }
     }
 
@@ -184,12 +185,17 @@ impl Builder {
     }
 
     /// Who names the frames of stacks: this process
-    /// ([`Symbolication::InProcess`], the default) or whoever receives the
-    /// alerts ([`Symbolication::Elsewhere`]: a hub, `hangwatch
-    /// symbolicate`). Elsewhere, alerts carry normalized frames (module
-    /// path, build id, offset) and `warm_symbols` has nothing to warm.
+    /// ([`Symbolication::InProcess`]) or whoever receives the alerts
+    /// ([`Symbolication::Elsewhere`]: a hub, `hangwatch symbolicate`).
+    /// Elsewhere, alerts carry normalized frames (module path, build id,
+    /// offset) and `warm_symbols` has nothing to warm.
+    ///
+    /// Unset, the environment variable `HANGWATCH_SYMBOLICATION`
+    /// (`in_process` or `elsewhere`) decides, a deployment's setting (a hub
+    /// sets it to `elsewhere` for the children it starts); without it, in
+    /// the process.
     pub fn symbolication(mut self, symbolication: Symbolication) -> Builder {
-        self.symbolication = symbolication;
+        self.symbolication = Some(symbolication);
         self
     }
 
@@ -208,6 +214,10 @@ impl Builder {
         if self.stacks && (self.stack_bytes == 0 || self.stack_workers == 0) {
             return Err(StartError::ZeroStackSetting);
         }
+        let symbolication = match self.symbolication {
+            Some(chosen) => chosen,
+            None => Symbolication::from_env()?,
+        };
         // Calibrate the clock here rather than on a component's first notify.
         Clock::global();
         let schedule = Arc::new(Schedule::new(self.enabled));
@@ -221,7 +231,7 @@ impl Builder {
             let workers = StackWorkers::start(
                 self.stack_workers,
                 &stacks_sender,
-                self.symbolication,
+                symbolication,
                 self.warm_symbols,
             )
             .map_err(StartError::Spawn)?;

@@ -42,6 +42,7 @@
 
 mod inbox;
 mod link;
+mod names;
 mod run;
 
 use std::process::Command;
@@ -51,13 +52,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
-use hangwatch::{ExitReport, Profile, ProfilingOptions, Stats};
+use hangwatch::{ExitReport, Profile, ProfilingOptions, Stats, Symbolication};
 use ipc_channel::ipc::{IpcOneShotServer, IpcSender};
 use serde::de::DeserializeOwned;
 
 use crate::error::{ControlError, HubError, HubGone};
 use crate::event::{ChildInfo, HubCounters, HubEvent};
 use crate::protocol::{ChildMsg, Json, RemoteError, Reply, Request, HUB_ENV};
+use names::Names;
 
 pub use inbox::{Delivery, Inbox};
 pub(crate) use run::Command as HubCommand;
@@ -73,6 +75,7 @@ pub struct HubBuilder {
     request_timeout: Duration,
     connect_timeout: Duration,
     thread_name: String,
+    symbolicate: bool,
 }
 
 impl Default for HubBuilder {
@@ -84,14 +87,27 @@ impl Default for HubBuilder {
 impl HubBuilder {
     /// The defaults: room for 4,096 unread events, 10 s for a child to
     /// answer a request, 30 s for an invited child to connect, a thread named
-    /// `hangwatch-hub`.
+    /// `hangwatch-hub`, children's frames named by the hub.
     pub fn new() -> HubBuilder {
         HubBuilder {
             event_capacity: 4096,
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(30),
             thread_name: "hangwatch-hub".to_owned(),
+            symbolicate: true,
         }
+    }
+
+    /// Whether the hub names the frames its children send normalized (on
+    /// by default), on a thread of its own with one symbolizer for every
+    /// child (see the crate docs on symbolication). The children it starts
+    /// ([`Hub::spawn`], [`Invitation::configure`]) are then told to send
+    /// them so (`HANGWATCH_SYMBOLICATION=elsewhere`, which a child's
+    /// [`Builder::symbolication`](hangwatch::Builder::symbolication)
+    /// overrides). Off, frames come as the children sent them.
+    pub fn symbolicate(mut self, on: bool) -> HubBuilder {
+        self.symbolicate = on;
+        self
     }
 
     /// How many unread events to keep before dropping the oldest (at least 1).
@@ -131,19 +147,30 @@ impl HubBuilder {
             doorbell: Arc::new(Mutex::new(doorbell)),
             rung: Arc::new(AtomicBool::new(false)),
         };
+        let dropped = Arc::new(AtomicU64::new(0));
         let (hub_loop, events) = run::HubLoop::new(
             doorbell_receiver,
             wake.rung.clone(),
             command_receiver,
             self.event_capacity,
+            dropped.clone(),
         )
         .map_err(HubError::Channels)?;
+        let (names, events) = match self.symbolicate {
+            true => {
+                let (names, named) =
+                    Names::start(events, self.event_capacity, dropped).map_err(HubError::Spawn)?;
+                (Some(names), named)
+            }
+            false => (None, events),
+        };
         let thread = std::thread::Builder::new()
             .name(self.thread_name)
             .spawn(move || hub_loop.run())
             .map_err(HubError::Spawn)?;
         Ok(Hub {
             events,
+            names,
             wake,
             next_invitation: AtomicU64::new(1),
             request_timeout: self.request_timeout,
@@ -160,6 +187,8 @@ impl HubBuilder {
 /// waiting): the children notice, stop sending, and go on without it.
 pub struct Hub {
     events: Receiver<HubEvent>,
+    /// The symbolizer thread, when the hub names children's frames.
+    names: Option<Names>,
     wake: Wake,
     next_invitation: AtomicU64,
     request_timeout: Duration,
@@ -209,7 +238,11 @@ impl Hub {
             deadline: Instant::now() + self.connect_timeout,
         })?;
         link::spawn(number, name.clone(), server, self.wake.clone()).map_err(HubError::Spawn)?;
-        Ok(Invitation { name, server_name })
+        Ok(Invitation {
+            name,
+            server_name,
+            symbolicate: self.names.is_some(),
+        })
     }
 
     /// Invites a child called `name`, puts the invitation in `command`'s
@@ -277,7 +310,8 @@ impl Hub {
     /// in the child.
     pub fn stop_profiling(&self, pid: u32) -> Result<Profile, ControlError> {
         let answer = self.send(pid, Request::StopProfiling, self.deadline())?;
-        expect_profile(pid, self.wait(pid, answer)?)
+        let profile = expect_profile(pid, self.wait(pid, answer)?)?;
+        Ok(self.named(profile))
     }
 
     /// [`Hub::exit`] on every connected child at once; one answer per child,
@@ -294,7 +328,20 @@ impl Hub {
     /// [`Hub::stop_profiling`] on every connected child at once: one profile
     /// per child.
     pub fn stop_profiling_all(&self) -> Result<Answers<Profile>, HubGone> {
-        self.broadcast(Request::StopProfiling, expect_profile)
+        let answers = self.broadcast(Request::StopProfiling, expect_profile)?;
+        Ok(answers
+            .into_iter()
+            .map(|(child, profile)| (child, profile.map(|profile| self.named(profile))))
+            .collect())
+    }
+
+    /// `profile` with its frames named by the hub's symbolizer, if it has
+    /// one.
+    fn named(&self, profile: Profile) -> Profile {
+        match &self.names {
+            Some(names) => names.profile(profile),
+            None => profile,
+        }
     }
 
     /// [`Hub::stats`] of every connected child at once.
@@ -385,6 +432,8 @@ impl Drop for Hub {
 pub struct Invitation {
     name: String,
     server_name: String,
+    /// Whether the hub names the child's frames.
+    symbolicate: bool,
 }
 
 impl Invitation {
@@ -401,8 +450,13 @@ impl Invitation {
 
     /// Puts the server's name in `command`'s environment as
     /// [`HUB_ENV`](crate::HUB_ENV), where
-    /// [`Bridge::connect_from_env`](crate::Bridge::connect_from_env) looks.
+    /// [`Bridge::connect_from_env`](crate::Bridge::connect_from_env) looks;
+    /// and, when the hub names children's frames, `HANGWATCH_SYMBOLICATION`
+    /// as `elsewhere`, so that the child's monitor sends them normalized.
     pub fn configure<'c>(&self, command: &'c mut Command) -> &'c mut Command {
+        if self.symbolicate {
+            command.env(Symbolication::ENV, "elsewhere");
+        }
         command.env(HUB_ENV, &self.server_name)
     }
 

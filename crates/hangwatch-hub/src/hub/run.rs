@@ -157,10 +157,11 @@ impl HubLoop {
         rung: Arc<AtomicBool>,
         commands: Receiver<Command>,
         event_capacity: usize,
+        dropped: Arc<std::sync::atomic::AtomicU64>,
     ) -> io::Result<(HubLoop, Receiver<HubEvent>)> {
         let mut set = IpcReceiverSet::new()?;
         let doorbell = set.add(doorbell)?;
-        let (events, receiver) = EventSink::new(event_capacity);
+        let (events, receiver) = EventSink::new(event_capacity, dropped);
         let hub = HubLoop {
             set,
             doorbell,
@@ -302,7 +303,7 @@ impl HubLoop {
                     children: self.children.len(),
                     invitations: self.invitations.len(),
                     pending_requests: self.pending.len(),
-                    events_dropped: self.events.dropped,
+                    events_dropped: self.events.dropped(),
                     ..self.counters.clone()
                 };
                 let _ = reply.try_send(counters);

@@ -58,6 +58,24 @@ pub enum Symbolication {
     Elsewhere,
 }
 
+impl Symbolication {
+    /// The environment variable that sets the default.
+    pub const ENV: &'static str = "HANGWATCH_SYMBOLICATION";
+
+    /// What [`Symbolication::ENV`] says; in the process when it is unset.
+    pub fn from_env() -> Result<Symbolication, crate::StartError> {
+        match std::env::var(Symbolication::ENV) {
+            Err(std::env::VarError::NotPresent) => Ok(Symbolication::InProcess),
+            Ok(value) if value == "in_process" => Ok(Symbolication::InProcess),
+            Ok(value) if value == "elsewhere" => Ok(Symbolication::Elsewhere),
+            Ok(value) => Err(crate::StartError::SymbolicationEnv(value)),
+            Err(std::env::VarError::NotUnicode(value)) => Err(crate::StartError::SymbolicationEnv(
+                value.to_string_lossy().into_owned(),
+            )),
+        }
+    }
+}
+
 /// The registers an unwinder needs to start from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Registers {

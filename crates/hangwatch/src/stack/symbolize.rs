@@ -67,6 +67,7 @@ use object::{Object, ObjectSegment};
 use crate::stack::modules::{LiveModules, Module};
 use crate::stack::unwind::UnwoundStack;
 use crate::stack::{Frame, Stack};
+use crate::{Frames, Profile};
 
 /// The pseudo-path of the vDSO.
 const VDSO: &str = "[vdso]";
@@ -206,6 +207,40 @@ impl Symbolizer {
         if stack.frames.iter().any(Frame::needs_symbols) {
             stack.frames = self.symbolize_frames(&stack.frames);
         }
+    }
+
+    /// `profile` with its frame table symbolicated: each frame that has no
+    /// function yet becomes the frames at its address, and every sample
+    /// through it is renumbered to them.
+    pub fn symbolize_profile(&mut self, profile: &mut Profile) {
+        let old: Vec<Frame> = std::mem::take(&mut profile.frames).into();
+        if !old.iter().any(Frame::needs_symbols) {
+            profile.frames = old.into();
+            return;
+        }
+        let mut table = Frames::default();
+        let renumbered: Vec<Vec<u32>> = old
+            .iter()
+            .map(|frame| {
+                let mut expanded = Vec::new();
+                self.expand(frame, &mut expanded);
+                expanded.iter().map(|frame| table.intern(frame)).collect()
+            })
+            .collect();
+        for sample in profile
+            .threads
+            .iter_mut()
+            .flat_map(|thread| thread.samples.iter_mut())
+        {
+            sample.frames = sample
+                .frames
+                .iter()
+                .filter_map(|&n| renumbered.get(n as usize))
+                .flatten()
+                .copied()
+                .collect();
+        }
+        profile.frames = table;
     }
 
     /// The frames of one instruction address of this process (the inlined
