@@ -46,7 +46,7 @@ fn frame(name: &str) -> Frame {
         function: Some(name.into()),
         file: Some("src/child.rs".into()),
         line: Some(42),
-        inlined: false,
+        ..Frame::default()
     }
 }
 

@@ -97,7 +97,8 @@ fn two_children_deliver_their_hangs_with_pids_names_and_stats() {
             any(target_arch = "x86_64", target_arch = "aarch64")
         ))]
         {
-            // Symbolicated in the child, before it crossed.
+            // Normalized in the child (the hub told it to), named by the
+            // hub: the frame still says where it came from.
             let permanent = alerts
                 .iter()
                 .find(|a| a.kind == AlertKind::Permanent)
@@ -106,12 +107,18 @@ fn two_children_deliver_their_hangs_with_pids_names_and_stats() {
                 .stack
                 .as_ref()
                 .expect("a stack on the permanent alert");
+            let hung = stack
+                .frames
+                .iter()
+                .find(|f| {
+                    f.function
+                        .as_deref()
+                        .is_some_and(|n| n.contains("stuck_in_a_long_task"))
+                })
+                .unwrap_or_else(|| panic!("{permanent}"));
             assert!(
-                stack.frames.iter().any(|f| f
-                    .function
-                    .as_deref()
-                    .is_some_and(|n| n.contains("stuck_in_a_long_task"))),
-                "{permanent}"
+                hung.build_id.is_some() && hung.module_path.is_some() && hung.line.is_some(),
+                "{hung:#?}"
             );
         }
 
@@ -149,6 +156,71 @@ fn two_children_deliver_their_hangs_with_pids_names_and_stats() {
         (2, 2, 0)
     );
     assert_eq!(counters.alerts, 10);
+    hub.shutdown().unwrap();
+}
+
+/// A child told to leave symbolication elsewhere, under a hub that does not
+/// symbolicate: its frames cross unnamed but normalized, and another
+/// process (this one) names them from that alone.
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+#[test]
+fn normalized_frames_cross_unnamed_and_are_named_elsewhere() {
+    use hangwatch::stack::symbolize::Symbolizer;
+    use hangwatch::Symbolication;
+
+    let hub = hangwatch_hub::HubBuilder::new()
+        .symbolicate(false)
+        .start()
+        .unwrap();
+    let mut command = child_command("hangs");
+    command.env(Symbolication::ENV, "elsewhere");
+    let mut child = hub.spawn("content", &mut command).unwrap();
+    let pid = child.id();
+    let events = gather(&hub, |events| {
+        alerts_of(events, pid)
+            .iter()
+            .any(|a| a.kind == AlertKind::Permanent)
+    });
+    let permanent = alerts_of(&events, pid)
+        .into_iter()
+        .find(|a| a.kind == AlertKind::Permanent)
+        .unwrap();
+    let stack = permanent.stack.as_ref().expect("a stack");
+    assert!(
+        stack.frames.iter().all(|f| f.function.is_none()),
+        "named in the child: {permanent}"
+    );
+    let exe = std::env::current_exe().unwrap();
+    let own = stack
+        .frames
+        .iter()
+        .filter(|f| f.module_path.as_deref() == exe.to_str())
+        .count();
+    assert!(own > 0, "no frame of the test binary: {permanent}");
+    assert!(
+        stack
+            .frames
+            .iter()
+            .filter(|f| f.module_path.is_some())
+            .all(|f| f.build_id.is_some() && f.module_offset.is_some()),
+        "{stack:#?}"
+    );
+    let named = Symbolizer::new().symbolize_frames(&stack.frames);
+    assert!(
+        named.iter().any(|f| f
+            .function
+            .as_deref()
+            .is_some_and(|n| n.contains("stuck_in_a_long_task"))
+            && f.file
+                .as_deref()
+                .is_some_and(|file| file.ends_with("common/mod.rs"))),
+        "{named:#?}"
+    );
+    hub.exit_all().unwrap();
+    assert!(wait_exit(&mut child).success());
     hub.shutdown().unwrap();
 }
 

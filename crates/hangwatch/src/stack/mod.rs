@@ -64,7 +64,13 @@ impl Symbolication {
 
     /// What [`Symbolication::ENV`] says; in the process when it is unset.
     pub fn from_env() -> Result<Symbolication, crate::StartError> {
-        match std::env::var(Symbolication::ENV) {
+        Symbolication::from_setting(std::env::var(Symbolication::ENV))
+    }
+
+    fn from_setting(
+        setting: Result<String, std::env::VarError>,
+    ) -> Result<Symbolication, crate::StartError> {
+        match setting {
             Err(std::env::VarError::NotPresent) => Ok(Symbolication::InProcess),
             Ok(value) if value == "in_process" => Ok(Symbolication::InProcess),
             Ok(value) if value == "elsewhere" => Ok(Symbolication::Elsewhere),
@@ -286,6 +292,30 @@ impl std::fmt::Display for NoStack {
             NoStack::HangEnded => f.write_str("the hang had ended when the monitor saw it"),
             NoStack::Follows => f.write_str("the stack follows in its own alert"),
             NoStack::NotReady => f.write_str("the stack workers were too busy to take it"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::env::VarError;
+
+    #[test]
+    fn symbolication_is_set_by_its_two_names_and_nothing_else() {
+        let from = |value: &str| Symbolication::from_setting(Ok(value.to_owned()));
+        assert_eq!(
+            Symbolication::from_setting(Err(VarError::NotPresent)).unwrap(),
+            Symbolication::InProcess
+        );
+        assert_eq!(from("in_process").unwrap(), Symbolication::InProcess);
+        assert_eq!(from("elsewhere").unwrap(), Symbolication::Elsewhere);
+        for bad in ["", "Elsewhere", "hub", "in-process"] {
+            let error = from(bad).unwrap_err().to_string();
+            assert!(
+                error.contains("in_process or elsewhere") && error.contains(&format!("{bad:?}")),
+                "{error}"
+            );
         }
     }
 }
