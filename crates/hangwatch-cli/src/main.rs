@@ -2,6 +2,7 @@
 
 mod demo;
 mod output;
+mod procfs;
 mod report;
 mod soak;
 mod symbolicate;

@@ -24,9 +24,9 @@ use hangwatch_hub::Bridge;
 use super::lines::{self, Line};
 use super::plan::{self, InjectedHang, Script, Timeouts, LOOPS};
 
-/// How long an alert may wait for its stack to be symbolicated before it
-/// goes out with raw addresses: long enough for a cold start of a debug
-/// build's symbol tables on a loaded machine.
+/// How long an alert may wait for its stack (capture and unwinding: the hub
+/// names the frames) before it goes out without it: long enough for a
+/// loaded machine.
 pub const SYMBOLICATE_DEADLINE: Duration = Duration::from_secs(5);
 
 /// How often a child reports its notifications.
@@ -67,9 +67,10 @@ struct Handled(AtomicU64);
 /// exit (or, if the hub is gone, some time after the plan is done).
 pub fn run(script: &Script) -> ExitCode {
     let index = script.index;
+    // Symbolication is the hub's (it starts the children with
+    // `HANGWATCH_SYMBOLICATION=elsewhere`): the child only normalizes.
     let mut builder = Monitor::builder()
         .stack_on_transient(true)
-        .warm_symbols(true)
         .symbolicate_deadline(SYMBOLICATE_DEADLINE);
     if let Some(threshold) = script.mode.pause_threshold() {
         builder = builder.pause_threshold(threshold);

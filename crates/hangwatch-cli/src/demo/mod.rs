@@ -39,6 +39,7 @@ pub use self::child::run as run_child;
 use self::lines::Line;
 use self::plan::{InjectedHang, Mode, Script};
 use self::view::View;
+use crate::procfs;
 
 #[derive(clap::Args)]
 pub struct Options {
@@ -183,6 +184,11 @@ fn run_hub(options: &Options) -> Result<bool, String> {
         view.redraw();
     }
 
+    // Private memory while every child still runs (each has had hangs and a
+    // profiling window): what normalizing costs a child, and what naming
+    // every child's frames costs the hub.
+    let memory = Memory::read(&children);
+
     // Exit, confirmed by each child's report; then their goodbyes.
     for (child, answer) in hub.exit_all().map_err(|e| e.to_string())? {
         match answer {
@@ -216,11 +222,70 @@ fn run_hub(options: &Options) -> Result<bool, String> {
         println!("demo: {line}");
     }
     let outcome = check.finish();
+    println!("demo: {memory}");
+    println!("demo: {}", first_alerts(&outcome));
     for problem in &outcome.problems {
         println!("demo: {problem}");
     }
     println!("{outcome}");
     Ok(written && outcome.ok())
+}
+
+/// Private (anonymous) memory of the children and of this process.
+struct Memory {
+    children_kib: Vec<Option<u64>>,
+    hub_kib: Option<u64>,
+}
+
+impl Memory {
+    fn read(children: &[std::process::Child]) -> Memory {
+        Memory {
+            children_kib: children
+                .iter()
+                .map(|child| procfs::status_kib(child.id(), "RssAnon"))
+                .collect(),
+            hub_kib: procfs::status_kib(std::process::id(), "RssAnon"),
+        }
+    }
+}
+
+impl std::fmt::Display for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mib = |kib: &Option<u64>| match kib {
+            Some(kib) => format!("{:.1}", *kib as f64 / 1024.0),
+            None => "?".into(),
+        };
+        let children: Vec<String> = self.children_kib.iter().map(mib).collect();
+        write!(
+            f,
+            "private memory (RssAnon): children {} MiB (they only normalize their frames); \
+             this process {} MiB (the hub, naming every child's frames, and the demo)",
+            children.join(", "),
+            mib(&self.hub_kib)
+        )
+    }
+}
+
+/// How late each child's first hang reached the hub's stream, named.
+fn first_alerts(outcome: &check::Outcome) -> String {
+    let mut firsts: Vec<&check::Detection> = Vec::new();
+    for detection in &outcome.detections {
+        match firsts.iter_mut().find(|first| first.pid == detection.pid) {
+            Some(first) if detection.at < first.at => *first = detection,
+            Some(_) => {}
+            None => firsts.push(detection),
+        }
+    }
+    firsts.sort_by_key(|first| first.index);
+    let late: Vec<String> = firsts
+        .iter()
+        .map(|first| format!("{:.1}", first.latency.as_secs_f64() * 1e3))
+        .collect();
+    format!(
+        "first hang of each child, transient deadline to its alert in the hub's stream with \
+         named frames: {} ms",
+        late.join(", ")
+    )
 }
 
 fn handle_event(event: HubEvent, view: &mut View, alerts: &mut Vec<ChildAlert>, check: &mut Check) {

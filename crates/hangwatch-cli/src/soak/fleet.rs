@@ -165,7 +165,7 @@ impl Fleet {
     /// Reads the memory of every live child that has warmed up.
     pub fn read_rss(&mut self) {
         for member in self.members.iter_mut().filter(|m| m.live() && m.warm()) {
-            let Some(kib) = rss_kib(member.pid) else {
+            let Some(kib) = crate::procfs::status_kib(member.pid, "VmRSS") else {
                 continue;
             };
             let now = Instant::now();
@@ -216,27 +216,5 @@ impl Drop for Fleet {
             let _ = process.kill();
             let _ = process.wait();
         }
-    }
-}
-
-/// The resident set size of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn reads_the_memory_of_a_process() {
-        let kib = super::rss_kib(std::process::id()).expect("VmRSS of this process");
-        assert!(kib > 100, "{kib} KiB");
-        assert_eq!(super::rss_kib(u32::MAX), None);
     }
 }

@@ -16,6 +16,10 @@
 //! the drops are counted together in
 //! [`HubCounters::events_dropped`](crate::HubCounters::events_dropped).
 //!
+//! When a child connects, the thread reads the symbols of the child's
+//! program (unless it has them already), while the child starts up: its
+//! first alert is then named as fast as the later ones.
+//!
 //! Profiles come back from [`Hub::stop_profiling`](crate::Hub::stop_profiling)
 //! through the same thread (the caller waits for them anyway), so that they
 //! share the caches.
@@ -62,6 +66,17 @@ impl Names {
     }
 }
 
+/// Reads the symbols of child `pid`'s program while the child starts up,
+/// before its first hang (the hub and its children share a machine, so the
+/// child's executable is `/proc/PID/exe`). A program whose symbols are
+/// already read costs a lookup in the cache.
+fn warm_for(symbolizer: &mut Symbolizer, pid: u32) {
+    if let Ok(program) = std::fs::read_link(format!("/proc/{pid}/exe")) {
+        // A failure shows again, per frame, as missing names.
+        let _ = symbolizer.preload_file(&program);
+    }
+}
+
 fn run(
     raw: Receiver<HubEvent>,
     mut profiles: Receiver<(Profile, Sender<Profile>)>,
@@ -72,12 +87,20 @@ fn run(
         select! {
             recv(raw) -> event => {
                 let Ok(mut event) = event else { return };
-                if let HubEvent::Alert(child_alert) = &mut event {
-                    if let Some(stack) = &mut child_alert.alert.stack {
-                        symbolizer.symbolize_stack(stack);
+                match &mut event {
+                    HubEvent::Alert(child_alert) => {
+                        if let Some(stack) = &mut child_alert.alert.stack {
+                            symbolizer.symbolize_stack(stack);
+                        }
+                        named.send(event);
                     }
+                    HubEvent::Connected(child) => {
+                        let pid = child.pid;
+                        named.send(event);
+                        warm_for(&mut symbolizer, pid);
+                    }
+                    _ => named.send(event),
                 }
-                named.send(event);
             }
             recv(profiles) -> request => {
                 let Ok((mut profile, reply)) = request else {

@@ -150,6 +150,8 @@ enum SourceKind {
 struct FileFacts {
     build_id: Option<String>,
     base_svma: u64,
+    /// The entry point's stated address.
+    entry: u64,
     has_dwarf: bool,
 }
 
@@ -250,18 +252,37 @@ impl Symbolizer {
         self.symbolize_frames(&[frame])
     }
 
-    /// Opens `module`'s symbols now rather than at its first address. An
+    /// Reads `module`'s symbols now rather than at its first address. An
     /// error says why its frames will have no names.
     pub fn preload(&mut self, module: &Module) -> Result<(), SymbolizeError> {
-        let key = ModuleKey {
+        self.preload_key(ModuleKey {
             path: module.path().to_string_lossy().into_owned(),
             build_id: module.build_id().map(str::to_owned),
-        };
+        })
+    }
+
+    /// Reads the symbols of the module file at `path` (whatever its build)
+    /// now: for a hub, as a child of that program connects, so that the
+    /// child's first stack is named as fast as the later ones.
+    pub fn preload_file(&mut self, path: &Path) -> Result<(), SymbolizeError> {
+        let facts = file_facts(path).map_err(|why| SymbolizeError::Read {
+            path: path.to_owned(),
+            why,
+        })?;
+        self.preload_key(ModuleKey {
+            path: path.to_string_lossy().into_owned(),
+            build_id: facts.build_id,
+        })
+    }
+
+    fn preload_key(&mut self, key: ModuleKey) -> Result<(), SymbolizeError> {
         let source = self.source(&key).map_err(Clone::clone)?.clone();
+        // One lookup, of the entry point, makes blazesym open the file and
+        // its DWARF; what it parses stays cached.
         if let SourceKind::File(path) = &source.kind {
-            use blazesym::symbolize::cache::{Cache, Elf};
-            // A failure here shows again, per frame, as missing names.
-            let _ = self.blazesym.cache(&Cache::Elf(Elf::new(path.clone())));
+            if let Ok(facts) = file_facts(path) {
+                let _ = self.lookup(&source, facts.entry.wrapping_sub(source.base_svma));
+            }
         }
         Ok(())
     }
@@ -480,6 +501,7 @@ fn file_facts(path: &Path) -> Result<FileFacts, String> {
     Ok(FileFacts {
         build_id,
         base_svma: elf.segments().map(|s| s.address()).min().unwrap_or(0),
+        entry: elf.entry(),
         has_dwarf: elf.section_by_name(".debug_info").is_some(),
     })
 }
