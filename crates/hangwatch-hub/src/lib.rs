@@ -4,8 +4,7 @@
 //! A program made of several processes (a browser's content processes, a
 //! server's workers) runs an ordinary [`hangwatch::Monitor`] in each child
 //! and one [`Hub`] in the parent. Each child's [`Bridge`] forwards its
-//! monitor's alerts to the hub (stacks already symbolicated in the child,
-//! where its modules are mapped) and carries the hub's control requests to
+//! monitor's alerts to the hub and carries the hub's control requests to
 //! its monitor. The hub gives out every child's alerts, tagged with the
 //! child's pid and name, on one receiver, in the order it got them, and
 //! tells when a child dies.
@@ -61,6 +60,24 @@
 //! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Symbolication
+//!
+//! A child's stacks cross *normalized*: each frame is its module's path and
+//! build id and an offset in the module, and the hub names them, on a
+//! thread of its own, with one symbolizer for every child
+//! ([`HubBuilder::symbolicate`], on by default). Symbol tables, which for a
+//! large binary with debug info are hundreds of megabytes, are then read
+//! once for all the children of one binary, in the hub, rather than once per
+//! child; and a child's first alert is not held while its own tables load.
+//! The hub reads a child's program's symbols as the child connects. Children
+//! the hub starts get `HANGWATCH_SYMBOLICATION=elsewhere`, which is the
+//! default of their monitor's builder (see
+//! [`hangwatch::Symbolication`]); a child that names its own frames
+//! ([`Builder::symbolication`](hangwatch::Builder::symbolication)) sends
+//! them named, and the hub leaves named frames as they are. Debug files are
+//! found beside the modules, under `/usr/lib/debug` and, with this crate's
+//! `debuginfod` feature, from the debuginfod servers of `DEBUGINFOD_URLS`.
 //!
 //! # Faults
 //!

@@ -96,6 +96,13 @@
 //!   outside, never signalled, so its system call is not interrupted; only
 //!   a running thread copies its own stack in a signal handler, on an
 //!   alternate signal stack big enough for it.
+//! - **Normalize here, name anywhere.** Each frame carries its module's
+//!   path, build id and offset, so it can be named in the process (mapped
+//!   symbol files: [`Symbolication::InProcess`]), by a hub for all its
+//!   children, or later with `hangwatch symbolicate`
+//!   ([`Symbolication::Elsewhere`]); debug files are found beside a module,
+//!   under `/usr/lib/debug`, and (feature `debuginfod`) from debuginfod
+//!   servers by build id.
 //! - **A thread that exits without unregistering is not a hang**
 //!   (servo#22468): the monitor says so once with a
 //!   [`ThreadExited`](AlertKind::ThreadExited) alert and stops watching it.

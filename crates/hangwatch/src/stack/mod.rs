@@ -4,10 +4,11 @@
 //! ```text
 //!   monitor thread        capture thread              stack workers
 //!  +--------------+     +----------------------+     +----------------------+
-//!  | look: raise, | --> | sampler::request:    | --> | unwind (framehop)    |
-//!  | ask, go on   |     |  blocked: read it;   |     |  -> raw frames       |
-//!  |              |     |  running: signal it  |     | symbolize (addr2line)|
-//!  |              | <------------------------------- |  -> Stack            |
+//!  | look: raise, | --> | sampler::request:    | --> | normalize: module    |
+//!  | ask, go on   |     |  blocked: read it;   |     |  path, build id,     |
+//!  |              |     |  running: signal it; |     |  offset              |
+//!  |              |     | unwind (framehop)    |     | symbolize (blazesym, |
+//!  |              | <------------------------------- |  in process) -> Stack|
 //!  +--------------+     +----------------------+     +----------------------+
 //! ```
 //!
@@ -18,8 +19,11 @@
 //! - `capture` is the thread that asks: the monitor never waits for a
 //!   thread to answer.
 //! - `unwind` walks that copy offline with DWARF CFI from `.eh_frame`.
-//! - `symbolize` turns addresses into functions, files and lines, inlined
-//!   frames included, with caches owned by the worker that uses them.
+//! - `symbolize` normalizes each frame (module path, build id, offset) and,
+//!   with [`Symbolication::InProcess`], turns it into functions, files and
+//!   lines, inlined frames included, with caches owned by the worker that
+//!   uses them; the same [`symbolize::Symbolizer`] names normalized frames
+//!   in a hub or from a file, anywhere.
 
 pub(crate) mod capture;
 #[cfg(feature = "debuginfod")]
