@@ -481,7 +481,7 @@ fn installed_debug_file(build_id: &str) -> Option<SymbolSource> {
         .join(head)
         .join(format!("{rest}.debug"));
     let facts = file_facts(&path).ok()?;
-    (facts.build_id.as_deref() == Some(build_id)).then(|| SymbolSource {
+    (facts.build_id.as_deref() == Some(build_id)).then_some(SymbolSource {
         kind: SourceKind::File(path),
         base_svma: facts.base_svma,
         may_ask_debuginfod: !facts.has_dwarf,

@@ -109,7 +109,7 @@ enum Namer {
 
 fn work(queues: Queues, done: Sender<StackDone>, symbolication: Symbolication, warm: bool) {
     let mut namer = match symbolication {
-        Symbolication::InProcess => Namer::Symbolizer(Box::new(Symbolizer::new())),
+        Symbolication::InProcess => Namer::Symbolizer(Box::default()),
         Symbolication::Elsewhere => Namer::Normalizer(LiveModules::new()),
     };
     if let (Namer::Symbolizer(symbolizer), true) = (&mut namer, warm) {
