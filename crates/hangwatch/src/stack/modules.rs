@@ -43,9 +43,13 @@
 //! `unsafe`, no walk over the loader's own lists. Consecutive mappings of one
 //! file (same path, device and inode, increasing file offsets) form one
 //! module; a module needs at least one executable mapping. Each module file
-//! is opened once per snapshot and read through [`object::ReadCache`], which
-//! reads only the ELF headers and the few sections needed, not the whole
-//! file, and maps nothing.
+//! is opened once when it is first listed and read through
+//! [`object::ReadCache`], which reads only what is asked, not the whole
+//! file, and maps nothing: the ELF headers and the build-id note. Its
+//! unwind sections are read the first time the unwinder needs them (after
+//! checking that the file is still the one mapped: same device and inode),
+//! so a snapshot that only normalizes or symbolicates reads none, and the
+//! unwinder only those of modules its stacks go through.
 //!
 //! Special cases:
 //!
@@ -98,7 +102,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use object::read::elf::{FileHeader, ProgramHeader, SectionHeader};
@@ -155,6 +159,8 @@ pub struct Module {
     base_address: u64,
     identity: Identity,
     layout: Result<Layout, ModuleError>,
+    /// Read when the unwinder first needs them (see the module docs).
+    unwind: OnceLock<Option<UnwindSections>>,
 }
 
 /// What a module was read from: it tells two loads of a path apart.
@@ -170,13 +176,12 @@ enum Identity {
     Vdso { start: u64 },
 }
 
-/// What the module's ELF headers say, and the unwind sections.
+/// What the module's ELF headers say.
 struct Layout {
     bias: u64,
     base_svma: u64,
     /// The GNU build id note, in lower-case hex.
     build_id: Option<String>,
-    unwind: UnwindSections,
 }
 
 /// A section's stated address range and its bytes.
@@ -278,13 +283,25 @@ impl Module {
         self.layout.as_ref().ok().map(|layout| layout.base_svma)
     }
 
-    /// The unwind sections, if the module could be read.
+    /// The unwind sections, if the module could be read; read from its
+    /// file the first time they are asked for.
     #[cfg_attr(
         not(any(target_arch = "x86_64", target_arch = "aarch64")),
         allow(dead_code)
     )]
     pub(crate) fn unwind_sections(&self) -> Option<&UnwindSections> {
-        self.layout.as_ref().ok().map(|layout| &layout.unwind)
+        self.layout.as_ref().ok()?;
+        self.unwind
+            .get_or_init(|| match &self.identity {
+                Identity::File {
+                    path,
+                    device,
+                    inode,
+                } => read_unwind_sections(path, *device, *inode).ok(),
+                // Read with the layout; nothing to read now.
+                Identity::Vdso { .. } => None,
+            })
+            .as_ref()
     }
 }
 
@@ -300,7 +317,7 @@ impl fmt::Debug for Module {
         match &self.layout {
             Ok(layout) => s
                 .field("bias", &format_args!("{:#x}", layout.bias))
-                .field("unwind", &layout.unwind),
+                .field("unwind", &self.unwind.get()),
             Err(error) => s.field("error", error),
         };
         s.finish()
@@ -668,10 +685,15 @@ impl Module {
             .file_name()
             .map_or_else(|| path.to_string_lossy(), |name| name.to_string_lossy())
             .into_owned();
+        let unwind = OnceLock::new();
         let layout = match &identity {
             Identity::Vdso { .. } => read_own_memory(&first.range)
                 .map_err(ModuleError::from)
-                .and_then(|image| Layout::parse(&*image, group)),
+                .and_then(|image| {
+                    // The image is read now, so its unwind sections too.
+                    let _ = unwind.set(UnwindSections::parse(&*image).ok());
+                    Layout::parse(&*image, group)
+                }),
             Identity::File { .. } if first.name.ends_with(DELETED) => Err(ModuleError::Deleted),
             Identity::File { path, .. } => std::fs::File::open(path)
                 .map_err(ModuleError::from)
@@ -688,8 +710,33 @@ impl Module {
             base_address,
             identity,
             layout,
+            unwind,
         }
     }
+}
+
+/// The unwind sections of the file at `path`, if it is still the one the
+/// maps named (same device and inode).
+fn read_unwind_sections(
+    path: &Path,
+    device: u64,
+    inode: u64,
+) -> Result<UnwindSections, ModuleError> {
+    use std::os::unix::fs::MetadataExt;
+    let file = std::fs::File::open(path)?;
+    let metadata = file.metadata()?;
+    if metadata.ino() != inode || maps_device(metadata.dev()) != device {
+        return Err(ModuleError::Deleted);
+    }
+    UnwindSections::parse(&object::ReadCache::new(file))
+}
+
+/// `st_dev` in the maps' encoding, `major << 32 | minor` (glibc's split of
+/// the two numbers in `st_dev`).
+fn maps_device(st_dev: u64) -> u64 {
+    let major = ((st_dev >> 8) & 0xfff) | ((st_dev >> 32) & !0xfff);
+    let minor = (st_dev & 0xff) | ((st_dev >> 12) & !0xff);
+    (major << 32) | minor
 }
 
 /// A `PT_LOAD` segment.
@@ -732,6 +779,31 @@ impl Layout {
 
         let sections = header.sections(endian, data)?;
         let build_id = build_id::<Elf, R>(&sections, endian, data)?;
+        Ok(Layout {
+            bias,
+            base_svma,
+            build_id,
+        })
+    }
+}
+
+impl UnwindSections {
+    fn parse<'data, R: ReadRef<'data>>(data: R) -> Result<UnwindSections, ModuleError> {
+        match FileKind::parse(data)? {
+            FileKind::Elf64 => UnwindSections::parse_elf::<elf::FileHeader64<Endianness>, R>(data),
+            FileKind::Elf32 => UnwindSections::parse_elf::<elf::FileHeader32<Endianness>, R>(data),
+            _ => Err(ModuleError::NotElf),
+        }
+    }
+
+    fn parse_elf<'data, Elf, R>(data: R) -> Result<UnwindSections, ModuleError>
+    where
+        Elf: FileHeader<Endian = Endianness>,
+        R: ReadRef<'data>,
+    {
+        let header = Elf::parse(data)?;
+        let endian = header.endian()?;
+        let sections = header.sections(endian, data)?;
         let find = |name: &[u8]| sections.section_by_name(endian, name).map(|(_, s)| s);
         let svma = |section: &Elf::SectionHeader| {
             let start: u64 = section.sh_addr(endian).into();
@@ -751,18 +823,12 @@ impl Layout {
             Some(_) => None,
             None => read(b".debug_frame")?.map(|section| section.data),
         };
-        let unwind = UnwindSections {
+        Ok(UnwindSections {
             eh_frame_hdr: read(b".eh_frame_hdr")?,
             eh_frame,
             debug_frame,
             text_svma: find(b".text").map(svma),
             got_svma: find(b".got").map(svma),
-        };
-        Ok(Layout {
-            bias,
-            base_svma,
-            build_id,
-            unwind,
         })
     }
 }
