@@ -6,6 +6,7 @@
 //! between columns measured in the same run are what to read. Every figure is
 //! a field of [`Report`], printed as one JSON object by `hangwatch bench --json`.
 
+mod children;
 mod detect;
 mod eintr;
 mod idle;
@@ -13,6 +14,7 @@ mod loaded;
 mod notify;
 mod procfs;
 mod profiling;
+pub mod reference_symbolizer;
 mod scale;
 pub mod servo;
 mod stacks;
@@ -84,8 +86,56 @@ pub struct Report {
     pub sample_frames: usize,
     /// Unwinding that stack from its copy, µs.
     pub unwind_us: f64,
-    /// Symbolicating that stack with warm caches, µs.
+    /// Symbolicating that stack with warm caches (blazesym, our
+    /// `Symbolizer`), mean of 200, µs.
     pub symbolize_warm_us: f64,
+    /// The same unwound stack, the same way, with the pre-blazesym
+    /// symbolizer (addr2line over module files read whole into the heap,
+    /// [`reference_symbolizer`]), µs.
+    pub symbolize_warm_us_reference: f64,
+    /// A fresh `Symbolizer`'s first symbolication of that unwound stack,
+    /// from its creation (opening and parsing what the stack's modules need;
+    /// the files' pages already in the page cache), ms.
+    pub symbolize_cold_ms: f64,
+    /// The same for a fresh reference symbolizer (reading the module files
+    /// whole, parsing), measured just after ours in the same process, ms.
+    pub symbolize_cold_ms_reference: f64,
+    /// Growth of `RssAnon` (`/proc/self/status`) caused by a fresh
+    /// `Symbolizer`'s first symbolication of a stack of the same shape,
+    /// read while the symbolizer is alive, in a fresh child process of this
+    /// binary (see `src/children.rs`), median over the runs, MiB.
+    pub symbolize_private_mib: f64,
+    /// The same for the reference symbolizer, MiB.
+    pub symbolize_private_mib_reference: f64,
+    /// `RssAnon` of a fresh child process of this binary (the `hangwatch`
+    /// binary, as the demo's children are) just after it received its first
+    /// alert with its stack symbolicated in the process (a fresh monitor,
+    /// `Symbolication::InProcess`, cold symbols), minus that of the same
+    /// program with no monitor, medians over the runs, MiB (target ≤ 4).
+    pub child_private_mib_overhead_in_process: f64,
+    /// The same with `Symbolication::Elsewhere` (the alert carries
+    /// normalized frames; no hub, no bridge, in the child), MiB (target ≤ 2).
+    pub child_private_mib_overhead_elsewhere: f64,
+    /// In those fresh children with `Symbolication::InProcess`: the first
+    /// hang's transient alert, which waits for its stack
+    /// (`stack_on_transient`, `symbolicate_deadline` 10 s, so including the
+    /// cold symbol load), `monotonic_ns()` at `recv` minus (its
+    /// `started_ns` + the 20 ms transient timeout), median over the runs, ms.
+    pub first_alert_delivery_ms_in_process: f64,
+    /// The same with `Symbolication::Elsewhere`: the alert waits for the
+    /// capture and unwinding only (normalized frames), ms (target ≤ 20).
+    pub first_alert_delivery_ms_elsewhere: f64,
+    /// A hub (`hangwatch_hub::Hub`, naming its children's frames) in a
+    /// fresh process of this binary: its `RssAnon` once `hub_children`
+    /// children of this binary are connected and each one's first alert
+    /// arrived with its frames named, minus its `RssAnon` when the first
+    /// child's had (its symbolizer then holding the binary's symbols),
+    /// divided by the `hub_children - 1` children added, MiB (target ≤ 1).
+    pub hub_private_mib_per_child: f64,
+    /// Children of that hub.
+    pub hub_children: u64,
+    /// Fresh child processes per figure above (medians of this many).
+    pub child_runs: u64,
     /// Permanent deadline to the alert with its symbolicated stack, median, ms (warm caches).
     pub permanent_alert_latency_ms: f64,
     /// The same, 99th percentile.
@@ -218,7 +268,14 @@ pub struct Target {
 }
 
 /// Runs every measurement. `progress` is told what runs next.
+///
+/// In a child process the bench started (`HANGWATCH_BENCH_CHILD` set, see
+/// `src/children.rs`) this measures nothing else: it does what the child
+/// was started for, prints its answer on stdout and exits the process.
 pub fn run(options: Options, mut progress: impl FnMut(&str)) -> Report {
+    if let Some(code) = children::child_main() {
+        std::process::exit(code);
+    }
     let quick = options.quick;
     progress("notification cost, dense");
     let (notify_dense_ns, notify_dense_ns_servo, notify_dense_ns_limit) =
@@ -237,6 +294,9 @@ pub fn run(options: Options, mut progress: impl FnMut(&str)) -> Report {
 
     progress("stacks: pauses, symbolication, permanent alerts");
     let stacks = stacks::run(quick);
+
+    progress("fresh processes: symbolizers' memory, monitor and hub overhead, first alert");
+    let children = children::run(quick);
 
     progress("EINTR: timed calls profiled and sampled at 1 kHz, captures of a blocked thread");
     let eintr = eintr::run(quick, window);
@@ -274,6 +334,18 @@ pub fn run(options: Options, mut progress: impl FnMut(&str)) -> Report {
         sample_frames: stacks.frames,
         unwind_us: stacks.unwind_us,
         symbolize_warm_us: stacks.symbolize_warm_us,
+        symbolize_warm_us_reference: stacks.symbolize_warm_us_reference,
+        symbolize_cold_ms: stacks.symbolize_cold_ms,
+        symbolize_cold_ms_reference: stacks.symbolize_cold_ms_reference,
+        symbolize_private_mib: children.symbolize_private_mib,
+        symbolize_private_mib_reference: children.symbolize_private_mib_reference,
+        child_private_mib_overhead_in_process: children.overhead_in_process_mib,
+        child_private_mib_overhead_elsewhere: children.overhead_elsewhere_mib,
+        first_alert_delivery_ms_in_process: children.delivery_in_process_ms,
+        first_alert_delivery_ms_elsewhere: children.delivery_elsewhere_ms,
+        hub_private_mib_per_child: children.hub_per_child_mib,
+        hub_children: children.hub_children as u64,
+        child_runs: children.runs as u64,
         permanent_alert_latency_ms: stacks.permanent_alert_latency_ms,
         permanent_alert_latency_p99_ms: stacks.permanent_alert_latency_p99_ms,
         profile_overhead_pct: profiling.overhead_pct,
@@ -343,6 +415,22 @@ fn targets(r: &Report) -> Vec<Target> {
         Target {
             name: "symbolize_warm_us <= 200",
             met: r.symbolize_warm_us <= 200.0,
+        },
+        Target {
+            name: "child_private_mib_overhead_in_process <= 4",
+            met: r.child_private_mib_overhead_in_process <= 4.0,
+        },
+        Target {
+            name: "child_private_mib_overhead_elsewhere <= 2",
+            met: r.child_private_mib_overhead_elsewhere <= 2.0,
+        },
+        Target {
+            name: "first_alert_delivery_ms_elsewhere <= 20",
+            met: r.first_alert_delivery_ms_elsewhere <= 20.0,
+        },
+        Target {
+            name: "hub_private_mib_per_child <= 1",
+            met: r.hub_private_mib_per_child <= 1.0,
         },
         Target {
             name: "permanent_alert_latency_ms <= 10",

@@ -104,3 +104,14 @@ pub fn threads_starting_with(prefix: &str) -> Vec<Thread> {
         .map(|task| Thread { dir: task.path() })
         .collect()
 }
+
+/// This process's resident anonymous memory (`RssAnon` of
+/// `/proc/self/status`: heap, thread stacks, anonymous mappings; not the
+/// pages of mapped files), in KiB.
+pub fn rss_anon_kib() -> Option<u64> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("RssAnon:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+}

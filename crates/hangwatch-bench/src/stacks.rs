@@ -15,9 +15,16 @@
 //!   `backtrace::trace_unsynchronized`, as pprof-rs does by default, entry
 //!   to exit of its handler.
 //! - **Unwind and symbolicate** (`sample_frames`, `unwind_us`,
-//!   `symbolize_warm_us`): one capture of that thread taken by the default
-//!   sampler (read from outside, as a hung thread's is), unwound from its
-//!   copy, then symbolicated with warm caches; mean of 200 rounds each.
+//!   `symbolize_warm_us`, `symbolize_cold_ms` and their `_reference`): one
+//!   capture of that thread taken by the default sampler (read from
+//!   outside, as a hung thread's is) and unwound from its copy (mean of 200
+//!   rounds). The module files the stack goes through are then read once
+//!   into nothing (into the page cache), and the stack is symbolicated by a
+//!   fresh [`Symbolizer`] (blazesym) once, timed from its creation
+//!   (`symbolize_cold_ms`), then by a fresh [`ReferenceSymbolizer`] (the
+//!   pre-blazesym addr2line one) once (`symbolize_cold_ms_reference`); then
+//!   the same unwound stack 200 times by each, warm (mean). Their private
+//!   memory is measured in fresh processes ([`crate::children`]).
 //! - **Permanent alerts** (`permanent_alert_latency_ms`, `_p99_ms`): a
 //!   monitor's permanent deadline to the delivery of the alert with its
 //!   symbolicated stack.
@@ -32,11 +39,12 @@ use hangwatch::stack::sampler::{
     ReferenceSampler, SampleSignal, SampleTarget, Sampler, DEFAULT_COPY_LIMIT,
 };
 use hangwatch::stack::symbolize::Symbolizer;
-use hangwatch::stack::unwind::Unwinder;
+use hangwatch::stack::unwind::{Unwinder, UnwoundStack};
 use hangwatch::stack::CaptureMethod;
 use hangwatch::{AlertKind, ComponentId, Monitor};
 
 use crate::detect::percentile;
+use crate::reference_symbolizer::ReferenceSymbolizer;
 
 /// What the stack measurements found.
 pub struct StackFigures {
@@ -45,6 +53,9 @@ pub struct StackFigures {
     pub pause_p99_us_inhandler: f64,
     pub frames: usize,
     pub symbolize_warm_us: f64,
+    pub symbolize_warm_us_reference: f64,
+    pub symbolize_cold_ms: f64,
+    pub symbolize_cold_ms_reference: f64,
     pub unwind_us: f64,
     pub permanent_alert_latency_ms: f64,
     pub permanent_alert_latency_p99_ms: f64,
@@ -54,7 +65,7 @@ pub struct StackFigures {
 pub(crate) const DEPTH: u32 = 24;
 
 /// A thread blocked `DEPTH` calls deep, until the sender is dropped.
-fn blocked_thread() -> (SampleTarget, mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+pub(crate) fn blocked_thread() -> (SampleTarget, mpsc::Sender<()>, std::thread::JoinHandle<()>) {
     let (release, released) = mpsc::channel::<()>();
     let (target_sender, target) = mpsc::channel();
     let thread = std::thread::spawn(move || {
@@ -66,7 +77,7 @@ fn blocked_thread() -> (SampleTarget, mpsc::Sender<()>, std::thread::JoinHandle<
 }
 
 #[inline(never)]
-fn descend(depth: u32, released: &mpsc::Receiver<()>) {
+pub(crate) fn descend(depth: u32, released: &mpsc::Receiver<()>) {
     if depth == 0 {
         let _ = std::hint::black_box(released).recv();
     } else {
@@ -102,12 +113,22 @@ pub fn run(quick: bool) -> StackFigures {
         .collect();
 
     // Unwind and symbolicate one sample taken the default way (read from
-    // outside, as a hung thread's is): cold once, then warm.
+    // outside, as a hung thread's is): cold once, then warm; ours, then the
+    // pre-blazesym reference on the same unwound stack. The module files
+    // are read through once first so that neither cold time includes the
+    // disk.
     let sample = sampler.sample(&target, timeout).expect("a sample");
     let mut unwinder = Unwinder::new();
-    let mut symbolizer = Symbolizer::new();
     let unwound = unwinder.unwind(&sample);
+    warm_page_cache(&unwound);
+    let started = Instant::now();
+    let mut symbolizer = Symbolizer::new();
     let frames = symbolizer.symbolize(&unwound).frames.len();
+    let symbolize_cold_ms = started.elapsed().as_secs_f64() * 1e3;
+    let started = Instant::now();
+    let mut reference_symbolizer = ReferenceSymbolizer::new();
+    std::hint::black_box(reference_symbolizer.symbolize(&unwound));
+    let symbolize_cold_ms_reference = started.elapsed().as_secs_f64() * 1e3;
     let rounds = 200;
     let started = Instant::now();
     for _ in 0..rounds {
@@ -119,6 +140,12 @@ pub fn run(quick: bool) -> StackFigures {
         std::hint::black_box(symbolizer.symbolize(&unwound));
     }
     let symbolize_warm_us = started.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        std::hint::black_box(reference_symbolizer.symbolize(&unwound));
+    }
+    let symbolize_warm_us_reference = started.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+    drop(reference_symbolizer);
     drop(release);
     let _ = thread.join();
 
@@ -130,9 +157,25 @@ pub fn run(quick: bool) -> StackFigures {
         pause_p99_us_inhandler: percentile(&theirs, 0.99),
         frames,
         symbolize_warm_us,
+        symbolize_warm_us_reference,
+        symbolize_cold_ms,
+        symbolize_cold_ms_reference,
         unwind_us,
         permanent_alert_latency_ms: percentile(&latencies, 0.5),
         permanent_alert_latency_p99_ms: percentile(&latencies, 0.99),
+    }
+}
+
+/// Reads every module file `stack` goes through once, into nothing, so
+/// that its pages are in the page cache.
+fn warm_page_cache(stack: &UnwoundStack) {
+    let mut read = std::collections::HashSet::new();
+    for module in stack.frames.iter().filter_map(|f| f.module.as_deref()) {
+        if read.insert(module.path().to_owned()) {
+            if let Ok(mut file) = std::fs::File::open(module.path()) {
+                let _ = std::io::copy(&mut file, &mut std::io::sink());
+            }
+        }
     }
 }
 

@@ -136,6 +136,27 @@ fn print_table(r: &hangwatch_bench::Report) {
         r.permanent_alert_latency_p99_ms
     );
     println!(
+        "symbolication: warm {:.1} us (reference {:.1} us), cold {:.1} ms (reference {:.1} ms), \
+         private memory {:.1} MiB (reference {:.1} MiB)",
+        r.symbolize_warm_us,
+        r.symbolize_warm_us_reference,
+        r.symbolize_cold_ms,
+        r.symbolize_cold_ms_reference,
+        r.symbolize_private_mib,
+        r.symbolize_private_mib_reference
+    );
+    println!(
+        "fresh child ({} runs): private memory over none {:.1} MiB in process, {:.1} MiB elsewhere; \
+         first alert {:.1} ms in process, {:.1} ms elsewhere; hub {:.2} MiB per child ({} children)",
+        r.child_runs,
+        r.child_private_mib_overhead_in_process,
+        r.child_private_mib_overhead_elsewhere,
+        r.first_alert_delivery_ms_in_process,
+        r.first_alert_delivery_ms_elsewhere,
+        r.hub_private_mib_per_child,
+        r.hub_children
+    );
+    println!(
         "profiling 16 busy threads at 100 Hz: {:.2}% of a core ({:.0} samples/s)",
         r.profile_overhead_pct, r.profile_samples_per_s
     );
