@@ -197,8 +197,11 @@ impl Symbolizer {
     /// the frames at its address, inlined callees first; the others stay.
     pub fn symbolize_frames(&mut self, frames: &[Frame]) -> Vec<Frame> {
         let mut out = Vec::with_capacity(frames.len());
-        for frame in frames {
-            self.expand(frame, &mut out);
+        for (frame, sym) in frames.iter().zip(self.resolve(frames)) {
+            match sym {
+                Some(sym) => push_frames(&sym, frame, &mut out),
+                None => out.push(frame.clone()),
+            }
         }
         out
     }
@@ -223,9 +226,13 @@ impl Symbolizer {
         let mut table = Frames::default();
         let renumbered: Vec<Vec<u32>> = old
             .iter()
-            .map(|frame| {
+            .zip(self.resolve(&old))
+            .map(|(frame, sym)| {
                 let mut expanded = Vec::new();
-                self.expand(frame, &mut expanded);
+                match sym {
+                    Some(sym) => push_frames(&sym, frame, &mut expanded),
+                    None => expanded.push(frame.clone()),
+                }
                 expanded.iter().map(|frame| table.intern(frame)).collect()
             })
             .collect();
@@ -281,7 +288,7 @@ impl Symbolizer {
         // its DWARF; what it parses stays cached.
         if let SourceKind::File(path) = &source.kind {
             if let Ok(facts) = file_facts(path) {
-                let _ = self.lookup(&source, facts.entry.wrapping_sub(source.base_svma));
+                let _ = self.lookup(&source, &[facts.entry.wrapping_sub(source.base_svma)]);
             }
         }
         Ok(())
@@ -317,50 +324,70 @@ impl Symbolizer {
         }
     }
 
-    /// Pushes the frames at `frame`'s address, or `frame` itself when it is
-    /// already symbolicated or nothing is known about it.
-    fn expand(&mut self, frame: &Frame, out: &mut Vec<Frame>) {
-        let (Some(path), Some(offset)) = (&frame.module_path, frame.module_offset) else {
-            out.push(frame.clone());
-            return;
-        };
-        if !frame.needs_symbols() {
-            out.push(frame.clone());
-            return;
-        }
-        let key = ModuleKey {
-            path: path.clone(),
-            build_id: frame.build_id.clone(),
-        };
-        let Ok(source) = self.source(&key).cloned() else {
-            out.push(frame.clone());
-            return;
-        };
-        let found = self.lookup(&source, offset);
-        let lacks_lines = found.as_ref().is_none_or(|sym| sym.code_info.is_none());
-        if lacks_lines && source.may_ask_debuginfod {
-            if let Ok(better) = self.ask_debuginfod(&key) {
-                self.sources.insert(key, Ok(better.clone()));
-                if let Some(sym) = self.lookup(&better, offset) {
-                    push_frames(&sym, frame, out);
-                    return;
-                }
-            } else if let Some(Ok(source)) = self.sources.get_mut(&key) {
-                source.may_ask_debuginfod = false;
+    /// The symbol at each frame's address, `None` for a frame that is
+    /// already named or cannot be. The frames of one module are looked up
+    /// together: one look into blazesym's cache per module, not per frame.
+    fn resolve(&mut self, frames: &[Frame]) -> Vec<Option<Sym<'static>>> {
+        let mut found = vec![None; frames.len()];
+        let mut by_module: Vec<(ModuleKey, Vec<usize>)> = Vec::new();
+        for (n, frame) in frames.iter().enumerate() {
+            let (Some(path), Some(_)) = (&frame.module_path, frame.module_offset) else {
+                continue;
+            };
+            if !frame.needs_symbols() {
+                continue;
+            }
+            let key = ModuleKey {
+                path: path.clone(),
+                build_id: frame.build_id.clone(),
+            };
+            match by_module.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, members)) => members.push(n),
+                None => by_module.push((key, vec![n])),
             }
         }
-        match found {
-            Some(sym) => push_frames(&sym, frame, out),
-            None => out.push(frame.clone()),
+        for (key, members) in by_module {
+            let Ok(source) = self.source(&key).cloned() else {
+                continue;
+            };
+            let offsets: Vec<u64> = members
+                .iter()
+                .filter_map(|&n| frames[n].module_offset)
+                .collect();
+            let mut syms = self.lookup(&source, &offsets);
+            let lacks_lines = syms
+                .iter()
+                .any(|sym| sym.as_ref().is_none_or(|sym| sym.code_info.is_none()));
+            if lacks_lines && source.may_ask_debuginfod {
+                match self.ask_debuginfod(&key) {
+                    Ok(better) => {
+                        syms = self.lookup(&better, &offsets);
+                        self.sources.insert(key, Ok(better));
+                    }
+                    Err(_) => {
+                        if let Some(Ok(source)) = self.sources.get_mut(&key) {
+                            source.may_ask_debuginfod = false;
+                        }
+                    }
+                }
+            }
+            for (n, sym) in members.into_iter().zip(syms) {
+                found[n] = sym;
+            }
         }
+        found
     }
 
-    /// The symbol at `offset` in `source`'s module, owned.
-    fn lookup(&self, source: &SymbolSource, offset: u64) -> Option<Sym<'static>> {
-        let (src, input) = match &source.kind {
+    /// The symbols at `offsets` in `source`'s module, owned; `None` where
+    /// there is none.
+    fn lookup(&self, source: &SymbolSource, offsets: &[u64]) -> Vec<Option<Sym<'static>>> {
+        let (src, addresses): (Source<'_>, Vec<u64>) = match &source.kind {
             SourceKind::File(path) => (
                 Source::Elf(Elf::new(path.clone())),
-                Input::VirtOffset(offset.wrapping_add(source.base_svma)),
+                offsets
+                    .iter()
+                    .map(|offset| offset.wrapping_add(source.base_svma))
+                    .collect(),
             ),
             SourceKind::OwnVdso(base) => {
                 let mut process = Process::new(blazesym::Pid::Slf);
@@ -368,13 +395,23 @@ impl Symbolizer {
                 process.perf_map = false;
                 (
                     Source::Process(process),
-                    Input::AbsAddr(base.wrapping_add(offset)),
+                    offsets.iter().map(|offset| base.wrapping_add(*offset)).collect(),
                 )
             }
         };
-        match self.blazesym.symbolize_single(&src, input) {
-            Ok(Symbolized::Sym(sym)) => Some(sym.into_owned()),
-            Ok(Symbolized::Unknown(_)) | Err(_) => None,
+        let input = match source.kind {
+            SourceKind::File(_) => Input::VirtOffset(addresses.as_slice()),
+            SourceKind::OwnVdso(_) => Input::AbsAddr(addresses.as_slice()),
+        };
+        match self.blazesym.symbolize(&src, input) {
+            Ok(symbolized) => symbolized
+                .into_iter()
+                .map(|symbolized| match symbolized {
+                    Symbolized::Sym(sym) => Some(sym.into_owned()),
+                    Symbolized::Unknown(_) => None,
+                })
+                .collect(),
+            Err(_) => vec![None; offsets.len()],
         }
     }
 
