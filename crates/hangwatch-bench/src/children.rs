@@ -28,15 +28,17 @@
 //!   alive*. The difference is what its first symbolication left in this
 //!   process's private memory (for the reference, mostly the module files
 //!   read whole into the heap).
-//! - `alert-bare`, `alert-in_process`, `alert-elsewhere`: one thread
+//! - `alert-bare`, `alert-in_process`, `alert-function_names_in_process`,
+//!   `alert-elsewhere`: one thread
 //!   registers a component (transient timeout [`TRANSIENT`], permanent
 //!   60 s) and blocks [`DEPTH`](crate::stacks::DEPTH) calls deep in an
 //!   activity until the main thread has its transient alert. The monitor is
 //!   fresh (`stack_on_transient(true)`, `symbolicate_deadline` 10 s so that
 //!   the alert waits for its stack, default `warm_symbols(false)`), with
 //!   [`Symbolication::InProcess`] (the first stack pays the symbols' cold
-//!   load) or [`Symbolication::Elsewhere`] (normalized frames, nothing
-//!   symbolicated in the process). The child reads `monotonic_ns()` as
+//!   load), [`Symbolication::FunctionNamesInProcess`] (names from symbol
+//!   tables only) or [`Symbolication::Elsewhere`] (normalized frames,
+//!   nothing symbolicated in the process). The child reads `monotonic_ns()` as
 //!   `recv` returns the alert, then `RssAnon`. `alert-bare` is the same
 //!   program with no monitor at all: its thread blocks the same way for
 //!   `TRANSIENT` plus 20 ms before `RssAnon` is read.
@@ -106,8 +108,10 @@ pub struct ChildFigures {
     pub symbolize_private_mib_reference: f64,
     pub overhead_in_process_mib: f64,
     pub overhead_elsewhere_mib: f64,
+    pub overhead_names_mib: f64,
     pub delivery_in_process_ms: f64,
     pub delivery_elsewhere_ms: f64,
+    pub delivery_names_ms: f64,
     pub hub_per_child_mib: f64,
     pub hub_children: usize,
     pub runs: usize,
@@ -127,6 +131,7 @@ pub fn run(quick: bool) -> ChildFigures {
     let bare = many("alert-bare");
     let in_process = many("alert-in_process");
     let elsewhere = many("alert-elsewhere");
+    let names = many("alert-function_names_in_process");
     let hub_children = if quick { 4 } else { 8 };
     let hub = run_child("hub", &[("HANGWATCH_BENCH_HUB_CHILDREN", hub_children)]);
 
@@ -144,8 +149,10 @@ pub fn run(quick: bool) -> ChildFigures {
         symbolize_private_mib_reference: growth(&reference),
         overhead_in_process_mib: rss(&in_process) - rss(&bare),
         overhead_elsewhere_mib: rss(&elsewhere) - rss(&bare),
+        overhead_names_mib: rss(&names) - rss(&bare),
         delivery_in_process_ms: delivery(&in_process),
         delivery_elsewhere_ms: delivery(&elsewhere),
+        delivery_names_ms: delivery(&names),
         hub_per_child_mib: hub.as_ref().map_or(f64::NAN, |hub| {
             (mib(hub.rss_kib) - mib(hub.rss_before_kib)) / (hub.children - 1) as f64
         }),
@@ -221,6 +228,9 @@ pub fn child_main() -> Option<i32> {
         "alert-bare" => Some(bare_child()),
         "alert-in_process" => alert_child(Some(Symbolication::InProcess)),
         "alert-elsewhere" => alert_child(Some(Symbolication::Elsewhere)),
+        "alert-function_names_in_process" => {
+            alert_child(Some(Symbolication::FunctionNamesInProcess))
+        }
         "bridged" => alert_child(None),
         "hub" => hub_child(),
         _ => None,

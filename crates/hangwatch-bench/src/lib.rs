@@ -116,6 +116,9 @@ pub struct Report {
     /// The same with `Symbolication::Elsewhere` (the alert carries
     /// normalized frames; no hub, no bridge, in the child), MiB (target ≤ 2).
     pub child_private_mib_overhead_elsewhere: f64,
+    /// The same with `Symbolication::FunctionNamesInProcess` (functions
+    /// named from symbol tables in the process, no DWARF), MiB.
+    pub child_private_mib_overhead_function_names: f64,
     /// In those fresh children with `Symbolication::InProcess`: the first
     /// hang's transient alert, which waits for its stack
     /// (`stack_on_transient`, `symbolicate_deadline` 10 s, so including the
@@ -125,6 +128,8 @@ pub struct Report {
     /// The same with `Symbolication::Elsewhere`: the alert waits for the
     /// capture and unwinding only (normalized frames), ms (target ≤ 20).
     pub first_alert_delivery_ms_elsewhere: f64,
+    /// The same with `Symbolication::FunctionNamesInProcess`, ms.
+    pub first_alert_delivery_ms_function_names: f64,
     /// A hub (`hangwatch_hub::Hub`, naming its children's frames) in a
     /// fresh process of this binary: its `RssAnon` once `hub_children`
     /// children of this binary are connected and each one's first alert
@@ -341,8 +346,10 @@ pub fn run(options: Options, mut progress: impl FnMut(&str)) -> Report {
         symbolize_private_mib_reference: children.symbolize_private_mib_reference,
         child_private_mib_overhead_in_process: children.overhead_in_process_mib,
         child_private_mib_overhead_elsewhere: children.overhead_elsewhere_mib,
+        child_private_mib_overhead_function_names: children.overhead_names_mib,
         first_alert_delivery_ms_in_process: children.delivery_in_process_ms,
         first_alert_delivery_ms_elsewhere: children.delivery_elsewhere_ms,
+        first_alert_delivery_ms_function_names: children.delivery_names_ms,
         hub_private_mib_per_child: children.hub_per_child_mib,
         hub_children: children.hub_children as u64,
         child_runs: children.runs as u64,
@@ -419,6 +426,10 @@ fn targets(r: &Report) -> Vec<Target> {
         Target {
             name: "child_private_mib_overhead_in_process <= 4",
             met: r.child_private_mib_overhead_in_process <= 4.0,
+        },
+        Target {
+            name: "child_private_mib_overhead_function_names <= 4",
+            met: r.child_private_mib_overhead_function_names <= 4.0,
         },
         Target {
             name: "child_private_mib_overhead_elsewhere <= 2",

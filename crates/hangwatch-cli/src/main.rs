@@ -146,12 +146,15 @@ fn print_table(r: &hangwatch_bench::Report) {
         r.symbolize_private_mib_reference
     );
     println!(
-        "fresh child ({} runs): private memory over none {:.1} MiB in process, {:.1} MiB elsewhere; \
-         first alert {:.1} ms in process, {:.1} ms elsewhere; hub {:.2} MiB per child ({} children)",
+        "fresh child ({} runs): private memory over none {:.1} MiB in process, {:.1} MiB function \
+         names only, {:.1} MiB elsewhere; first alert {:.1} ms in process, {:.1} ms function names \
+         only, {:.1} ms elsewhere; hub {:.2} MiB per child ({} children)",
         r.child_runs,
         r.child_private_mib_overhead_in_process,
+        r.child_private_mib_overhead_function_names,
         r.child_private_mib_overhead_elsewhere,
         r.first_alert_delivery_ms_in_process,
+        r.first_alert_delivery_ms_function_names,
         r.first_alert_delivery_ms_elsewhere,
         r.hub_private_mib_per_child,
         r.hub_children

@@ -86,12 +86,16 @@ fn symbolicate(args: &Args) -> Result<(), String> {
     for (module, problem) in symbolizer.problems() {
         eprintln!("hangwatch symbolicate: frames of {module} left unnamed: {problem}");
     }
-    eprintln!("hangwatch symbolicate: {named} of {frames_before} unnamed frames named");
+    eprintln!(
+        "hangwatch symbolicate: {named} of {frames_before} frames without a name or source line \
+         resolved"
+    );
     Ok(())
 }
 
-/// The line with its stack's frames named, and how many frames needed a
-/// name and how many got one; `None` for a line with no stack.
+/// The line with its stack's frames named, and how many frames lacked a
+/// name or a source line and how many of them got what they lacked; `None`
+/// for a line with no stack.
 fn symbolicate_line(
     symbolizer: &mut Symbolizer,
     line: &str,

@@ -23,11 +23,11 @@ pub enum StartError {
     /// The sampling signal could not be set up.
     #[error("cannot sample hung threads: {0}")]
     Sampler(#[source] crate::stack::sampler::SamplerError),
-    /// `HANGWATCH_SYMBOLICATION` holds neither `in_process` nor
-    /// `elsewhere`.
+    /// `HANGWATCH_SYMBOLICATION` holds none of `in_process`,
+    /// `function_names_in_process` and `elsewhere`.
     #[error(
-        "HANGWATCH_SYMBOLICATION is {0:?}: set it to in_process or elsewhere, or unset it \
-         (Builder::symbolication overrides it)"
+        "HANGWATCH_SYMBOLICATION is {0:?}: set it to in_process, function_names_in_process or \
+         elsewhere, or unset it (Builder::symbolication overrides it)"
     )]
     SymbolicationEnv(String),
 }

@@ -51,6 +51,38 @@ fn named(frame: &Frame, name: &str) -> bool {
 }
 
 #[test]
+fn function_names_only_leaves_files_and_lines_for_later() {
+    let address = address_of(marked_function as *const ());
+    let named = Symbolizer::function_names_only().symbolize_address(address);
+    assert_eq!(
+        named.len(),
+        1,
+        "no inlined frames without DWARF: {named:#?}"
+    );
+    let frame = &named[0];
+    assert!(named(frame, "marked_function"), "{frame:#?}");
+    assert_eq!(
+        (frame.file.as_deref(), frame.line),
+        (None, None),
+        "{frame:#?}"
+    );
+    assert!(
+        frame.needs_symbols(),
+        "a frame without a file can still gain one"
+    );
+    // Anyone with the frame (here: a full symbolizer) adds what is missing.
+    let completed = Symbolizer::new().symbolize_frames(&named);
+    let outer = completed.last().expect("a frame");
+    assert!(
+        named(outer, "marked_function") && own_file(outer),
+        "{completed:#?}"
+    );
+    assert!(!outer.needs_symbols());
+    assert_eq!(outer.build_id, frame.build_id);
+    assert!(outer.build_id.is_some(), "{outer:#?}");
+}
+
+#[test]
 fn a_function_of_this_file_has_its_name_file_and_line() {
     let body_line = std::hint::black_box(marked_function());
     let address = address_of(marked_function as *const ());

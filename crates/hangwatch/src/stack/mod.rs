@@ -53,6 +53,12 @@ pub enum Symbolication {
     /// binary.
     #[default]
     InProcess,
+    /// The process names its frames' functions from its modules' symbol
+    /// tables only, and leaves files, lines and inlined calls (the DWARF,
+    /// whose index grows with the number of compilation units: tens of
+    /// MiB of heap for a 50 MB binary) to whoever receives the alerts, as
+    /// with `Elsewhere`. A few hundred KiB, whatever the binary's size.
+    FunctionNamesInProcess,
     /// Frames leave normalized and are named by whoever receives them: a
     /// hub (one symbolizer and one set of symbol tables for every child of
     /// a binary), `hangwatch symbolicate` on a file of alerts, or any
@@ -77,6 +83,9 @@ impl Symbolication {
         match setting {
             Err(std::env::VarError::NotPresent) => Ok(Symbolication::InProcess),
             Ok(value) if value == "in_process" => Ok(Symbolication::InProcess),
+            Ok(value) if value == "function_names_in_process" => {
+                Ok(Symbolication::FunctionNamesInProcess)
+            }
             Ok(value) if value == "elsewhere" => Ok(Symbolication::Elsewhere),
             Ok(value) => Err(crate::StartError::SymbolicationEnv(value)),
             Err(std::env::VarError::NotUnicode(value)) => Err(crate::StartError::SymbolicationEnv(
@@ -313,11 +322,16 @@ mod tests {
             Symbolication::InProcess
         );
         assert_eq!(from("in_process").unwrap(), Symbolication::InProcess);
+        assert_eq!(
+            from("function_names_in_process").unwrap(),
+            Symbolication::FunctionNamesInProcess
+        );
         assert_eq!(from("elsewhere").unwrap(), Symbolication::Elsewhere);
         for bad in ["", "Elsewhere", "hub", "in-process"] {
             let error = from(bad).unwrap_err().to_string();
             assert!(
-                error.contains("in_process or elsewhere") && error.contains(&format!("{bad:?}")),
+                error.contains("in_process, function_names_in_process or elsewhere")
+                    && error.contains(&format!("{bad:?}")),
                 "{error}"
             );
         }

@@ -111,6 +111,8 @@ pub enum SymbolizeError {
 /// caches what it parsed (see the module docs).
 pub struct Symbolizer {
     blazesym: blazesym::symbolize::Symbolizer,
+    /// Whether DWARF is read (else symbol tables only).
+    debug_info: bool,
     /// The source chosen for each module, by path and build id.
     sources: HashMap<ModuleKey, Result<SymbolSource, SymbolizeError>>,
     /// This process's modules: for [`Symbolizer::symbolize_address`], and
@@ -175,10 +177,21 @@ impl Symbolizer {
     pub fn new() -> Symbolizer {
         Symbolizer {
             blazesym: blazesym::symbolize::Symbolizer::new(),
+            debug_info: true,
             sources: HashMap::new(),
             modules: LiveModules::new(),
             #[cfg(feature = "debuginfod")]
             debuginfod: crate::stack::debuginfod::Debuginfod::from_env(),
+        }
+    }
+
+    /// A symbolizer that names functions from symbol tables only: no
+    /// DWARF (so no files, lines or inlined calls) and no debuginfod. Its
+    /// memory does not grow with the binary's debug info.
+    pub fn function_names_only() -> Symbolizer {
+        Symbolizer {
+            debug_info: false,
+            ..Symbolizer::new()
         }
     }
 
@@ -358,7 +371,7 @@ impl Symbolizer {
             let lacks_lines = syms
                 .iter()
                 .any(|sym| sym.as_ref().is_none_or(|sym| sym.code_info.is_none()));
-            if lacks_lines && source.may_ask_debuginfod {
+            if lacks_lines && source.may_ask_debuginfod && self.debug_info {
                 match self.ask_debuginfod(&key) {
                     Ok(better) => {
                         syms = self.lookup(&better, &offsets);
@@ -383,7 +396,10 @@ impl Symbolizer {
     fn lookup(&self, source: &SymbolSource, offsets: &[u64]) -> Vec<Option<Sym<'static>>> {
         let (src, addresses): (Source<'_>, Vec<u64>) = match &source.kind {
             SourceKind::File(path) => (
-                Source::Elf(Elf::new(path.clone())),
+                Source::Elf(Elf {
+                    debug_syms: self.debug_info,
+                    ..Elf::new(path.clone())
+                }),
                 offsets
                     .iter()
                     .map(|offset| offset.wrapping_add(source.base_svma))
@@ -391,11 +407,15 @@ impl Symbolizer {
             ),
             SourceKind::OwnVdso(base) => {
                 let mut process = Process::new(blazesym::Pid::Slf);
+                process.debug_syms = self.debug_info;
                 process.map_files = false;
                 process.perf_map = false;
                 (
                     Source::Process(process),
-                    offsets.iter().map(|offset| base.wrapping_add(*offset)).collect(),
+                    offsets
+                        .iter()
+                        .map(|offset| base.wrapping_add(*offset))
+                        .collect(),
                 )
             }
         };
@@ -582,8 +602,8 @@ fn normalized(address: u64, module: Option<&Module>, module_offset: Option<u64>)
 
 impl Frame {
     /// Whether symbolication could still add to this frame: it has no
-    /// function yet.
+    /// function, or no source file (named from a symbol table only).
     pub fn needs_symbols(&self) -> bool {
-        self.function.is_none()
+        self.function.is_none() || self.file.is_none()
     }
 }

@@ -110,6 +110,9 @@ enum Namer {
 fn work(queues: Queues, done: Sender<StackDone>, symbolication: Symbolication, warm: bool) {
     let mut namer = match symbolication {
         Symbolication::InProcess => Namer::Symbolizer(Box::default()),
+        Symbolication::FunctionNamesInProcess => {
+            Namer::Symbolizer(Box::new(Symbolizer::function_names_only()))
+        }
         Symbolication::Elsewhere => Namer::Normalizer(LiveModules::new()),
     };
     if let (Namer::Symbolizer(symbolizer), true) = (&mut namer, warm) {
