@@ -53,13 +53,13 @@ fn named(frame: &Frame, name: &str) -> bool {
 #[test]
 fn function_names_only_leaves_files_and_lines_for_later() {
     let address = address_of(marked_function as *const ());
-    let named = Symbolizer::function_names_only().symbolize_address(address);
+    let names_only = Symbolizer::function_names_only().symbolize_address(address);
     assert_eq!(
         named.len(),
         1,
         "no inlined frames without DWARF: {named:#?}"
     );
-    let frame = &named[0];
+    let frame = &names_only[0];
     assert!(named(frame, "marked_function"), "{frame:#?}");
     assert_eq!(
         (frame.file.as_deref(), frame.line),
@@ -71,7 +71,7 @@ fn function_names_only_leaves_files_and_lines_for_later() {
         "a frame without a file can still gain one"
     );
     // Anyone with the frame (here: a full symbolizer) adds what is missing.
-    let completed = Symbolizer::new().symbolize_frames(&named);
+    let completed = Symbolizer::new().symbolize_frames(&names_only);
     let outer = completed.last().expect("a frame");
     assert!(
         named(outer, "marked_function") && own_file(outer),
