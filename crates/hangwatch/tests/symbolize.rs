@@ -55,9 +55,9 @@ fn function_names_only_leaves_files_and_lines_for_later() {
     let address = address_of(marked_function as *const ());
     let names_only = Symbolizer::function_names_only().symbolize_address(address);
     assert_eq!(
-        named.len(),
+        names_only.len(),
         1,
-        "no inlined frames without DWARF: {named:#?}"
+        "no inlined frames without DWARF: {names_only:#?}"
     );
     let frame = &names_only[0];
     assert!(named(frame, "marked_function"), "{frame:#?}");
