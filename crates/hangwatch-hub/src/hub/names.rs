@@ -1,67 +1,137 @@
-//! The hub's symbolizer: one thread that names the frames of every child.
+//! The hub's symbolizer: names the frames of every child, without holding
+//! the children's alerts for it.
 //!
 //! Children started by a hub send their stacks normalized (each frame its
 //! module's path and build id and an offset in it; see
 //! [`hangwatch::Symbolication::Elsewhere`]), so no child opens a symbol
-//! table. This thread owns one [`Symbolizer`] for all of them: its caches
-//! are per module file, so N children of one binary cost one set of symbol
-//! tables, read once, however many children come and go.
+//! table. One **namer** thread owns one [`Symbolizer`] for all of them: its
+//! caches are per module file, so N children of one binary cost one set of
+//! symbol tables, read once, however many children come and go.
 //!
-//! It sits between the hub's loop and the parent's event stream: the loop
-//! writes events to a bounded stream that this thread reads, in order; it
-//! names the frames of each alert that needs it and passes every event on,
-//! in the same order, to the parent's stream. A slow name lookup (a cold
-//! binary, a debuginfod download) delays the events behind it, never the
-//! hub's loop: both streams drop their oldest event rather than wait, and
-//! the drops are counted together in
+//! A **forwarder** thread sits between the hub's loop and the parent's event
+//! stream. It reads the loop's events in order and passes each on, in the
+//! same order; an alert whose frames need names goes to the namer first,
+//! and waits for it at most [`NAME_HOLD`]:
+//!
+//! - named in time (warm symbols: well under a millisecond), the alert goes
+//!   on named;
+//! - not yet (the first stack through a binary's debug info parses it, a
+//!   debuginfod download, a loaded machine), the alert goes on as it came,
+//!   normalized, and its named stack follows when the namer has it, in an
+//!   alert of kind [`Stack`](hangwatch::AlertKind::Stack) that repeats the
+//!   alert's fields, as a monitor's own late stacks do.
+//!
+//! So an alert is never later than `NAME_HOLD` for its names, and no name
+//! is lost for being slow. Both streams drop their oldest event rather than
+//! wait, and the drops are counted together in
 //! [`HubCounters::events_dropped`](crate::HubCounters::events_dropped).
 //!
-//! When a child connects, the thread reads the symbols of the child's
-//! program (unless it has them already), while the child starts up: its
-//! first alert is then named as fast as the later ones.
-//!
-//! Profiles come back from [`Hub::stop_profiling`](crate::Hub::stop_profiling)
-//! through the same thread (the caller waits for them anyway), so that they
-//! share the caches.
+//! When a child connects, the namer reads the symbols of the child's
+//! program (unless it has them already) while the child starts up, so that
+//! its first stack is usually named in time. Profiles from
+//! [`Hub::stop_profiling`](crate::Hub::stop_profiling) are named by the
+//! namer too (the caller waits for them anyway), sharing its caches.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 use hangwatch::stack::symbolize::Symbolizer;
-use hangwatch::Profile;
+use hangwatch::{AlertKind, HangLevel, Profile};
 
-use crate::event::{EventSink, HubEvent};
+use crate::event::{ChildAlert, EventSink, HubEvent};
 
-/// A handle on the symbolizer thread, for profiles.
+/// How long an alert waits for its frames' names before it goes on without
+/// them (they then follow).
+pub(crate) const NAME_HOLD: Duration = Duration::from_millis(5);
+
+/// What the namer is asked.
+enum Job {
+    /// Name this alert's frames; answer with the same number.
+    Alert(u64, ChildAlert),
+    /// Read the symbols of child `pid`'s program.
+    Warm(u32),
+    /// Name this profile's frames and hand it back.
+    Profile(Profile, Sender<Profile>),
+}
+
+/// The namer's answer about an alert.
+struct Answer {
+    number: u64,
+    alert: ChildAlert,
+    /// Whether naming added anything to the stack.
+    named: bool,
+}
+
+/// A handle on the namer, for profiles.
 #[derive(Clone)]
 pub(crate) struct Names {
-    profiles: Sender<(Profile, Sender<Profile>)>,
+    jobs: Sender<Job>,
 }
 
 impl Names {
-    /// Starts the thread between `raw` (the loop's events) and a new event
-    /// stream of `capacity`, which it returns.
+    /// Starts the namer and the forwarder between `raw` (the loop's events)
+    /// and a new event stream of `capacity`, which it returns.
     pub(crate) fn start(
         raw: Receiver<HubEvent>,
         capacity: usize,
         dropped: Arc<AtomicU64>,
     ) -> std::io::Result<(Names, Receiver<HubEvent>)> {
-        let (named, events) = EventSink::new(capacity, dropped);
-        let (profiles, profile_requests) = unbounded();
+        let (out, events) = EventSink::new(capacity, dropped);
+        let (jobs, job_queue) = unbounded();
+        let (answers, answered) = unbounded();
         std::thread::Builder::new()
             .name("hangwatch-hub-symbols".into())
-            .spawn(move || run(raw, profile_requests, named))?;
-        Ok((Names { profiles }, events))
+            .spawn(move || name(job_queue, answers))?;
+        let forwarder = Forwarder {
+            jobs: jobs.clone(),
+            answered,
+            out,
+            next: 0,
+        };
+        std::thread::Builder::new()
+            .name("hangwatch-hub-events".into())
+            .spawn(move || forwarder.run(raw))?;
+        Ok((Names { jobs }, events))
     }
 
-    /// `profile` with its frames named; as it came if the thread is gone.
+    /// `profile` with its frames named; as it came if the namer is gone.
     pub(crate) fn profile(&self, profile: Profile) -> Profile {
         let (reply, answer) = bounded(1);
         let kept = profile.clone();
-        match self.profiles.send((profile, reply)) {
+        match self.jobs.send(Job::Profile(profile, reply)) {
             Ok(()) => answer.recv().unwrap_or(kept),
             Err(_) => kept,
+        }
+    }
+}
+
+/// The namer: one symbolizer, every child. Ends when every sender of jobs
+/// (the forwarder, the hub's handles) is gone.
+fn name(jobs: Receiver<Job>, answers: Sender<Answer>) {
+    let mut symbolizer = Symbolizer::new();
+    for job in jobs {
+        match job {
+            Job::Alert(number, mut alert) => {
+                let mut named = false;
+                if let Some(stack) = &mut alert.alert.stack {
+                    let before = stack.frames.clone();
+                    symbolizer.symbolize_stack(stack);
+                    named = stack.frames != before;
+                }
+                // The forwarder may be gone (the hub stopping): nobody to tell.
+                let _ = answers.send(Answer {
+                    number,
+                    alert,
+                    named,
+                });
+            }
+            Job::Warm(pid) => warm_for(&mut symbolizer, pid),
+            Job::Profile(mut profile, reply) => {
+                symbolizer.symbolize_profile(&mut profile);
+                let _ = reply.send(profile);
+            }
         }
     }
 }
@@ -77,40 +147,98 @@ fn warm_for(symbolizer: &mut Symbolizer, pid: u32) {
     }
 }
 
-fn run(
-    raw: Receiver<HubEvent>,
-    mut profiles: Receiver<(Profile, Sender<Profile>)>,
-    mut named: EventSink,
-) {
-    let mut symbolizer = Symbolizer::new();
-    loop {
-        select! {
-            recv(raw) -> event => {
-                let Ok(mut event) = event else { return };
-                match &mut event {
-                    HubEvent::Alert(child_alert) => {
-                        if let Some(stack) = &mut child_alert.alert.stack {
-                            symbolizer.symbolize_stack(stack);
-                        }
-                        named.send(event);
-                    }
-                    HubEvent::Connected(child) => {
-                        let pid = child.pid;
-                        named.send(event);
-                        warm_for(&mut symbolizer, pid);
-                    }
-                    _ => named.send(event),
-                }
-            }
-            recv(profiles) -> request => {
-                let Ok((mut profile, reply)) = request else {
-                    // Every `Hub` handle is gone; the loop's end follows.
-                    profiles = crossbeam_channel::never();
-                    continue;
-                };
-                symbolizer.symbolize_profile(&mut profile);
-                let _ = reply.send(profile);
+/// The forwarder's state: it is the only writer of the parent's stream.
+struct Forwarder {
+    jobs: Sender<Job>,
+    answered: Receiver<Answer>,
+    out: EventSink,
+    /// The number of the next alert sent to the namer.
+    next: u64,
+}
+
+impl Forwarder {
+    /// Passes the loop's events on until the loop is gone.
+    fn run(mut self, raw: Receiver<HubEvent>) {
+        loop {
+            select! {
+                recv(raw) -> event => match event {
+                    Ok(event) => self.forward(event),
+                    Err(_) => return,
+                },
+                // A name that came after its alert left.
+                recv(self.answered) -> answer => match answer {
+                    Ok(answer) => self.follow(answer),
+                    Err(_) => return,
+                },
             }
         }
     }
+
+    fn forward(&mut self, event: HubEvent) {
+        match event {
+            HubEvent::Alert(alert) if needs_names(&alert) => self.name_or_go(alert),
+            HubEvent::Connected(child) => {
+                let pid = child.pid;
+                self.out.send(HubEvent::Connected(child));
+                let _ = self.jobs.send(Job::Warm(pid));
+            }
+            other => self.out.send(other),
+        }
+    }
+
+    /// Sends `alert` on named if the namer names it within [`NAME_HOLD`],
+    /// else as it is (its names follow).
+    fn name_or_go(&mut self, alert: ChildAlert) {
+        let number = self.next;
+        self.next += 1;
+        if self.jobs.send(Job::Alert(number, alert.clone())).is_err() {
+            self.out.send(HubEvent::Alert(alert));
+            return;
+        }
+        let deadline = Instant::now() + NAME_HOLD;
+        loop {
+            match self.answered.recv_deadline(deadline) {
+                Ok(answer) if answer.number == number => {
+                    self.out.send(HubEvent::Alert(answer.alert));
+                    return;
+                }
+                // An earlier alert's names, late.
+                Ok(answer) => self.follow(answer),
+                Err(_) => {
+                    self.out.send(HubEvent::Alert(alert));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends the stack of `answer` as a follow-up of the alert that left
+    /// without its names, if naming added anything.
+    fn follow(&mut self, answer: Answer) {
+        let Answer {
+            alert: mut named,
+            named: added,
+            ..
+        } = answer;
+        let of = match named.alert.kind {
+            AlertKind::Transient => HangLevel::Transient,
+            AlertKind::Permanent => HangLevel::Permanent,
+            AlertKind::Stack { of } => of,
+            // Other kinds carry no stack.
+            _ => return,
+        };
+        if added {
+            named.alert.kind = AlertKind::Stack { of };
+            self.out.send(HubEvent::Alert(named));
+        }
+    }
+}
+
+/// Whether some frame of `alert`'s stack could still be named.
+fn needs_names(alert: &ChildAlert) -> bool {
+    alert
+        .alert
+        .stack
+        .as_ref()
+        .is_some_and(|stack| stack.frames.iter().any(|frame| frame.needs_symbols()))
 }
