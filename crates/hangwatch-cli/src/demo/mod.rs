@@ -266,7 +266,7 @@ impl std::fmt::Display for Memory {
     }
 }
 
-/// How late each child's first hang reached the hub's stream, named.
+/// How late each child's first hang reached the hub's stream.
 fn first_alerts(outcome: &check::Outcome) -> String {
     let mut firsts: Vec<&check::Detection> = Vec::new();
     for detection in &outcome.detections {
@@ -282,8 +282,8 @@ fn first_alerts(outcome: &check::Outcome) -> String {
         .map(|first| format!("{:.1}", first.latency.as_secs_f64() * 1e3))
         .collect();
     format!(
-        "first hang of each child, transient deadline to its alert in the hub's stream with \
-         named frames: {} ms",
+        "first hang of each child, transient deadline to its alert in the hub's stream (named, \
+         or its names following in a stack alert): {} ms",
         late.join(", ")
     )
 }
