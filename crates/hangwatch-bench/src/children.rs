@@ -60,7 +60,7 @@ use hangwatch::stack::sampler::{SampleSignal, Sampler};
 use hangwatch::stack::symbolize::Symbolizer;
 use hangwatch::stack::unwind::Unwinder;
 use hangwatch::stack::Stack;
-use hangwatch::{monotonic_ns, Alert, AlertKind, ComponentId, Monitor, Symbolication};
+use hangwatch::{monotonic_ns, Alert, AlertKind, ComponentId, HangLevel, Monitor, Symbolication};
 use hangwatch_hub::{Bridge, Hub, HubEvent};
 use serde::{Deserialize, Serialize};
 
@@ -388,9 +388,16 @@ fn hub_child() -> Option<ChildResult> {
         let mut seen = 0;
         while seen < count {
             match hub.events().recv_timeout(CHILD_TIMEOUT).ok()? {
+                // Named on the alert, or in the `stack` alert that follows
+                // it when naming took longer than the hub holds an alert.
                 HubEvent::Alert(alert)
-                    if alert.alert.kind == AlertKind::Transient
-                        && alert.alert.stack.as_ref().is_some_and(|s| named(s) > 0) =>
+                    if matches!(
+                        alert.alert.kind,
+                        AlertKind::Transient
+                            | AlertKind::Stack {
+                                of: HangLevel::Transient
+                            }
+                    ) && alert.alert.stack.as_ref().is_some_and(|s| named(s) > 0) =>
                 {
                     seen += 1;
                 }
