@@ -139,10 +139,12 @@ fn sanitize(name: &str) -> String {
     }
 }
 
-/// The stacks of `alerts`: each alert that carries a stack counts 1.
+/// The stacks of `alerts`: each alert that carries a stack counts 1, a
+/// stack that followed its alert instead of the alert's own
+/// ([`stacks_of`](crate::hangs::stacks_of)).
 pub fn from_alerts(alerts: &[Alert]) -> Collapsed {
     let mut collapsed = Collapsed::default();
-    for stack in alerts.iter().filter_map(|alert| alert.stack.as_ref()) {
+    for (_, stack) in crate::hangs::stacks_of(alerts) {
         collapsed.add_stack(None, stack);
     }
     collapsed

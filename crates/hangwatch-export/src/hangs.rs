@@ -19,8 +19,9 @@
 //! far). Its stack is the one of its latest alert that carries a stack: the
 //! permanent alert's, normally.
 //!
-//! [`profile_from_alerts`] puts the same hangs, and every stack the alerts
-//! carry, on a [`Profile`] timeline, so that alerts without a profile can be
+//! [`profile_from_alerts`] puts the same hangs, and the stacks the alerts
+//! carry ([`stacks_of`]: a stack that followed its alert counts instead of
+//! the alert's own), on a [`Profile`] timeline, so that alerts without a profile can be
 //! exported wherever a profile can.
 //!
 //! ```
@@ -172,9 +173,38 @@ pub fn hangs(alerts: &[Alert]) -> Vec<Hang> {
     done
 }
 
+/// Each stack the alerts carry, with its alert, once per hang and level: a
+/// `stack` alert completes an earlier alert of the same hang (the same
+/// component and start) and level, which then counts with the later stack
+/// only; of several, the last one counts.
+pub fn stacks_of(alerts: &[Alert]) -> impl Iterator<Item = (&Alert, &Stack)> {
+    fn key(alert: &Alert) -> Option<(&ComponentId, u64, HangLevel)> {
+        let level = match alert.kind {
+            AlertKind::Transient => HangLevel::Transient,
+            AlertKind::Permanent => HangLevel::Permanent,
+            AlertKind::Stack { of } => of,
+            AlertKind::Ended { .. } | AlertKind::ThreadExited => return None,
+        };
+        Some((&alert.component, alert.started_ns?, level))
+    }
+    let mut last = BTreeMap::new();
+    for (n, alert) in alerts.iter().enumerate() {
+        if let (Some(key), Some(_)) = (key(alert), &alert.stack) {
+            last.insert(key, n);
+        }
+    }
+    alerts.iter().enumerate().filter_map(move |(n, alert)| {
+        let stack = alert.stack.as_ref()?;
+        match key(alert) {
+            Some(key) if last.get(&key) != Some(&n) => None,
+            _ => Some((alert, stack)),
+        }
+    })
+}
+
 /// A profile of what `alerts` say: one thread per component that raised an
 /// alert (in component order, with tid 0, since alerts carry none), a sample
-/// at each alert that carries a stack, and a hang marker for each of
+/// at each of [`stacks_of`] the alerts, and a hang marker for each of
 /// [`hangs`]. The profile starts at the earliest hang start (the Unix epoch
 /// if there are no alerts), and its sampling interval is zero: nobody asked
 /// for one.
@@ -190,7 +220,8 @@ pub fn profile_from_alerts(alerts: &[Alert]) -> Profile {
     let mut profile = Profile::new(start, Duration::ZERO);
     profile.duration = since_start(end);
     let mut threads: BTreeMap<&ComponentId, ProfiledThread> = BTreeMap::new();
-    for alert in alerts {
+    let mut stacks = stacks_of(alerts).peekable();
+    for (n, alert) in alerts.iter().enumerate() {
         let thread = threads
             .entry(&alert.component)
             .or_insert_with(|| ProfiledThread {
@@ -203,7 +234,10 @@ pub fn profile_from_alerts(alerts: &[Alert]) -> Profile {
         if alert.thread.is_some() {
             thread.thread = alert.thread.as_deref().map(str::to_owned);
         }
-        if let Some(stack) = &alert.stack {
+        if let Some(stack) = stacks
+            .next_if(|(counted, _)| std::ptr::eq(*counted, &alerts[n]))
+            .map(|(_, stack)| stack)
+        {
             thread
                 .samples
                 .push(profile.sample(since_start(alert.time), stack));
@@ -250,6 +284,46 @@ mod tests {
     const ENDED_P: AlertKind = AlertKind::Ended {
         worst: HangLevel::Permanent,
     };
+
+    #[test]
+    fn a_stack_that_followed_its_alert_counts_once_instead_of_the_alerts() {
+        let frame = |name: &str| hangwatch::stack::Frame {
+            function: Some(name.into()),
+            ..Default::default()
+        };
+        let stack = |name: &str| Stack {
+            frames: vec![frame(name)],
+            ..Stack::default()
+        };
+        let hang = |kind, ms, name: Option<&str>| Alert {
+            started_ns: Some(7),
+            stack: name.map(stack),
+            ..alert(1, kind, ms, ms)
+        };
+        let followed = AlertKind::Stack {
+            of: HangLevel::Permanent,
+        };
+        let alerts = [
+            hang(AlertKind::Transient, 100, Some("transient")),
+            hang(AlertKind::Permanent, 1000, Some("raw")),
+            hang(followed, 1000, Some("named")),
+            hang(ENDED_P, 1500, None),
+            // Another hang of the same component: its own stacks count.
+            Alert {
+                started_ns: Some(9),
+                ..hang(AlertKind::Permanent, 3000, Some("next"))
+            },
+        ];
+        let counted: Vec<&str> = stacks_of(&alerts)
+            .map(|(_, stack)| stack.frames[0].function.as_deref().unwrap())
+            .collect();
+        assert_eq!(counted, ["transient", "named", "next"]);
+        let profile = profile_from_alerts(&alerts);
+        assert_eq!(profile.threads[0].samples.len(), 3);
+        let lines = crate::collapsed::from_alerts(&alerts).to_string();
+        assert!(!lines.contains("raw"), "{lines}");
+        assert!(lines.contains("named 1"), "{lines}");
+    }
 
     #[test]
     fn interleaved_components_are_told_apart() {

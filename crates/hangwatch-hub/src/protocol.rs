@@ -128,8 +128,8 @@ pub enum ChildMsg {
     /// A piece of the JSON text of the next [`ChildMsg::Alert`], which
     /// carries the last piece. See [pieces](self#pieces).
     AlertPiece(String),
-    /// An alert raised by the child's monitor, its stack (if any) already
-    /// symbolicated in the child.
+    /// An alert raised by the child's monitor, its stack (if any) as the
+    /// child's monitor gave it: named, or normalized for the hub to name.
     Alert(Json<Alert>),
     /// A piece of the JSON payload of the next [`ChildMsg::Reply`] numbered
     /// `id`, which carries the last piece. See [pieces](self#pieces).

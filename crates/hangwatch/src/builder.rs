@@ -185,13 +185,14 @@ impl Builder {
     }
 
     /// Who names the frames of stacks: this process
-    /// ([`Symbolication::InProcess`]) or whoever receives the alerts
-    /// ([`Symbolication::Elsewhere`]: a hub, `hangwatch symbolicate`).
-    /// Elsewhere, alerts carry normalized frames (module path, build id,
-    /// offset) and `warm_symbols` has nothing to warm.
+    /// ([`Symbolication::InProcess`]; functions only:
+    /// [`Symbolication::FunctionNamesInProcess`]) or whoever receives the
+    /// alerts ([`Symbolication::Elsewhere`]: a hub, `hangwatch
+    /// symbolicate`). Elsewhere, alerts carry normalized frames (module
+    /// path, build id, offset) and `warm_symbols` has nothing to warm.
     ///
     /// Unset, the environment variable `HANGWATCH_SYMBOLICATION`
-    /// (`in_process` or `elsewhere`) decides, a deployment's setting (a hub
+    /// (`in_process`, `function_names_in_process` or `elsewhere`) decides, a deployment's setting (a hub
     /// sets it to `elsewhere` for the children it starts); without it, in
     /// the process.
     pub fn symbolication(mut self, symbolication: Symbolication) -> Builder {

@@ -152,8 +152,52 @@ fn an_inlined_call_expands_into_callee_then_caller() {
     assert!(frames.iter().all(|frame| frame.inlined), "{frames:#?}");
     assert_eq!(callee.address, caller.address);
     assert_eq!(callee.module_offset, caller.module_offset);
-    let frames = [callee, caller];
-    assert!(frames.iter().all(own_file), "{frames:#?}");
+    let chain = [callee, caller];
+    assert!(chain.iter().all(own_file), "{chain:#?}");
+
+    // Named again (a hub, `hangwatch symbolicate`), even with a member that
+    // lacks a file, an expanded chain stays as it is: not expanded twice.
+    let mut again: Vec<Frame> = frames.into_iter().chain(chain).collect();
+    again[0].file = None;
+    assert_eq!(symbolizer.symbolize_frames(&again), again);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_module_path_that_is_no_regular_file_is_not_opened() {
+    // A frame from another process may name anything: a FIFO would block
+    // an open for ever.
+    let fifo = std::env::temp_dir().join(format!("hangwatch-fifo-{}", std::process::id()));
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|status| status.success()), "mkfifo");
+    let frame = Frame {
+        address: 0x1000,
+        module: Some("fifo".into()),
+        module_path: Some(fifo.to_string_lossy().into_owned()),
+        module_offset: Some(0x1000),
+        build_id: Some("00ff".into()),
+        ..Frame::default()
+    };
+    let mut symbolizer = Symbolizer::new();
+    assert_eq!(
+        symbolizer.symbolize_frames(std::slice::from_ref(&frame)),
+        [frame.clone()]
+    );
+    let problems: Vec<String> = symbolizer.problems().map(|(_, p)| p.to_string()).collect();
+    assert!(
+        problems.iter().any(|p| p.contains("not a regular file")),
+        "{problems:?}"
+    );
+    // A build id that is not hex is no build id: nothing is looked up by it.
+    let odd = Frame {
+        build_id: Some("../../etc".into()),
+        ..frame
+    };
+    assert_eq!(
+        symbolizer.symbolize_frames(std::slice::from_ref(&odd)),
+        [odd]
+    );
+    let _ = std::fs::remove_file(&fifo);
 }
 
 #[test]

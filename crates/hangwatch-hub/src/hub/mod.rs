@@ -110,15 +110,19 @@ impl HubBuilder {
         self
     }
 
-    /// How many unread events to keep before dropping the oldest (at least 1).
+    /// How many unread events to keep before dropping the oldest (at least
+    /// 1). With [`symbolicate`](HubBuilder::symbolicate) on, events pass
+    /// through two streams of this size (the loop's and the parent's) and
+    /// the namer's queue holds as many alerts.
     pub fn event_capacity(mut self, capacity: usize) -> HubBuilder {
         self.event_capacity = capacity.max(1);
         self
     }
 
-    /// How long a control request waits for the child's answer. Stopping a
-    /// profile symbolicates it in the child, which can take a few seconds the
-    /// first time.
+    /// How long a control request waits for the child's answer; and how
+    /// long a stopped profile waits for the hub to name its frames, after
+    /// which it comes as the child sent it. Naming a profile the first time
+    /// can take a few seconds.
     pub fn request_timeout(mut self, timeout: Duration) -> HubBuilder {
         self.request_timeout = timeout;
         self
@@ -306,8 +310,9 @@ impl Hub {
         expect_started(pid, self.wait(pid, answer)?)
     }
 
-    /// Stops profiling in child `pid` and returns its profile, symbolicated
-    /// in the child.
+    /// Stops profiling in child `pid` and returns its profile, its frames
+    /// named by the hub if the child sent them normalized (see
+    /// [`HubBuilder::symbolicate`]).
     pub fn stop_profiling(&self, pid: u32) -> Result<Profile, ControlError> {
         let answer = self.send(pid, Request::StopProfiling, self.deadline())?;
         let profile = expect_profile(pid, self.wait(pid, answer)?)?;
@@ -339,7 +344,7 @@ impl Hub {
     /// one.
     fn named(&self, profile: Profile) -> Profile {
         match &self.names {
-            Some(names) => names.profile(profile),
+            Some(names) => names.profile(profile, self.request_timeout),
             None => profile,
         }
     }

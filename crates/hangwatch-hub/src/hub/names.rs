@@ -21,10 +21,17 @@
 //!   alert of kind [`Stack`](hangwatch::AlertKind::Stack) that repeats the
 //!   alert's fields, as a monitor's own late stacks do.
 //!
-//! So an alert is never later than `NAME_HOLD` for its names, and no name
-//! is lost for being slow. Both streams drop their oldest event rather than
-//! wait, and the drops are counted together in
+//! An alert waits only while the namer has nothing older to do: behind a
+//! slow name (a cold binary, a download, a file that will not open) the
+//! alerts after it go on at once and their names follow. So an alert is
+//! never later than `NAME_HOLD` for its names, and no name is lost for being
+//! slow. The namer's queue is bounded like the streams: an alert that finds
+//! it full goes on as it came, unnamed. Both streams drop their oldest event
+//! rather than wait, and the drops are counted together in
 //! [`HubCounters::events_dropped`](crate::HubCounters::events_dropped).
+//! If the namer ever dies (a panic in a symbol file's parser is caught and
+//! a fresh symbolizer takes over; this is the last resort), events go on
+//! unnamed.
 //!
 //! When a child connects, the namer reads the symbols of the child's
 //! program (unless it has them already) while the child starts up, so that
@@ -32,11 +39,12 @@
 //! [`Hub::stop_profiling`](crate::Hub::stop_profiling) are named by the
 //! namer too (the caller waits for them anyway), sharing its caches.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
+use crossbeam_channel::{bounded, never, select, Receiver, RecvTimeoutError, Sender, TrySendError};
 use hangwatch::stack::symbolize::Symbolizer;
 use hangwatch::{AlertKind, HangLevel, Profile};
 
@@ -45,6 +53,9 @@ use crate::event::{ChildAlert, EventSink, HubEvent};
 /// How long an alert waits for its frames' names before it goes on without
 /// them (they then follow).
 pub(crate) const NAME_HOLD: Duration = Duration::from_millis(5);
+
+/// How long a stopping hub's forwarder waits for names still on their way.
+const LAST_NAMES: Duration = Duration::from_secs(1);
 
 /// What the namer is asked.
 enum Job {
@@ -79,8 +90,9 @@ impl Names {
         dropped: Arc<AtomicU64>,
     ) -> std::io::Result<(Names, Receiver<HubEvent>)> {
         let (out, events) = EventSink::new(capacity, dropped);
-        let (jobs, job_queue) = unbounded();
-        let (answers, answered) = unbounded();
+        let (jobs, job_queue) = bounded(capacity);
+        // The namer never has more answers in hand than jobs taken.
+        let (answers, answered) = bounded(capacity);
         std::thread::Builder::new()
             .name("hangwatch-hub-symbols".into())
             .spawn(move || name(job_queue, answers))?;
@@ -89,6 +101,7 @@ impl Names {
             answered,
             out,
             next: 0,
+            outstanding: 0,
         };
         std::thread::Builder::new()
             .name("hangwatch-hub-events".into())
@@ -96,12 +109,16 @@ impl Names {
         Ok((Names { jobs }, events))
     }
 
-    /// `profile` with its frames named; as it came if the namer is gone.
-    pub(crate) fn profile(&self, profile: Profile) -> Profile {
+    /// `profile` with its frames named; as it came if the namer is gone or
+    /// does not answer within `timeout`.
+    pub(crate) fn profile(&self, profile: Profile, timeout: Duration) -> Profile {
         let (reply, answer) = bounded(1);
         let kept = profile.clone();
-        match self.jobs.send(Job::Profile(profile, reply)) {
-            Ok(()) => answer.recv().unwrap_or(kept),
+        match self
+            .jobs
+            .send_timeout(Job::Profile(profile, reply), timeout)
+        {
+            Ok(()) => answer.recv_timeout(timeout).unwrap_or(kept),
             Err(_) => kept,
         }
     }
@@ -117,7 +134,15 @@ fn name(jobs: Receiver<Job>, answers: Sender<Answer>) {
                 let mut named = false;
                 if let Some(stack) = &mut alert.alert.stack {
                     let before = stack.frames.clone();
-                    symbolizer.symbolize_stack(stack);
+                    let outcome = catch_unwind(AssertUnwindSafe(|| {
+                        symbolizer.symbolize_stack(stack);
+                    }));
+                    if outcome.is_err() {
+                        // A symbol file that made a parser panic: its half-built
+                        // caches are not trusted, and the frames stay as they came.
+                        symbolizer = Symbolizer::new();
+                        stack.frames = before.clone();
+                    }
                     named = stack.frames != before;
                 }
                 // The forwarder may be gone (the hub stopping): nobody to tell.
@@ -127,9 +152,20 @@ fn name(jobs: Receiver<Job>, answers: Sender<Answer>) {
                     named,
                 });
             }
-            Job::Warm(pid) => warm_for(&mut symbolizer, pid),
+            Job::Warm(pid) => {
+                if catch_unwind(AssertUnwindSafe(|| warm_for(&mut symbolizer, pid))).is_err() {
+                    symbolizer = Symbolizer::new();
+                }
+            }
             Job::Profile(mut profile, reply) => {
-                symbolizer.symbolize_profile(&mut profile);
+                let kept = profile.clone();
+                let outcome = catch_unwind(AssertUnwindSafe(|| {
+                    symbolizer.symbolize_profile(&mut profile);
+                }));
+                if outcome.is_err() {
+                    symbolizer = Symbolizer::new();
+                    profile = kept;
+                }
                 let _ = reply.send(profile);
             }
         }
@@ -154,24 +190,40 @@ struct Forwarder {
     out: EventSink,
     /// The number of the next alert sent to the namer.
     next: u64,
+    /// Alerts sent to the namer and not answered yet.
+    outstanding: usize,
 }
 
 impl Forwarder {
-    /// Passes the loop's events on until the loop is gone.
+    /// Passes the loop's events on until the loop is gone; then the names
+    /// still on their way, for a little while.
     fn run(mut self, raw: Receiver<HubEvent>) {
         loop {
             select! {
                 recv(raw) -> event => match event {
                     Ok(event) => self.forward(event),
-                    Err(_) => return,
+                    Err(_) => break,
                 },
                 // A name that came after its alert left.
                 recv(self.answered) -> answer => match answer {
                     Ok(answer) => self.follow(answer),
-                    Err(_) => return,
+                    Err(_) => self.namer_gone(),
                 },
             }
         }
+        let deadline = Instant::now() + LAST_NAMES;
+        while self.outstanding > 0 {
+            match self.answered.recv_deadline(deadline) {
+                Ok(answer) => self.follow(answer),
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// The namer died: events go on unnamed.
+    fn namer_gone(&mut self) {
+        self.answered = never();
+        self.outstanding = 0;
     }
 
     fn forward(&mut self, event: HubEvent) {
@@ -186,12 +238,21 @@ impl Forwarder {
         }
     }
 
-    /// Sends `alert` on named if the namer names it within [`NAME_HOLD`],
-    /// else as it is (its names follow).
+    /// Sends `alert` on named if the namer, with nothing older to do, names
+    /// it within [`NAME_HOLD`]; else as it is (its names follow).
     fn name_or_go(&mut self, alert: ChildAlert) {
         let number = self.next;
         self.next += 1;
-        if self.jobs.send(Job::Alert(number, alert.clone())).is_err() {
+        let busy = self.outstanding > 0;
+        match self.jobs.try_send(Job::Alert(number, alert.clone())) {
+            Ok(()) => self.outstanding += 1,
+            // Full (the namer is stuck) or gone: unnamed, and no follow-up.
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.out.send(HubEvent::Alert(alert));
+                return;
+            }
+        }
+        if busy {
             self.out.send(HubEvent::Alert(alert));
             return;
         }
@@ -199,12 +260,18 @@ impl Forwarder {
         loop {
             match self.answered.recv_deadline(deadline) {
                 Ok(answer) if answer.number == number => {
+                    self.outstanding -= 1;
                     self.out.send(HubEvent::Alert(answer.alert));
                     return;
                 }
                 // An earlier alert's names, late.
                 Ok(answer) => self.follow(answer),
-                Err(_) => {
+                Err(RecvTimeoutError::Timeout) => {
+                    self.out.send(HubEvent::Alert(alert));
+                    return;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.namer_gone();
                     self.out.send(HubEvent::Alert(alert));
                     return;
                 }
@@ -215,6 +282,7 @@ impl Forwarder {
     /// Sends the stack of `answer` as a follow-up of the alert that left
     /// without its names, if naming added anything.
     fn follow(&mut self, answer: Answer) {
+        self.outstanding = self.outstanding.saturating_sub(1);
         let Answer {
             alert: mut named,
             named: added,

@@ -31,6 +31,10 @@ pub(crate) struct Debuginfod {
 impl Debuginfod {
     /// The client `DEBUGINFOD_URLS` asks for, or why there is none.
     pub(crate) fn from_env() -> Debuginfod {
+        // No HTTP client (and its threads) unless there is a server to ask.
+        if std::env::var_os("DEBUGINFOD_URLS").is_none_or(|urls| urls.is_empty()) {
+            return Debuginfod::without("DEBUGINFOD_URLS is not set".into());
+        }
         let http = debuginfod::reqwest::blocking::Client::builder()
             .timeout(FETCH_TIMEOUT)
             .build();

@@ -315,7 +315,7 @@ mod tests {
     use std::env::VarError;
 
     #[test]
-    fn symbolication_is_set_by_its_two_names_and_nothing_else() {
+    fn symbolication_is_set_by_its_three_names_and_nothing_else() {
         let from = |value: &str| Symbolication::from_setting(Ok(value.to_owned()));
         assert_eq!(
             Symbolication::from_setting(Err(VarError::NotPresent)).unwrap(),

@@ -47,7 +47,7 @@
 //! [`object::ReadCache`], which reads only what is asked, not the whole
 //! file, and maps nothing: the ELF headers and the build-id note. Its
 //! unwind sections are read the first time the unwinder needs them (after
-//! checking that the file is still the one mapped: same device and inode),
+//! checking that the file is still the one mapped: the same inode),
 //! so a snapshot that only normalizes or symbolicates reads none, and the
 //! unwinder only those of modules its stacks go through.
 //!
@@ -293,11 +293,7 @@ impl Module {
         self.layout.as_ref().ok()?;
         self.unwind
             .get_or_init(|| match &self.identity {
-                Identity::File {
-                    path,
-                    device,
-                    inode,
-                } => read_unwind_sections(path, *device, *inode).ok(),
+                Identity::File { path, inode, .. } => read_unwind_sections(path, *inode).ok(),
                 // Read with the layout; nothing to read now.
                 Identity::Vdso { .. } => None,
             })
@@ -716,27 +712,16 @@ impl Module {
 }
 
 /// The unwind sections of the file at `path`, if it is still the one the
-/// maps named (same device and inode).
-fn read_unwind_sections(
-    path: &Path,
-    device: u64,
-    inode: u64,
-) -> Result<UnwindSections, ModuleError> {
+/// maps named: the same inode. (Not the device: on overlayfs, as in
+/// containers, the maps may name the underlying file's device while the
+/// path's `stat` gives the overlay's.)
+fn read_unwind_sections(path: &Path, inode: u64) -> Result<UnwindSections, ModuleError> {
     use std::os::unix::fs::MetadataExt;
     let file = std::fs::File::open(path)?;
-    let metadata = file.metadata()?;
-    if metadata.ino() != inode || maps_device(metadata.dev()) != device {
+    if file.metadata()?.ino() != inode {
         return Err(ModuleError::Deleted);
     }
     UnwindSections::parse(&object::ReadCache::new(file))
-}
-
-/// `st_dev` in the maps' encoding, `major << 32 | minor` (glibc's split of
-/// the two numbers in `st_dev`).
-fn maps_device(st_dev: u64) -> u64 {
-    let major = ((st_dev >> 8) & 0xfff) | ((st_dev >> 32) & !0xfff);
-    let minor = (st_dev & 0xff) | ((st_dev >> 12) & !0xff);
-    (major << 32) | minor
 }
 
 /// A `PT_LOAD` segment.

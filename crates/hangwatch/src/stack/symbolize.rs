@@ -118,8 +118,9 @@ pub struct Symbolizer {
     /// This process's modules: for [`Symbolizer::symbolize_address`], and
     /// for the vDSO.
     modules: LiveModules,
+    /// Made at the first question for it.
     #[cfg(feature = "debuginfod")]
-    debuginfod: crate::stack::debuginfod::Debuginfod,
+    debuginfod: Option<crate::stack::debuginfod::Debuginfod>,
 }
 
 /// A module as a normalized frame names it.
@@ -181,7 +182,7 @@ impl Symbolizer {
             sources: HashMap::new(),
             modules: LiveModules::new(),
             #[cfg(feature = "debuginfod")]
-            debuginfod: crate::stack::debuginfod::Debuginfod::from_env(),
+            debuginfod: None,
         }
     }
 
@@ -206,8 +207,10 @@ impl Symbolizer {
     }
 
     /// `frames`, normalized frames of any process (of this machine or
-    /// another), symbolicated: each frame that has no function yet becomes
-    /// the frames at its address, inlined callees first; the others stay.
+    /// another), symbolicated: each frame that [needs
+    /// symbols](Frame::needs_symbols) becomes the frames at its address,
+    /// inlined callees first; the others stay (a chain of inlined calls
+    /// already expanded stays as it is).
     pub fn symbolize_frames(&mut self, frames: &[Frame]) -> Vec<Frame> {
         let mut out = Vec::with_capacity(frames.len());
         for (frame, sym) in frames.iter().zip(self.resolve(frames)) {
@@ -344,10 +347,18 @@ impl Symbolizer {
         let mut found = vec![None; frames.len()];
         let mut by_module: Vec<(ModuleKey, Vec<usize>)> = Vec::new();
         for (n, frame) in frames.iter().enumerate() {
-            let (Some(path), Some(_)) = (&frame.module_path, frame.module_offset) else {
+            // A frame of an expanded chain of inlined calls (an inlined one,
+            // or the caller right after them at their address) was named
+            // from DWARF already: resolving it again would expand the chain
+            // again.
+            let in_chain = frame.inlined
+                || (n > 0 && frames[n - 1].inlined && frames[n - 1].address == frame.address);
+            let Some(path) = &frame.module_path else {
                 continue;
             };
-            if !frame.needs_symbols() {
+            // A build id that is not one matches no file.
+            let bad_build_id = frame.build_id.as_deref().is_some_and(|id| !is_build_id(id));
+            if in_chain || bad_build_id || !frame.needs_symbols() {
                 continue;
             }
             let key = ModuleKey {
@@ -513,7 +524,13 @@ impl Symbolizer {
             .build_id
             .as_deref()
             .ok_or("the module has no build id")?;
-        let path = self.debuginfod.debug_file(build_id)?;
+        if !is_build_id(build_id) {
+            return Err(format!("{build_id:?} is not a build id"));
+        }
+        let path = self
+            .debuginfod
+            .get_or_insert_with(crate::stack::debuginfod::Debuginfod::from_env)
+            .debug_file(build_id)?;
         let facts = file_facts(&path)?;
         if facts.build_id.as_deref() != Some(build_id) {
             return Err(format!("{} is not of build id {build_id}", path.display()));
@@ -529,6 +546,13 @@ impl Symbolizer {
     fn ask_debuginfod(&mut self, _key: &ModuleKey) -> Result<SymbolSource, String> {
         Err("not built in (the `debuginfod` feature of hangwatch is off)".into())
     }
+}
+
+/// Whether `text` can be a build id (hex digits, as frames carry them): a
+/// frame from another process may say anything, and a build id becomes a
+/// path and a URL.
+fn is_build_id(text: &str) -> bool {
+    (2..=128).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The debug file installed for `build_id` under `/usr/lib/debug/.build-id`.
@@ -547,6 +571,12 @@ fn installed_debug_file(build_id: &str) -> Option<SymbolSource> {
 
 /// Reads `path`'s ELF headers (not the whole file).
 fn file_facts(path: &Path) -> Result<FileFacts, String> {
+    // A path from another process may name a FIFO or a device, whose open
+    // or read would block: only regular files are opened.
+    let metadata = std::fs::metadata(path).map_err(|error| format!("not readable ({error})"))?;
+    if !metadata.is_file() {
+        return Err("not a regular file".into());
+    }
     let file = std::fs::File::open(path).map_err(|error| format!("not readable ({error})"))?;
     let cache = object::ReadCache::new(file);
     let elf = object::File::parse(&cache).map_err(|error| format!("not ELF ({error})"))?;
@@ -601,9 +631,12 @@ fn normalized(address: u64, module: Option<&Module>, module_offset: Option<u64>)
 }
 
 impl Frame {
-    /// Whether symbolication could still add to this frame: it has no
-    /// function, or no source file (named from a symbol table only).
+    /// Whether symbolication could still add to this frame: it names its
+    /// module and offset, and has no function, or no source file (named
+    /// from a symbol table only).
     pub fn needs_symbols(&self) -> bool {
-        self.function.is_none() || self.file.is_none()
+        self.module_path.is_some()
+            && self.module_offset.is_some()
+            && (self.function.is_none() || self.file.is_none())
     }
 }
