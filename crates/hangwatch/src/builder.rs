@@ -192,9 +192,9 @@ impl Builder {
     /// path, build id, offset) and `warm_symbols` has nothing to warm.
     ///
     /// Unset, the environment variable `HANGWATCH_SYMBOLICATION`
-    /// (`in_process`, `function_names_in_process` or `elsewhere`) decides, a deployment's setting (a hub
-    /// sets it to `elsewhere` for the children it starts); without it, in
-    /// the process.
+    /// (`in_process`, `function_names_in_process` or `elsewhere`) decides,
+    /// a deployment's setting (a hub sets it to `elsewhere` for the
+    /// children it starts); without it, in the process.
     pub fn symbolication(mut self, symbolication: Symbolication) -> Builder {
         self.symbolication = Some(symbolication);
         self

@@ -2,9 +2,10 @@
 //! the monitor's loop.
 //!
 //! Each worker owns its [`Symbolizer`], with its caches, so no cache is
-//! shared or locked. With [`Symbolication::Elsewhere`] a worker has no
-//! symbolizer: it answers with normalized frames at once. Unwinding is done before, on the capture thread (it is
-//! fast and bounded); symbolication can be slow (a cold cache on a large
+//! shared or locked (with [`Symbolication::Elsewhere`] a worker has no
+//! symbolizer: it answers with normalized frames at once). Unwinding is
+//! done before, on the capture thread (it is fast and bounded);
+//! symbolication can be slow (a cold cache on a large
 //! binary reads and parses debug information), and is kept apart so that it
 //! never holds up the samples of a profile. For a hung thread's stack a
 //! worker answers with the symbolicated stack on the monitor's `stacks`
@@ -23,8 +24,7 @@
 use crossbeam_channel::{bounded, select, Receiver, Sender, TryRecvError, TrySendError};
 
 use crate::messages::{StackDone, StackJob, StackWork};
-use crate::stack::modules::LiveModules;
-use crate::stack::modules::Modules;
+use crate::stack::modules::{LiveModules, Modules};
 use crate::stack::symbolize::{normalize_address, Symbolizer};
 use crate::stack::Symbolication;
 
