@@ -6,6 +6,15 @@ use std::path::Path;
 
 use hangwatch_export::{write_file, ExportError};
 
+/// Whether two paths name one existing file (an output that would
+/// overwrite an input).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
 /// Writes `what` to `path`: a line saying where, or why not.
 pub fn save(
     path: &Path,

@@ -11,7 +11,7 @@ use hangwatch::stack::symbolize::Symbolizer;
 use hangwatch_export::report::Report;
 use hangwatch_export::{collapsed, firefox, flamegraph, jsonl};
 
-use crate::output::save;
+use crate::output::{same_file, save};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -33,6 +33,18 @@ pub struct Args {
 
 pub fn run(args: &Args) -> ExitCode {
     let source = args.alerts.display();
+    let outputs = [&args.svg, &args.firefox, &args.collapsed];
+    if let Some(clash) = outputs
+        .into_iter()
+        .flatten()
+        .find(|output| same_file(&args.alerts, output))
+    {
+        eprintln!(
+            "hangwatch report: {} is the alerts file it reads: write the outputs to other files",
+            clash.display()
+        );
+        return ExitCode::FAILURE;
+    }
     let mut read = match jsonl::read_file(&args.alerts) {
         Ok(read) => read,
         Err(error) => {

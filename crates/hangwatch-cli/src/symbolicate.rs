@@ -18,6 +18,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use hangwatch::stack::symbolize::Symbolizer;
+
+use crate::output::same_file;
 use hangwatch::stack::Frame;
 use serde_json::Value;
 
@@ -119,12 +121,4 @@ fn symbolicate_line(
     *frames = serde_json::to_value(&symbolicated).map_err(|error| error.to_string())?;
     let text = serde_json::to_string(&alert).map_err(|error| error.to_string())?;
     Ok(Some((text, unnamed, unnamed.saturating_sub(still))))
-}
-
-/// Whether two paths name one file (the output would overwrite the input).
-fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    }
 }

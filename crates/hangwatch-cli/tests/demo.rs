@@ -82,12 +82,16 @@ fn bad_demo_arguments_get_a_clear_error() {
     for (args, message) in [
         (
             &["demo", "--seconds", "0.5"][..],
-            "--seconds must be at least",
+            "--seconds must be from 6 to 86400 (it is 0.5)",
         ),
         (
-            &["demo", "--processes", "0"][..],
-            "--processes must be from 1 to 16",
+            &["demo", "--seconds", "1e300"][..],
+            "--seconds must be from 6 to 86400 (it is 1e300)",
         ),
+        (&["demo", "--seconds", "nan"][..], "(it is NaN)"),
+        (&["demo", "--seconds", "-5"][..], "(it is -5.0)"),
+        (&["demo", "--processes", "0"][..], "0 is not in 1..=16"),
+        (&["demo", "--processes", "-1"][..], "-1 is not in 1..=16"),
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_hangwatch"))
             .args(args)

@@ -203,3 +203,27 @@ fn no_stacks_means_no_flamegraph_but_the_rest_is_written() {
     assert!(stdout.contains("wrote Firefox profile"), "{stdout}");
     assert!(firefox.exists());
 }
+
+#[test]
+fn an_output_that_is_the_input_is_refused_and_the_input_kept() {
+    let dir = scratch("same-file");
+    let input = dir.join("alerts.jsonl");
+    write_file(&input, |out| jsonl::write(&alerts(), out)).unwrap();
+    let before = std::fs::read(&input).unwrap();
+    // The same file under another spelling.
+    let again = dir.join(".").join("alerts.jsonl");
+    for flag in ["--svg", "--firefox", "--collapsed"] {
+        let (output, stdout, stderr) = hangwatch(&[&input, flag.as_ref(), &again]);
+        assert_eq!(output.status.code(), Some(1), "{flag}: {stderr}");
+        assert!(stdout.is_empty(), "{flag}: {stdout}");
+        assert!(
+            stderr.contains("is the alerts file it reads"),
+            "{flag}: {stderr}"
+        );
+        assert_eq!(
+            std::fs::read(&input).unwrap(),
+            before,
+            "{flag} wrote over its input"
+        );
+    }
+}

@@ -43,11 +43,13 @@ use crate::procfs;
 
 #[derive(clap::Args)]
 pub struct Options {
-    /// How many child processes.
-    #[arg(long, default_value_t = 3)]
+    /// How many child processes (1 to 16).
+    #[arg(long, default_value_t = 3, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(1..=16))]
     processes: u32,
-    /// How long the demo runs, in seconds (longer if the plan needs it).
-    #[arg(long, default_value_t = 15.0)]
+    /// How long the demo runs, in seconds, from 6 to 86,400 (longer if the
+    /// plan needs it).
+    #[arg(long, default_value_t = 15.0, allow_negative_numbers = true)]
     seconds: f64,
     /// Where to write alerts.jsonl, report.txt, hangs.svg and profile.json.
     #[arg(long, default_value = "hangwatch-demo")]
@@ -73,11 +75,13 @@ pub fn run(options: &Options) -> ExitCode {
 }
 
 fn run_hub(options: &Options) -> Result<bool, String> {
-    if !(options.seconds.is_finite() && options.seconds >= plan::MIN_SECONDS) {
-        return Err(format!("--seconds must be at least {}", plan::MIN_SECONDS));
-    }
-    if !(1..=16).contains(&options.processes) {
-        return Err("--processes must be from 1 to 16".into());
+    if !(plan::MIN_SECONDS..=plan::MAX_SECONDS).contains(&options.seconds) {
+        return Err(format!(
+            "--seconds must be from {} to {} (it is {:?})",
+            plan::MIN_SECONDS,
+            plan::MAX_SECONDS,
+            options.seconds
+        ));
     }
     std::fs::create_dir_all(&options.out)
         .map_err(|e| format!("cannot create {}: {e}", options.out.display()))?;

@@ -263,6 +263,9 @@ pub struct InjectedHang {
 /// The shortest run the demo accepts.
 pub const MIN_SECONDS: f64 = 6.0;
 
+/// The longest demo: a day.
+pub const MAX_SECONDS: f64 = 86_400.0;
+
 /// When the last of `plans`' hangs ends.
 pub fn last_end(plans: &[Vec<InjectedHang>]) -> Duration {
     plans
