@@ -275,7 +275,7 @@ impl std::fmt::Display for Frame {
             (None, None, _) => f.write_str("??")?,
         }
         if let Some(file) = &self.file {
-            write!(f, " at {file}")?;
+            write!(f, " at {}", short_path(file))?;
             if let Some(line) = self.line {
                 write!(f, ":{line}")?;
             }
@@ -284,6 +284,22 @@ impl std::fmt::Display for Frame {
             f.write_str(" (inlined)")?;
         }
         Ok(())
+    }
+}
+
+/// `file` without the toolchain's checkout prefix of the standard library's
+/// sources (`/rustc/<commit>/library/std/src/...` becomes
+/// `<rustc>/library/std/src/...`), which otherwise makes every std frame
+/// wrap in a terminal. Only the display is shortened; the frame keeps the
+/// whole path.
+fn short_path(file: &str) -> std::borrow::Cow<'_, str> {
+    let commit = file
+        .strip_prefix("/rustc/")
+        .and_then(|rest| rest.split_once('/'))
+        .filter(|(commit, _)| commit.len() >= 7 && commit.bytes().all(|b| b.is_ascii_hexdigit()));
+    match commit {
+        Some((_, rest)) => format!("<rustc>/{rest}").into(),
+        None => file.into(),
     }
 }
 
@@ -313,6 +329,22 @@ impl std::fmt::Display for NoStack {
 mod tests {
     use super::*;
     use std::env::VarError;
+
+    #[test]
+    fn std_paths_are_shown_without_the_toolchain_commit() {
+        let frame = |file: &str| Frame {
+            function: Some("f".into()),
+            file: Some(file.into()),
+            line: Some(3),
+            ..Frame::default()
+        };
+        let hash = "59807616e1b5cbe4ba2e0c4b1c48bf3cd49ec0a6";
+        let shown = frame(&format!("/rustc/{hash}/library/std/src/thread/mod.rs")).to_string();
+        assert!(shown.ends_with(" f at <rustc>/library/std/src/thread/mod.rs:3"), "{shown}");
+        for kept in ["/rustc/notacommit/x.rs", "src/main.rs", "/rustc/"] {
+            assert!(frame(kept).to_string().contains(&format!(" at {kept}:3")), "{kept}");
+        }
+    }
 
     #[test]
     fn symbolication_is_set_by_its_three_names_and_nothing_else() {
