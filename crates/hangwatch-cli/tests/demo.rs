@@ -102,3 +102,56 @@ fn bad_demo_arguments_get_a_clear_error() {
         assert!(stderr.contains(message), "{stderr}");
     }
 }
+
+#[test]
+fn ctrl_c_ends_the_demo_in_order_and_keeps_what_it_gathered() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let out = std::env::temp_dir().join(format!("hangwatch-demo-ctrl-c-{}", std::process::id()));
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_hangwatch"))
+        .args(["demo", "--processes", "1", "--seconds", "60", "--out"])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run hangwatch demo");
+    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    // Wait for the first hang's alert: the demo has gathered something.
+    for line in lines.by_ref() {
+        let line = line.expect("the demo's output");
+        let alerted = line.contains("transient hang in");
+        seen.push(line);
+        if alerted {
+            break;
+        }
+    }
+    let interrupted_at = Instant::now();
+    let sent = Command::new("kill")
+        .args(["-INT", &demo.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(sent.success());
+    seen.extend(lines.map_while(Result::ok));
+    let status = demo.wait().expect("the demo ends");
+    let stdout = seen.join("\n");
+    assert_eq!(status.code(), Some(130), "{stdout}");
+    assert!(
+        interrupted_at.elapsed() < Duration::from_secs(45),
+        "it ran on to its 60 s: {stdout}"
+    );
+    for needle in [
+        "interrupted (Ctrl-C) after",
+        "exit signals delivered to 4 loops",
+        "wrote alerts to",
+        "no self-check of a cut-short run",
+    ] {
+        assert!(stdout.contains(needle), "no {needle:?} in:\n{stdout}");
+    }
+    let alerts = std::fs::read_to_string(out.join("alerts.jsonl")).expect("alerts.jsonl");
+    assert!(alerts.contains(r#""kind":"transient""#), "{alerts}");
+    assert!(out.join("report.txt").exists());
+    let _ = std::fs::remove_dir_all(&out);
+}

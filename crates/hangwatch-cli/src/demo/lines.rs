@@ -82,6 +82,10 @@ pub fn spawn(
         .arg("demo-child")
         .args(script.args())
         .stdout(Stdio::piped());
+    // A process group of its own: a terminal's Ctrl-C reaches the hub,
+    // which then asks each child to exit, rather than killing the children
+    // behind its back.
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let mut process = hub
         .spawn(format!("child-{}", script.index), &mut command)
         .map_err(|e| format!("cannot start child {}: {e}", script.index))?;

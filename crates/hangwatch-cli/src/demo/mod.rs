@@ -27,6 +27,8 @@ mod view;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::Receiver;
@@ -65,8 +67,7 @@ pub struct Options {
 
 pub fn run(options: &Options) -> ExitCode {
     match run_hub(options) {
-        Ok(ok) if ok => ExitCode::SUCCESS,
-        Ok(_) => ExitCode::FAILURE,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("hangwatch demo: {error}");
             ExitCode::FAILURE
@@ -74,7 +75,22 @@ pub fn run(options: &Options) -> ExitCode {
     }
 }
 
-fn run_hub(options: &Options) -> Result<bool, String> {
+/// Set by the first Ctrl-C; a second one ends the process at once.
+fn watch_ctrl_c() -> Arc<AtomicBool> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    let watched = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    });
+    if let Err(error) = watched {
+        eprintln!("hangwatch demo: Ctrl-C will end the demo at once: {error}");
+    }
+    interrupted
+}
+
+fn run_hub(options: &Options) -> Result<ExitCode, String> {
     if !(plan::MIN_SECONDS..=plan::MAX_SECONDS).contains(&options.seconds) {
         return Err(format!(
             "--seconds must be from {} to {} (it is {:?})",
@@ -89,6 +105,7 @@ fn run_hub(options: &Options) -> Result<bool, String> {
     if let Some(address) = options.metrics {
         metrics::serve(address)?;
     }
+    let interrupted = watch_ctrl_c();
     let hub = Hub::start().map_err(|e| e.to_string())?;
     let mut view = View::new();
     let scripts: Vec<Script> = (0..options.processes)
@@ -150,7 +167,7 @@ fn run_hub(options: &Options) -> Result<bool, String> {
     let mut profiles = Vec::new();
     let mut profiling = false;
     let mut last_stats = Instant::now();
-    while started.elapsed() < run_for {
+    while started.elapsed() < run_for && !interrupted.load(Ordering::SeqCst) {
         if !profiling && profiles.is_empty() && started.elapsed() >= window.0 {
             profiling = true;
             for (child, answer) in hub
@@ -186,6 +203,23 @@ fn run_hub(options: &Options) -> Result<bool, String> {
             }
         }
         view.redraw();
+    }
+
+    let interrupted_at = interrupted
+        .load(Ordering::SeqCst)
+        .then(|| started.elapsed());
+    if let Some(at) = interrupted_at {
+        view.say(&format!(
+            "interrupted (Ctrl-C) after {:.1} s: asking every child to exit (Ctrl-C again to quit now)",
+            at.as_secs_f64()
+        ));
+        if profiling {
+            for (child, answer) in hub.stop_profiling_all().map_err(|e| e.to_string())? {
+                if let Ok(profile) = answer {
+                    profiles.push((child.name.clone(), child.pid, profile));
+                }
+            }
+        }
     }
 
     // Private memory while every child still runs (each has had hangs and a
@@ -225,6 +259,19 @@ fn run_hub(options: &Options) -> Result<bool, String> {
     for line in lines {
         println!("demo: {line}");
     }
+    if let Some(at) = interrupted_at {
+        println!(
+            "demo: interrupted after {:.1} s of {:.1} s: what was gathered is written above; \
+             no self-check of a cut-short run",
+            at.as_secs_f64(),
+            run_for.as_secs_f64()
+        );
+        return Ok(if written {
+            ExitCode::from(130)
+        } else {
+            ExitCode::FAILURE
+        });
+    }
     let outcome = check.finish();
     println!("demo: {memory}");
     println!("demo: {}", first_alerts(&outcome));
@@ -232,7 +279,11 @@ fn run_hub(options: &Options) -> Result<bool, String> {
         println!("demo: {problem}");
     }
     println!("{outcome}");
-    Ok(written && outcome.ok())
+    Ok(if written && outcome.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Private (anonymous) memory of the children and of this process.

@@ -340,9 +340,15 @@ mod tests {
         };
         let hash = "59807616e1b5cbe4ba2e0c4b1c48bf3cd49ec0a6";
         let shown = frame(&format!("/rustc/{hash}/library/std/src/thread/mod.rs")).to_string();
-        assert!(shown.ends_with(" f at <rustc>/library/std/src/thread/mod.rs:3"), "{shown}");
+        assert!(
+            shown.ends_with(" f at <rustc>/library/std/src/thread/mod.rs:3"),
+            "{shown}"
+        );
         for kept in ["/rustc/notacommit/x.rs", "src/main.rs", "/rustc/"] {
-            assert!(frame(kept).to_string().contains(&format!(" at {kept}:3")), "{kept}");
+            assert!(
+                frame(kept).to_string().contains(&format!(" at {kept}:3")),
+                "{kept}"
+            );
         }
     }
 
