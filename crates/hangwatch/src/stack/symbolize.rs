@@ -136,9 +136,24 @@ struct SymbolSource {
     kind: SourceKind,
     /// The file's lowest `PT_LOAD` address: module offset + this = SVMA.
     base_svma: u64,
+    /// The module offset of the file's entry point (none for the vDSO): an
+    /// address a preload can look up.
+    entry_offset: Option<u64>,
     /// Whether debuginfod may still be asked for a better file (this one
     /// gave no file and line).
     may_ask_debuginfod: bool,
+}
+
+impl SymbolSource {
+    /// The ELF file at `path`, which says `facts` of itself.
+    fn file(path: PathBuf, facts: &FileFacts, may_ask_debuginfod: bool) -> SymbolSource {
+        SymbolSource {
+            kind: SourceKind::File(path),
+            base_svma: facts.base_svma,
+            entry_offset: Some(facts.entry.wrapping_sub(facts.base_svma)),
+            may_ask_debuginfod,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -302,10 +317,8 @@ impl Symbolizer {
         let source = self.source(&key).map_err(Clone::clone)?.clone();
         // One lookup, of the entry point, makes blazesym open the file and
         // its DWARF; what it parses stays cached.
-        if let SourceKind::File(path) = &source.kind {
-            if let Ok(facts) = file_facts(path) {
-                let _ = self.lookup(&source, &[facts.entry.wrapping_sub(source.base_svma)]);
-            }
+        if let Some(entry) = source.entry_offset {
+            let _ = self.lookup(&source, &[entry]);
         }
         Ok(())
     }
@@ -462,11 +475,8 @@ impl Symbolizer {
         let own = Path::new(&key.path);
         let why = match file_facts(own) {
             Ok(facts) if key.build_id.is_none() || facts.build_id == key.build_id => {
-                return Ok(SymbolSource {
-                    kind: SourceKind::File(own.to_owned()),
-                    base_svma: facts.base_svma,
-                    may_ask_debuginfod: !facts.has_dwarf && key.build_id.is_some(),
-                });
+                let may_ask = !facts.has_dwarf && key.build_id.is_some();
+                return Ok(SymbolSource::file(own.to_owned(), &facts, may_ask));
             }
             Ok(facts) => format!(
                 "another build now (build id {})",
@@ -504,6 +514,7 @@ impl Symbolizer {
                 Ok(SymbolSource {
                     kind: SourceKind::OwnVdso(vdso.base_address()),
                     base_svma: 0,
+                    entry_offset: None,
                     may_ask_debuginfod: false,
                 })
             }
@@ -535,11 +546,7 @@ impl Symbolizer {
         if facts.build_id.as_deref() != Some(build_id) {
             return Err(format!("{} is not of build id {build_id}", path.display()));
         }
-        Ok(SymbolSource {
-            kind: SourceKind::File(path),
-            base_svma: facts.base_svma,
-            may_ask_debuginfod: false,
-        })
+        Ok(SymbolSource::file(path, &facts, false))
     }
 
     #[cfg(not(feature = "debuginfod"))]
@@ -562,11 +569,8 @@ fn installed_debug_file(build_id: &str) -> Option<SymbolSource> {
         .join(head)
         .join(format!("{rest}.debug"));
     let facts = file_facts(&path).ok()?;
-    (facts.build_id.as_deref() == Some(build_id)).then_some(SymbolSource {
-        kind: SourceKind::File(path),
-        base_svma: facts.base_svma,
-        may_ask_debuginfod: !facts.has_dwarf,
-    })
+    let may_ask = !facts.has_dwarf;
+    (facts.build_id.as_deref() == Some(build_id)).then(|| SymbolSource::file(path, &facts, may_ask))
 }
 
 /// Reads `path`'s ELF headers (not the whole file).
