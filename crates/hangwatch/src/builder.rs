@@ -9,6 +9,7 @@ use crossbeam_channel::{bounded, unbounded, Receiver};
 use crate::alert::Alert;
 use crate::clock::Clock;
 use crate::control::Control;
+use crate::doorbell::{Doorbell, RingingSender};
 use crate::error::StartError;
 use crate::handle::{Register, Shared};
 use crate::monitor::{self, AlertSink, Inbox, Settings, Stacks};
@@ -222,11 +223,15 @@ impl Builder {
         // Calibrate the clock here rather than on a component's first notify.
         Clock::global();
         let schedule = Arc::new(Schedule::new(self.enabled));
+        // Everything the monitor receives rings its one doorbell.
+        let bell = Doorbell::new();
         let (registry_sender, registry) = unbounded();
+        let registry_sender = RingingSender::new(registry_sender, bell.clone());
         let (control_sender, control) = unbounded();
-        let (wake_sender, wake) = bounded(1);
+        let control_sender = RingingSender::new(control_sender, bell.clone());
         let (alert_sender, alerts) = bounded(self.alert_capacity);
         let (stacks_sender, stacks) = unbounded();
+        let stacks_sender = RingingSender::new(stacks_sender, bell.clone());
         let stack_stages = if self.stacks {
             let sampler = Sampler::install(self.stack_signal).map_err(StartError::Sampler)?;
             let workers = StackWorkers::start(
@@ -259,9 +264,9 @@ impl Builder {
                 thread_name: self.thread_name,
             },
             Inbox {
+                bell,
                 registry,
                 control,
-                wake,
                 stacks,
             },
             schedule.clone(),
@@ -272,7 +277,6 @@ impl Builder {
         Ok(Monitor {
             register: Register::new(Arc::new(Shared::new(
                 registry_sender,
-                wake_sender,
                 schedule.clone(),
                 self.stacks.then_some(self.stack_bytes),
             ))),

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Sender};
 
+use crate::doorbell::RingingSender;
 use crate::error::{MonitorGone, ProfilingError};
 use crate::messages::ControlMsg;
 use crate::monitor::ProfilingOptions;
@@ -18,12 +19,12 @@ use crate::stats::{ExitReport, Stats};
 /// monitor ends, and requests return [`MonitorGone`].
 #[derive(Clone)]
 pub struct Control {
-    sender: Sender<ControlMsg>,
+    sender: RingingSender<ControlMsg>,
     schedule: Arc<Schedule>,
 }
 
 impl Control {
-    pub(crate) fn new(sender: Sender<ControlMsg>, schedule: Arc<Schedule>) -> Control {
+    pub(crate) fn new(sender: RingingSender<ControlMsg>, schedule: Arc<Schedule>) -> Control {
         Control { sender, schedule }
     }
 

@@ -19,22 +19,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use crossbeam_channel::Sender;
-
 use crate::annotation::{Annotation, LabelCache};
 use crate::cell::{self, ActivityCell};
 use crate::clock::Clock;
 use crate::component::{ComponentId, ExitSignal, Timeouts};
+use crate::doorbell::{Doorbell, RingingSender};
 use crate::error::RegisterError;
 use crate::messages::{Registration, RegistryMsg};
 use crate::schedule::Schedule;
 use crate::stack::sampler::{SampleTarget, ThreadLease};
 use crate::stack::NoStack;
 
-/// What registers and handles share. Its senders keep the monitor running.
+/// What registers and handles share. Its sender keeps the monitor running;
+/// its doorbell wakes the monitor (see `doorbell.rs`).
 pub(crate) struct Shared {
-    pub(crate) registry: Sender<RegistryMsg>,
-    pub(crate) wake: Sender<()>,
+    pub(crate) registry: RingingSender<RegistryMsg>,
     pub(crate) schedule: Arc<Schedule>,
     /// Live ids, for the duplicate check. Taken by registering and
     /// unregistering threads only, never by the monitor.
@@ -46,14 +45,12 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(
-        registry: Sender<RegistryMsg>,
-        wake: Sender<()>,
+        registry: RingingSender<RegistryMsg>,
         schedule: Arc<Schedule>,
         stack_bytes: Option<usize>,
     ) -> Shared {
         Shared {
             registry,
-            wake,
             schedule,
             ids: Mutex::new(HashMap::new()),
             next_key: AtomicU64::new(0),
@@ -145,7 +142,7 @@ impl Register {
             self.shared.ids().remove(&id);
             return Err(RegisterError::MonitorGone);
         }
-        exit_hook::watch(&cell, &self.shared.wake);
+        exit_hook::watch(&cell, self.shared.registry.doorbell());
         let clock = Clock::global();
         Ok(Handle {
             transient: clock.to_stamps(transient),
@@ -255,9 +252,7 @@ impl Handle {
 
     #[cold]
     fn wake_monitor(&self) {
-        // Full means a wake-up is already pending; disconnected means the
-        // monitor is gone. Either way there is nothing more to do.
-        let _ = self.shared.wake.try_send(());
+        self.shared.registry.ring();
     }
 }
 
@@ -297,15 +292,15 @@ mod exit_hook {
     use super::*;
 
     struct ExitHook {
-        cells: RefCell<Vec<(Weak<ActivityCell>, Sender<()>)>>,
+        cells: RefCell<Vec<(Weak<ActivityCell>, Arc<Doorbell>)>>,
     }
 
     impl Drop for ExitHook {
         fn drop(&mut self) {
-            for (cell, wake) in self.cells.get_mut().drain(..) {
+            for (cell, bell) in self.cells.get_mut().drain(..) {
                 if let Some(cell) = cell.upgrade() {
                     cell.thread_exited.store(true, Ordering::Release);
-                    let _ = wake.try_send(());
+                    bell.ring();
                 }
             }
         }
@@ -316,13 +311,13 @@ mod exit_hook {
     }
 
     /// Marks `cell` when the calling thread exits.
-    pub(super) fn watch(cell: &Arc<ActivityCell>, wake: &Sender<()>) {
+    pub(super) fn watch(cell: &Arc<ActivityCell>, bell: &Arc<Doorbell>) {
         // A registration made while the thread's locals are being destroyed
         // goes unwatched; the handle's own drop still unregisters it.
         let _ = EXIT_HOOK.try_with(|hook| {
             let mut cells = hook.cells.borrow_mut();
             cells.retain(|(cell, _)| cell.strong_count() > 0);
-            cells.push((Arc::downgrade(cell), wake.clone()));
+            cells.push((Arc::downgrade(cell), bell.clone()));
         });
     }
 }

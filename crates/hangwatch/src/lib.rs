@@ -151,6 +151,7 @@ mod cell;
 mod clock;
 mod component;
 mod control;
+mod doorbell;
 mod error;
 mod handle;
 #[cfg(any(

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 pub(crate) use self::alert_sink::AlertSink;
 use self::components::{Components, LookAt};
@@ -42,70 +42,20 @@ use self::run_time::{RunTimeSource, RunTimes};
 pub(crate) use self::stacks::Stacks;
 use crate::clock::Clock;
 use crate::component::{ComponentId, ExitSignal};
+use crate::doorbell::Doorbell;
 use crate::error::ProfilingError;
 use crate::messages::{ControlMsg, Registration, RegistryMsg, StackDone};
 use crate::profile::Profile;
 use crate::schedule::{Schedule, NEVER};
 use crate::stats::{ExitReport, Stats};
 
-/// The receiving halves, all kept by the monitor.
+/// The receiving halves, all kept by the monitor, and the doorbell every
+/// sender to them rings (see `doorbell.rs`).
 pub(crate) struct Inbox {
+    pub(crate) bell: Arc<Doorbell>,
     pub(crate) registry: Receiver<RegistryMsg>,
     pub(crate) control: Receiver<ControlMsg>,
-    pub(crate) wake: Receiver<()>,
     pub(crate) stacks: Receiver<StackDone>,
-}
-
-/// The monitor's wait on its inbox: one `Select` over every receiver, made
-/// once (making one per wait would allocate), from which a channel whose
-/// senders are all gone is removed, so that it does not stay ready.
-struct Waiting<'a> {
-    select: Select<'a>,
-    control: Option<usize>,
-    stacks: Option<usize>,
-}
-
-impl<'a> Waiting<'a> {
-    fn new(inbox: &'a Inbox) -> Waiting<'a> {
-        let mut select = Select::new();
-        select.recv(&inbox.registry);
-        let control = Some(select.recv(&inbox.control));
-        select.recv(&inbox.wake);
-        let stacks = Some(select.recv(&inbox.stacks));
-        Waiting {
-            select,
-            control,
-            stacks,
-        }
-    }
-
-    /// Blocks until something arrives or `timeout` passes (forever if
-    /// `None`). Takes nothing: the steps that follow take what arrived.
-    fn wait(&mut self, timeout: Option<Duration>) {
-        match timeout {
-            Some(timeout) => {
-                let _ = self.select.ready_timeout(timeout);
-            }
-            None => {
-                self.select.ready();
-            }
-        }
-    }
-
-    /// Every `Control` is gone: stop selecting on its channel.
-    fn close_control(&mut self) {
-        if let Some(index) = self.control.take() {
-            self.select.remove(index);
-        }
-    }
-
-    /// No stack worker or capture thread is left (stacks are off, or they
-    /// failed): stop selecting on a channel that would always be ready.
-    fn close_stacks(&mut self) {
-        if let Some(index) = self.stacks.take() {
-            self.select.remove(index);
-        }
-    }
 }
 
 /// What the monitor is started with.
@@ -219,49 +169,56 @@ impl Monitor {
     }
 
     fn run(mut self, inbox: Inbox) {
-        let mut waiting = Waiting::new(&inbox);
-        // The first wait that blocks makes the selection's per-thread state
-        // (an allocation): make it now, not on the way to an alert.
-        waiting.wait(Some(Duration::from_micros(1)));
         loop {
             // 1. Sleep until the planned look, a component's wake-up, a
-            //    message, a stack from a worker, or a stack's deadline.
-            waiting.wait(self.time_until_wake());
+            //    message, a hang's stack from a worker, or a stack's
+            //    deadline. Every sender rings after it sends, so what rang
+            //    is in the channels below. (A profile's samples do not ring:
+            //    they are taken at the next tick.)
+            let rung = inbox.bell.wait(self.time_until_wake());
 
-            // 2. Take in what arrived. Every registration sent before a
-            //    control request is taken in before that request is handled
-            //    (see `take_messages`); one that arrives after an exit is
-            //    signalled on arrival, so the two channels may interleave in
-            //    any order without losing a signal.
-            if !self.take_messages(&inbox, &mut waiting) {
+            // 2. Take in what arrived: the stacks first, so that a request
+            //    to stop profiling finds every sample already answered.
+            //    Every registration sent before a control request is taken
+            //    in before that request is handled (see `take_messages`);
+            //    one that arrives after an exit is signalled on arrival, so
+            //    the two channels may interleave in any order without losing
+            //    a signal.
+            self.take_stacks(&inbox.stacks);
+            if !self.take_messages(&inbox) {
                 // Every register and handle is gone (nothing left to watch,
                 // and nobody left to signal), or we were asked to stop. Alerts
                 // still waiting for their stacks leave with what they have.
                 self.outbox.expire(u64::MAX);
                 return;
             }
-            while inbox.wake.try_recv().is_ok() {}
-            self.take_stacks(&inbox, &mut waiting);
 
             // 3. Look at every component: raise what is due (sampling the
             //    threads whose alerts carry a stack), find the next deadline.
-            let plan = self.look();
+            //    A wake-up for a profiling tick alone does not look: the
+            //    promise of the previous look still stands (its time has
+            //    not come), and nothing rang.
+            let now = self.clock.now();
+            let plan = (rung || self.look_is_due(now)).then(|| self.look());
+            let now = plan.as_ref().map_or(now, |plan| plan.now);
 
             // 4. Let out the alerts whose stacks are out of time.
-            self.outbox.expire(plan.now);
+            self.outbox.expire(now);
 
             // 5. If profiling, note the hangs that ended and take the
             //    samples that are due.
             if let Some(profiler) = &mut self.profiler {
                 profiler.note_ended(self.outbox.take_ended_hangs());
                 if let Some(stacks) = self.outbox.stacks() {
-                    profiler.tick(plan.now, &self.components, stacks);
+                    profiler.tick(now, &self.components, stacks);
                 }
             }
 
             // 6. Promise when we will look next, and set the timer for it
             //    (or for a stack's deadline, or a profiling tick, if sooner).
-            self.planned = self.promise(plan);
+            if let Some(plan) = plan {
+                self.planned = self.promise(plan);
+            }
             self.wake_at = [
                 self.outbox.next_deadline(),
                 self.profiler.as_ref().and_then(Profiler::next_tick),
@@ -272,6 +229,19 @@ impl Monitor {
             // 7. Answer figures requests with what this look saw.
             self.answer_stats();
         }
+    }
+
+    /// Whether a wake-up nothing rang for must look: the planned look is
+    /// due, or a held alert's deadline, or the wake-up itself came so late
+    /// that the process may have been stopped (the pause rule, which only a
+    /// look applies, must see it before the stop is charged to a hang).
+    fn look_is_due(&self, now: u64) -> bool {
+        let reached = |at: Option<u64>| at.is_some_and(|at| now >= at);
+        reached(self.planned)
+            || reached(self.outbox.next_deadline())
+            || self
+                .wake_at
+                .is_some_and(|at| now.saturating_sub(at) > self.pauses.threshold())
     }
 
     fn time_until_wake(&self) -> Option<Duration> {
@@ -332,18 +302,14 @@ impl Monitor {
     /// the time the request is, so it is taken in first, and an exit or a
     /// figures request reflects it. Returns false once every register and
     /// handle is gone, or when asked to shut down.
-    fn take_messages(&mut self, inbox: &Inbox, waiting: &mut Waiting<'_>) -> bool {
+    fn take_messages(&mut self, inbox: &Inbox) -> bool {
         if !self.take_registrations(&inbox.registry) {
             return false;
         }
         loop {
-            let message = match inbox.control.try_recv() {
-                Ok(message) => message,
-                Err(TryRecvError::Empty) => return true,
-                Err(TryRecvError::Disconnected) => {
-                    waiting.close_control();
-                    return true;
-                }
+            let Ok(message) = inbox.control.try_recv() else {
+                // Empty, or every `Control` is gone, which ends nothing.
+                return true;
             };
             if !self.take_registrations(&inbox.registry) || !self.handle_control(message) {
                 return false;
@@ -404,17 +370,11 @@ impl Monitor {
         self.schedule.set_enabled(enabled);
     }
 
-    /// Takes in the capture thread's and the stack workers' answers.
-    fn take_stacks(&mut self, inbox: &Inbox, waiting: &mut Waiting<'_>) {
-        loop {
-            match inbox.stacks.try_recv() {
-                Ok(done) => self.stack_done(done),
-                Err(TryRecvError::Empty) => return,
-                Err(TryRecvError::Disconnected) => {
-                    waiting.close_stacks();
-                    return;
-                }
-            }
+    /// Takes in the capture thread's and the stack workers' answers. (If
+    /// they are gone, held alerts leave at their deadlines.)
+    fn take_stacks(&mut self, stacks: &Receiver<StackDone>) {
+        while let Ok(done) = stacks.try_recv() {
+            self.stack_done(done);
         }
     }
 

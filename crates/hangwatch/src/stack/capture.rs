@@ -37,7 +37,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, select, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use crossbeam_channel::{bounded, Receiver, TryRecvError};
+
+use crate::doorbell::{Doorbell, RingingSender};
 
 use crate::messages::{CaptureJob, StackDone, StackJob, StackWork};
 use crate::stack::sampler::{PendingSample, SampleTarget, Sampler};
@@ -53,10 +55,11 @@ const PROFILE_QUEUE: usize = 256;
 /// The longest this thread sleeps while requests are outstanding.
 const POLL: Duration = Duration::from_millis(1);
 
-/// The monitor's end of the capture thread's queues.
+/// The monitor's end of the capture thread's queues. Each send rings the
+/// capture thread's doorbell; dropping it rings too, and the thread ends.
 pub(crate) struct Capturer {
-    hangs: Sender<CaptureJob>,
-    profiles: Sender<CaptureJob>,
+    hangs: RingingSender<CaptureJob>,
+    profiles: RingingSender<CaptureJob>,
 }
 
 impl Capturer {
@@ -65,11 +68,13 @@ impl Capturer {
         sampler: Sampler,
         timeout: Duration,
         workers: StackWorkers,
-        done: Sender<StackDone>,
+        done: RingingSender<StackDone>,
     ) -> std::io::Result<Capturer> {
+        let bell = Doorbell::new();
         let (hangs, hang_jobs) = bounded(HANG_QUEUE);
         let (profiles, profile_jobs) = bounded(PROFILE_QUEUE);
         let mut thread = CaptureThread {
+            bell: bell.clone(),
             hangs: hang_jobs,
             profiles: profile_jobs,
             sampler,
@@ -83,7 +88,10 @@ impl Capturer {
         std::thread::Builder::new()
             .name("hangwatch-capture".to_owned())
             .spawn(move || thread.run())?;
-        Ok(Capturer { hangs, profiles })
+        Ok(Capturer {
+            hangs: RingingSender::new(hangs, bell.clone()),
+            profiles: RingingSender::new(profiles, bell),
+        })
     }
 
     /// Queues a hung thread's capture, or hands it back if the queue is full.
@@ -122,12 +130,14 @@ struct Waiting {
 }
 
 struct CaptureThread {
+    /// Rung by the monitor's sends.
+    bell: Arc<Doorbell>,
     hangs: Receiver<CaptureJob>,
     profiles: Receiver<CaptureJob>,
     sampler: Sampler,
     timeout: Duration,
     workers: StackWorkers,
-    done: Sender<StackDone>,
+    done: RingingSender<StackDone>,
     unwinder: Unwinder,
     /// Oldest first.
     waiting: Vec<Waiting>,
@@ -164,14 +174,14 @@ impl CaptureThread {
                 Next::Closed => return,
             }
             // 2. Take every job already queued, hangs first.
-            while let Some((kind, job)) = self.queued_job() {
+            while let Some(Next::Job(kind, job)) = self.queued_job() {
                 self.start(kind, job);
             }
             // 3. Try again the hangs' threads that were waking, hand on what
             //    was answered, give up what is out of time.
             for Retry { job, deadline } in std::mem::take(&mut self.retries) {
                 if Instant::now() >= deadline {
-                    self.missing(job.id, NoStack::Waking);
+                    self.missing(job.id, Kind::Hang, NoStack::Waking);
                 } else {
                     self.start_until(Kind::Hang, job, deadline);
                 }
@@ -183,38 +193,29 @@ impl CaptureThread {
     /// The next job, a hang's first, waiting at most `timeout` (`None`:
     /// until one comes).
     fn next_job(&self, timeout: Option<Duration>) -> Next {
-        if let Some((kind, job)) = self.queued_job() {
-            return Next::Job(kind, job);
+        if let Some(next) = self.queued_job() {
+            return next;
         }
-        let received = match timeout {
-            Some(timeout) if timeout.is_zero() => return Next::Nothing,
-            Some(timeout) => select! {
-                recv(self.hangs) -> job => job.map(|job| (Kind::Hang, job)).map_err(|_| RecvTimeoutError::Disconnected),
-                recv(self.profiles) -> job => job.map(|job| (Kind::Profile, job)).map_err(|_| RecvTimeoutError::Disconnected),
-                default(timeout) => Err(RecvTimeoutError::Timeout),
-            },
-            None => select! {
-                recv(self.hangs) -> job => job.map(|job| (Kind::Hang, job)).map_err(|_| RecvTimeoutError::Disconnected),
-                recv(self.profiles) -> job => job.map(|job| (Kind::Profile, job)).map_err(|_| RecvTimeoutError::Disconnected),
-            },
-        };
-        match received {
-            Ok((kind, job)) => Next::Job(kind, job),
-            Err(RecvTimeoutError::Timeout) => Next::Nothing,
-            Err(RecvTimeoutError::Disconnected) => Next::Closed,
+        if timeout.is_some_and(|timeout| timeout.is_zero()) {
+            return Next::Nothing;
         }
+        // The monitor rings after it queues a job, and as it goes.
+        self.bell.wait(timeout);
+        self.queued_job().unwrap_or(Next::Nothing)
     }
 
-    /// A job already queued, a hang's first.
-    fn queued_job(&self) -> Option<(Kind, CaptureJob)> {
+    /// A job already queued, a hang's first; `Closed` once the monitor is
+    /// gone.
+    fn queued_job(&self) -> Option<Next> {
         match self.hangs.try_recv() {
-            Ok(job) => return Some((Kind::Hang, job)),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => {}
+            Ok(job) => return Some(Next::Job(Kind::Hang, job)),
+            Err(TryRecvError::Disconnected) => return Some(Next::Closed),
+            Err(TryRecvError::Empty) => {}
         }
         self.profiles
             .try_recv()
             .ok()
-            .map(|job| (Kind::Profile, job))
+            .map(|job| Next::Job(Kind::Profile, job))
     }
 
     /// Asks the job's thread for its sample.
@@ -228,13 +229,13 @@ impl CaptureThread {
         let same_target = |w: &Waiting| Arc::ptr_eq(&w.target, &job.target);
         if let Some(at) = self.waiting.iter().position(same_target) {
             if kind == Kind::Profile {
-                return self.missing(job.id, NoStack::Timeout);
+                return self.missing(job.id, kind, NoStack::Timeout);
             }
             // A hang's sample takes the place of a profiling request (a hang
             // has at most one capture under way per activity level, each
             // answered before the next level's).
             let given_up = self.waiting.remove(at);
-            self.missing(given_up.id, NoStack::Timeout);
+            self.missing(given_up.id, given_up.kind, NoStack::Timeout);
         }
         match self.sampler.request(&job.target, job.max_bytes) {
             Ok(request) if request.is_answered() => {
@@ -251,7 +252,7 @@ impl CaptureThread {
             Err(NoStack::Waking) if kind == Kind::Hang => {
                 self.retries.push(Retry { job, deadline })
             }
-            Err(reason) => self.missing(job.id, reason),
+            Err(reason) => self.missing(job.id, kind, reason),
         }
     }
 
@@ -277,12 +278,14 @@ impl CaptureThread {
     fn finish(&mut self, id: u64, kind: Kind, sample: Result<RawSample, NoStack>) {
         let sample = match sample {
             Ok(sample) => sample,
-            Err(reason) => return self.missing(id, reason),
+            Err(reason) => return self.missing(id, kind, reason),
         };
         let unwound = self.unwinder.unwind(&sample);
         match kind {
+            // The monitor takes a profile's samples at its next tick: no
+            // need to wake it for them.
             Kind::Profile => {
-                let _ = self.done.send(StackDone::Walked {
+                let _ = self.done.send_quietly(StackDone::Walked {
                     id,
                     addresses: unwound.frames.iter().map(|f| f.lookup_address()).collect(),
                     truncated: unwound.truncated,
@@ -293,13 +296,19 @@ impl CaptureThread {
                 let _ = self.done.send(StackDone::Unwound { id, stack });
                 let work = StackWork::Hang(unwound);
                 if self.workers.submit(StackJob { id, work }).is_err() {
-                    self.missing(id, NoStack::NotReady);
+                    self.missing(id, kind, NoStack::NotReady);
                 }
             }
         }
     }
 
-    fn missing(&self, id: u64, reason: NoStack) {
-        let _ = self.done.send(StackDone::Missing { id, reason });
+    /// A hang's alert waits for this answer: wake the monitor. A profile's
+    /// tick does not.
+    fn missing(&self, id: u64, kind: Kind, reason: NoStack) {
+        let missing = StackDone::Missing { id, reason };
+        let _ = match kind {
+            Kind::Hang => self.done.send(missing),
+            Kind::Profile => self.done.send_quietly(missing),
+        };
     }
 }

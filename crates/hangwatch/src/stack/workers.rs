@@ -23,6 +23,8 @@
 
 use crossbeam_channel::{bounded, select, Receiver, Sender, TryRecvError, TrySendError};
 
+use crate::doorbell::RingingSender;
+
 use crate::messages::{StackDone, StackJob, StackWork};
 use crate::stack::modules::{LiveModules, Modules};
 use crate::stack::symbolize::{normalize_address, Symbolizer};
@@ -68,7 +70,7 @@ impl StackWorkers {
     /// ones.
     pub(crate) fn start(
         count: usize,
-        done: &Sender<StackDone>,
+        done: &RingingSender<StackDone>,
         symbolication: Symbolication,
         warm: bool,
     ) -> std::io::Result<StackWorkers> {
@@ -107,7 +109,7 @@ enum Namer {
     Normalizer(LiveModules),
 }
 
-fn work(queues: Queues, done: Sender<StackDone>, symbolication: Symbolication, warm: bool) {
+fn work(queues: Queues, done: RingingSender<StackDone>, symbolication: Symbolication, warm: bool) {
     let mut namer = match symbolication {
         Symbolication::InProcess => Namer::Symbolizer(Box::default()),
         Symbolication::FunctionNamesInProcess => {
