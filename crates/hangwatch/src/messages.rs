@@ -7,20 +7,22 @@
 //! |--------------|---------------------------------|-----------|-------------------------|
 //! | registry     | every `Register` and `Handle`   | unbounded | [`RegistryMsg`]         |
 //! | control      | every `Control`                 | unbounded | [`ControlMsg`]          |
-//! | wake         | every `Handle`, thread-exit hook| 1         | `()`                    |
 //! | captures     | the monitor                     | 64 + 256  | [`CaptureJob`]          |
 //! | stack jobs   | the monitor, the capture thread | 64 + 256  | [`StackJob`] (to symbolicate) |
 //! | stacks       | the stack workers, the capture thread | unbounded | [`StackDone`]     |
 //! | alerts (out) | the monitor                     | bounded   | [`Alert`](crate::Alert) |
 //!
-//! The monitor never waits on the way to an alert: it asks the capture
-//! thread for a hung thread's stack (`try_send` into a bounded queue), goes
-//! on, and takes the answer when it comes back on `stacks`, in its select.
+//! The monitor and the capture thread each sleep on one doorbell
+//! (`doorbell.rs`), which every sender into their channels rings after it
+//! sends (a profile's samples excepted: the monitor takes them at its next
+//! tick). The monitor never waits on the way to an alert: it asks the
+//! capture thread for a hung thread's stack (`try_send` into a bounded
+//! queue), goes on, and takes the answer when it comes back on `stacks`.
 //!
 //! Notifications do not travel as messages at all: a component writes its
-//! cell (see `cell.rs`) and sends on `wake` only when the monitor would
-//! otherwise look too late. A full `wake` channel already holds the wake-up,
-//! so a component never queues more than one, whatever it does.
+//! cell (see `cell.rs`) and rings the monitor's doorbell only when the
+//! monitor would otherwise look too late. Rings fold into one, so a
+//! component never queues anything, whatever it does.
 //!
 //! The monitor's lifetime is the registry channel's: it ends when every
 //! `Register` and `Handle` is gone, or earlier on `ControlMsg::Shutdown`.
@@ -112,7 +114,7 @@ pub(crate) enum StackWork {
     Symbolize(Vec<u64>),
 }
 
-/// From a stack worker, on a receiver in the monitor's select. The stacks
+/// From a stack worker or the capture thread, to the monitor. The stacks
 /// channel is unbounded, but holds at most two answers per job, and jobs
 /// are bounded.
 pub(crate) enum StackDone {

@@ -3,13 +3,14 @@
 //!
 //! The monitor puts a [`CaptureJob`] into one of two bounded queues (hung
 //! threads' samples, which this thread always takes first, and profiling's)
-//! with `try_send`, and goes on. Here each job becomes a request
+//! with `try_send`, rings this thread's doorbell (`doorbell.rs`) and goes
+//! on. Here each job becomes a request
 //! ([`Sampler::request`]): a thread blocked in the kernel is read at once,
 //! a running one is signalled, and its request waits, with the others, until
 //! its handler answers or the capture timeout passes. Between jobs this
 //! thread sleeps on the oldest unanswered request (its handler wakes it) for
 //! at most [`POLL`], so that an answer is taken the moment it comes and a
-//! new hang's job waits at most that long.
+//! new hang's job waits at most that long; with none, on its doorbell.
 //!
 //! A sample is unwound right here (fast and bounded: framehop over the copy)
 //! and goes back to the monitor as addresses: a profile's walked sample, or
