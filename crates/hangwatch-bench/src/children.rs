@@ -50,6 +50,11 @@
 //!   loaded the binary's symbols), and again after more children connected
 //!   and each had its first named alert; children stay connected until the
 //!   hub has read it.
+//! - `nano-watchdog-notify`, `nano-watchdog-idle`: nano-watchdog's
+//!   notification pairs ([`crate::notify`]) and its thread's idle wake-ups
+//!   ([`crate::idle`]). Its watchdog thread can be started once per process
+//!   and never ends, so each of these runs in a child of its own, where the
+//!   thread cannot touch the other measurements.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
@@ -100,6 +105,10 @@ struct ChildResult {
     named: usize,
     /// For the hub: children at the second reading.
     children: usize,
+    /// Figures of the children that measure something else, in the order
+    /// their function says.
+    #[serde(default)]
+    figures: Vec<f64>,
 }
 
 /// What the children measured; see [`crate::Report`] for each field.
@@ -176,6 +185,37 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
+/// nano-watchdog's dense and sparse pairs, ns per pair, measured in a child
+/// (NaN if it gave no answer).
+pub fn nano_watchdog_pairs(quick: bool) -> (f64, f64) {
+    let figures = run_child("nano-watchdog-notify", &[(QUICK_ENV, usize::from(quick))])
+        .map(|result| result.figures)
+        .unwrap_or_default();
+    match figures[..] {
+        [dense, sparse] => (dense, sparse),
+        _ => (f64::NAN, f64::NAN),
+    }
+}
+
+/// nano-watchdog's thread's idle wake-ups per second over `window`,
+/// measured in a child (NaN if it gave no answer).
+pub fn nano_watchdog_wakeups_per_second(window: Duration) -> f64 {
+    let window_ms = window.as_millis() as usize;
+    run_child("nano-watchdog-idle", &[(WINDOW_ENV, window_ms)])
+        .and_then(|result| result.figures.first().copied())
+        .unwrap_or(f64::NAN)
+}
+
+/// Tells a nano-watchdog child whether the bench is `--quick` (1) or not.
+const QUICK_ENV: &str = "HANGWATCH_BENCH_QUICK";
+/// Tells a nano-watchdog child its window, ms.
+const WINDOW_ENV: &str = "HANGWATCH_BENCH_WINDOW_MS";
+
+/// The value of the child's numeric variable `name`.
+fn env_number(name: &str) -> Option<usize> {
+    std::env::var(name).ok()?.parse().ok()
+}
+
 /// The command that runs child `mode`.
 fn child_command(mode: &str) -> Option<Command> {
     let program = std::env::current_exe().ok()?;
@@ -233,6 +273,21 @@ pub fn child_main() -> Option<i32> {
         }
         "bridged" => alert_child(None),
         "hub" => hub_child(),
+        "nano-watchdog-notify" => {
+            let (dense, sparse) = crate::notify::nano_watchdog_pairs(env_number(QUICK_ENV)? == 1);
+            Some(ChildResult {
+                figures: vec![dense, sparse],
+                ..ChildResult::default()
+            })
+        }
+        "nano-watchdog-idle" => {
+            let window = Duration::from_millis(env_number(WINDOW_ENV)? as u64);
+            let wakeups = crate::idle::nano_watchdog_wakeups_per_second(window)?;
+            Some(ChildResult {
+                figures: vec![wakeups],
+                ..ChildResult::default()
+            })
+        }
         _ => None,
     };
     match result {
@@ -284,6 +339,7 @@ fn symbolize_child(reference: bool) -> Option<ChildResult> {
         frames: stack.frames.len(),
         named: named(&stack),
         children: 0,
+        figures: Vec::new(),
     })
 }
 
@@ -366,6 +422,7 @@ fn alert_child(symbolication: Option<Symbolication>) -> Option<ChildResult> {
         frames: stack.frames.len(),
         named: named(&stack),
         children: 0,
+        figures: Vec::new(),
     })
 }
 

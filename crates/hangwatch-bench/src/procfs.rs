@@ -1,5 +1,6 @@
 //! What the kernel says about this process's threads, from /proc (Linux).
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -28,6 +29,11 @@ impl Thread {
         }
     }
 
+    /// The thread's id, as `/proc/self/task` names it.
+    pub fn tid(&self) -> Option<u32> {
+        self.dir.file_name()?.to_str()?.parse().ok()
+    }
+
     /// Voluntary and involuntary context switches so far: how often the
     /// thread went to sleep or was put off the CPU.
     pub fn context_switches(&self) -> u64 {
@@ -40,6 +46,17 @@ impl Thread {
             })
             .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
             .sum()
+    }
+
+    /// Voluntary context switches so far: how often the thread went to
+    /// sleep.
+    pub fn voluntary_context_switches(&self) -> u64 {
+        let status = fs::read_to_string(self.dir.join("status")).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("voluntary_ctxt_switches"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
     }
 
     /// CPU time used so far, from schedstat (nanoseconds) or, failing that,
@@ -114,4 +131,19 @@ pub fn rss_anon_kib() -> Option<u64> {
         .lines()
         .find(|l| l.starts_with("RssAnon:"))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+}
+
+/// The CPU time used so far by each thread of this process that is alive,
+/// by thread id (see [`Thread::cpu_time`]).
+pub fn cpu_time_by_thread() -> HashMap<u32, Duration> {
+    let Ok(tasks) = fs::read_dir("/proc/self/task") else {
+        return HashMap::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let thread = Thread { dir: task.path() };
+            Some((thread.tid()?, thread.cpu_time()))
+        })
+        .collect()
 }

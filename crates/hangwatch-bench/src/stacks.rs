@@ -1,16 +1,19 @@
-//! Stacks: how long a sampled thread is paused, how fast a warm stack is
-//! symbolicated, and how soon a permanent alert with a symbolicated stack
-//! follows its deadline.
+//! Stacks: how long a sampled thread spends in the sampling signal's
+//! handler, how fast a warm stack is symbolicated, and how soon a permanent
+//! alert with a symbolicated stack follows its deadline.
 //!
-//! - **Pause** (`sample_pause_p50_us`, `sample_pause_p99_us`): the time a
-//!   thread spends in our signal handler, from its entry to the publication
-//!   of its copy, as the handler measures it (`RawSample::pause_ns`). The
+//! - **Handler** (`sample_handler_us_p50`, `sample_handler_us_p99`): the time
+//!   a thread spends in our signal handler, from its entry to the
+//!   publication of its copy, as the handler measures it
+//!   (`RawSample::pause_ns`): the handler only, not the kernel's delivery of
+//!   the signal nor the return from it (the whole stop a thread sees is
+//!   [`crate::sample_stop`]). The
 //!   thread sampled is blocked in a futex (`mpsc::Receiver::recv`) 24 calls
 //!   deep; the default sampler reads such a thread from outside without a
 //!   signal (pause 0), so these captures are taken with
 //!   [`Sampler::signal_only`], which signals it as a running thread is
 //!   signalled. Only captures taken by the handler count.
-//! - **Reference pause** (`sample_pause_p99_us_inhandler`): the same thread,
+//! - **Reference handler** (`sample_handler_us_p99_inhandler`): the same thread,
 //!   signalled by a sampler that unwinds inside the handler with
 //!   `backtrace::trace_unsynchronized`, as pprof-rs does by default, entry
 //!   to exit of its handler.
@@ -48,9 +51,9 @@ use crate::reference_symbolizer::ReferenceSymbolizer;
 
 /// What the stack measurements found.
 pub struct StackFigures {
-    pub pause_p50_us: f64,
-    pub pause_p99_us: f64,
-    pub pause_p99_us_inhandler: f64,
+    pub handler_us_p50: f64,
+    pub handler_us_p99: f64,
+    pub handler_us_p99_inhandler: f64,
     pub frames: usize,
     pub symbolize_warm_us: f64,
     pub symbolize_warm_us_reference: f64,
@@ -152,9 +155,9 @@ pub fn run(quick: bool) -> StackFigures {
     let latencies = permanent_alert_latencies(if quick { 20 } else { 100 });
     let (ours, theirs) = (micros(ours), micros(theirs));
     StackFigures {
-        pause_p50_us: percentile(&ours, 0.5),
-        pause_p99_us: percentile(&ours, 0.99),
-        pause_p99_us_inhandler: percentile(&theirs, 0.99),
+        handler_us_p50: percentile(&ours, 0.5),
+        handler_us_p99: percentile(&ours, 0.99),
+        handler_us_p99_inhandler: percentile(&theirs, 0.99),
         frames,
         symbolize_warm_us,
         symbolize_warm_us_reference,

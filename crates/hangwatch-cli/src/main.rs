@@ -9,7 +9,9 @@ mod symbolicate;
 
 use std::process::ExitCode;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand};
+use hangwatch_bench::{Step, Steps};
 
 #[derive(Parser)]
 #[command(
@@ -50,7 +52,18 @@ enum Command {
         /// Seed for the random timeouts of the detection run.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Run only these steps (comma-separated, in the bench's own
+        /// order); the figures of the others are null and their targets
+        /// are left out.
+        #[arg(long, value_delimiter = ',', value_parser = step_parser())]
+        only: Vec<Step>,
     },
+}
+
+/// `--only`'s values: the bench's step names.
+fn step_parser() -> impl TypedValueParser<Value = Step> {
+    PossibleValuesParser::new(Step::ALL.map(Step::name))
+        .map(|name| Step::named(&name).expect("one of the step names"))
 }
 
 fn main() -> ExitCode {
@@ -60,12 +73,22 @@ fn main() -> ExitCode {
         Command::Soak(options) => soak::run(&options),
         Command::Report(args) => report::run(&args),
         Command::Symbolicate(args) => symbolicate::run(&args),
-        Command::Bench { json, quick, seed } => bench(json, quick, seed),
+        Command::Bench {
+            json,
+            quick,
+            seed,
+            only,
+        } => bench(json, quick, seed, &only),
     }
 }
 
-fn bench(json: bool, quick: bool, seed: u64) -> ExitCode {
-    let options = hangwatch_bench::Options { quick, seed };
+fn bench(json: bool, quick: bool, seed: u64, only: &[Step]) -> ExitCode {
+    let steps = if only.is_empty() {
+        Steps::ALL
+    } else {
+        Steps::only(only.iter().copied())
+    };
+    let options = hangwatch_bench::Options { quick, seed, steps };
     let report = hangwatch_bench::run(options, |step| eprintln!("bench: {step}..."));
     if json {
         match serde_json::to_string_pretty(&report) {
@@ -81,7 +104,13 @@ fn bench(json: bool, quick: bool, seed: u64) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// A count of the report, `-` for a step that did not run.
+fn count(value: Option<impl std::fmt::Display>) -> String {
+    value.map_or("-".to_owned(), |value| value.to_string())
+}
+
 fn print_table(r: &hangwatch_bench::Report) {
+    let ran = |step: Step| r.steps.contains(&step.name());
     println!(
         "{:<28} {:>12} {:>14} {:>10} {:>8}",
         "measure", "hangwatch", "servo-style", "limit", "ratio"
@@ -93,106 +122,180 @@ fn print_table(r: &hangwatch_bench::Report) {
             servo / ours
         );
     };
-    row(
-        "notify pair, dense (ns)",
-        r.notify_dense_ns,
-        r.notify_dense_ns_servo,
-        Some(r.notify_dense_ns_limit),
-    );
-    row(
-        "notify pair, sparse (ns)",
-        r.notify_sparse_ns,
-        r.notify_sparse_ns_servo,
-        None,
-    );
-    row(
-        "detect p99 (ms)",
-        r.detect_p99_ms,
-        r.detect_p99_ms_servo,
-        None,
-    );
-    row(
-        "idle wake-ups (/s)",
-        r.idle_wakeups_per_s,
-        r.idle_wakeups_per_s_servo,
-        None,
-    );
-    println!(
-        "detect p50 {:.2} ms, max {:.2} ms, {} of {} hangs missed",
-        r.detect_p50_ms, r.detect_max_ms, r.detect_missed, r.detect_hangs
-    );
-    println!(
-        "scale: monitor CPU {:.2}% of a core, RSS {:.0} MiB ({:.0} MiB before), {:.0} events/s",
-        r.scale_monitor_cpu_pct, r.scale_rss_mib, r.scale_rss_before_mib, r.scale_events_per_s
-    );
-    println!(
-        "stacks: pause p50 {:.1} us; {} frames unwound in {:.1} us, symbolicated (warm) in {:.1} us; \
-         permanent alert with stack {:.2} ms after its deadline (p99 {:.2} ms)",
-        r.sample_pause_p50_us,
-        r.sample_frames,
-        r.unwind_us,
-        r.symbolize_warm_us,
-        r.permanent_alert_latency_ms,
-        r.permanent_alert_latency_p99_ms
-    );
-    println!(
-        "symbolication: warm {:.1} us (reference {:.1} us), cold {:.1} ms (reference {:.1} ms), \
-         private memory {:.1} MiB (reference {:.1} MiB)",
-        r.symbolize_warm_us,
-        r.symbolize_warm_us_reference,
-        r.symbolize_cold_ms,
-        r.symbolize_cold_ms_reference,
-        r.symbolize_private_mib,
-        r.symbolize_private_mib_reference
-    );
-    println!(
-        "fresh child ({} runs): private memory over none {:.1} MiB in process, {:.1} MiB function \
-         names only, {:.1} MiB elsewhere; first alert {:.1} ms in process, {:.1} ms function names \
-         only, {:.1} ms elsewhere; hub {:.2} MiB per child ({} children)",
-        r.child_runs,
-        r.child_private_mib_overhead_in_process,
-        r.child_private_mib_overhead_function_names,
-        r.child_private_mib_overhead_elsewhere,
-        r.first_alert_delivery_ms_in_process,
-        r.first_alert_delivery_ms_function_names,
-        r.first_alert_delivery_ms_elsewhere,
-        r.hub_private_mib_per_child,
-        r.hub_children
-    );
-    println!(
-        "profiling 16 busy threads at 100 Hz: {:.2}% of a core ({:.0} samples/s)",
-        r.profile_overhead_pct, r.profile_samples_per_s
-    );
-    println!(
-        "EINTR per 1,000 timed calls at 1 kHz: profiled {:.3}; sampled {:.3}, signal-only {:.3}",
-        r.eintr_per_1k_profiled_calls,
-        r.eintr_per_1k_sampled_calls,
-        r.eintr_per_1k_profiled_calls_signal
-    );
-    println!(
-        "capture of a blocked thread: p50 {:.1} us, p99 {:.1} us, {} EINTR; \
-         signal-only p50 {:.1} us, p99 {:.1} us, {} EINTR",
-        r.blocked_capture_us_p50,
-        r.blocked_capture_us_p99,
-        r.blocked_capture_eintr,
-        r.blocked_capture_us_p50_signal,
-        r.blocked_capture_us_p99_signal,
-        r.blocked_capture_eintr_signal
-    );
-    println!(
-        "under load ({} hangs, {} hog threads): recall {:.2} (servo-style {:.2}), \
-         duration error max {:.1}%, detect p99 {:.2} ms (servo-style {:.2} ms), \
-         delivery p99 {:.2} ms over {} alerts",
-        r.loaded_hangs,
-        r.loaded_hog_threads,
-        r.loaded_recall,
-        r.loaded_recall_servo,
-        r.loaded_duration_error_pct_max,
-        r.loaded_detect_p99_ms,
-        r.loaded_detect_p99_ms_servo,
-        r.alert_delivery_p99_ms,
-        r.loaded_alerts
-    );
+    if ran(Step::Notify) {
+        row(
+            "notify pair, dense (ns)",
+            r.notify_dense_ns,
+            r.notify_dense_ns_servo,
+            Some(r.notify_dense_ns_limit),
+        );
+        row(
+            "notify pair, sparse (ns)",
+            r.notify_sparse_ns,
+            r.notify_sparse_ns_servo,
+            None,
+        );
+    }
+    if ran(Step::Detect) {
+        row(
+            "detect p99 (ms)",
+            r.detect_p99_ms,
+            r.detect_p99_ms_servo,
+            None,
+        );
+    }
+    if ran(Step::Idle) {
+        row(
+            "idle wake-ups (/s)",
+            r.idle_wakeups_per_s,
+            r.idle_wakeups_per_s_servo,
+            None,
+        );
+    }
+    if ran(Step::Notify) {
+        println!(
+            "notify pair, other references: dense vigil {:.2} ns, nano-watchdog {:.2} ns \
+             (clock read alone {:.2} ns); sparse vigil {:.2} ns, nano-watchdog {:.2} ns",
+            r.notify_dense_ns_vigil,
+            r.notify_dense_ns_nano_watchdog,
+            r.notify_dense_ns_clock,
+            r.notify_sparse_ns_vigil,
+            r.notify_sparse_ns_nano_watchdog
+        );
+    }
+    if ran(Step::Idle) {
+        println!(
+            "idle wake-ups, other references: vigil {:.1}/s (a watcher thread per component), \
+             nano-watchdog {:.1}/s",
+            r.idle_wakeups_per_s_vigil, r.idle_wakeups_per_s_nano_watchdog
+        );
+    }
+    if ran(Step::Detect) {
+        println!(
+            "detect p50 {:.2} ms, max {:.2} ms, {} of {} hangs missed",
+            r.detect_p50_ms,
+            r.detect_max_ms,
+            count(r.detect_missed),
+            count(r.detect_hangs)
+        );
+    }
+    if ran(Step::Scale) {
+        println!(
+            "scale: monitor CPU {:.2}% of a core, RSS {:.0} MiB ({:.0} MiB before), {:.0} events/s",
+            r.scale_monitor_cpu_pct, r.scale_rss_mib, r.scale_rss_before_mib, r.scale_events_per_s
+        );
+    }
+    if ran(Step::Stacks) {
+        println!(
+            "stacks: handler p50 {:.1} us; {} frames unwound in {:.1} us, symbolicated (warm) in \
+             {:.1} us; permanent alert with stack {:.2} ms after its deadline (p99 {:.2} ms)",
+            r.sample_handler_us_p50,
+            count(r.sample_frames),
+            r.unwind_us,
+            r.symbolize_warm_us,
+            r.permanent_alert_latency_ms,
+            r.permanent_alert_latency_p99_ms
+        );
+        println!(
+            "symbolication: warm {:.1} us (reference {:.1} us), cold {:.1} ms (reference {:.1} ms)",
+            r.symbolize_warm_us,
+            r.symbolize_warm_us_reference,
+            r.symbolize_cold_ms,
+            r.symbolize_cold_ms_reference,
+        );
+    }
+    if ran(Step::SampleStop) {
+        println!(
+            "a sampled thread's own stop at 1 kHz: p50 {:.1} us, p99 {:.1} us, mean {:.1} us \
+             ({:.0}/s); pprof-rs p50 {:.1} us, p99 {:.1} us, mean {:.1} us ({:.0}/s); \
+             unsampled: {:.0} gaps/s, p50 {:.1} us, p99 {:.1} us; preempted {:.0}/s ({:.0}/s pprof-rs, \
+             {:.0}/s unsampled)",
+            r.sample_stop_us_p50,
+            r.sample_stop_us_p99,
+            r.sample_stop_us_mean,
+            r.sample_stops_per_s,
+            r.sample_stop_us_p50_pprof,
+            r.sample_stop_us_p99_pprof,
+            r.sample_stop_us_mean_pprof,
+            r.sample_stops_per_s_pprof,
+            r.sample_stop_background_per_s,
+            r.sample_stop_background_us_p50,
+            r.sample_stop_background_us_p99,
+            r.sample_preemptions_per_s,
+            r.sample_preemptions_per_s_pprof,
+            r.sample_preemptions_per_s_baseline
+        );
+    }
+    if ran(Step::Children) {
+        println!(
+            "symbolizers' private memory: {:.1} MiB (reference {:.1} MiB)",
+            r.symbolize_private_mib, r.symbolize_private_mib_reference
+        );
+        println!(
+            "fresh child ({} runs): private memory over none {:.1} MiB in process, {:.1} MiB \
+             function names only, {:.1} MiB elsewhere; first alert {:.1} ms in process, {:.1} ms \
+             function names only, {:.1} ms elsewhere; hub {:.2} MiB per child ({} children)",
+            count(r.child_runs),
+            r.child_private_mib_overhead_in_process,
+            r.child_private_mib_overhead_function_names,
+            r.child_private_mib_overhead_elsewhere,
+            r.first_alert_delivery_ms_in_process,
+            r.first_alert_delivery_ms_function_names,
+            r.first_alert_delivery_ms_elsewhere,
+            r.hub_private_mib_per_child,
+            count(r.hub_children)
+        );
+    }
+    if ran(Step::Profiling) {
+        println!(
+            "profiling 16 busy threads at 100 Hz: {:.2}% of a core ({:.0} samples/s)",
+            r.profile_overhead_pct, r.profile_samples_per_s
+        );
+    }
+    if ran(Step::Profiling1k) {
+        println!(
+            "profiling at 1 kHz: other threads {:.2}% of a core for one busy thread (pprof-rs \
+             {:.2}%); monitor {:.1} us per tick for 16 ({:.0} samples/s of 16000)",
+            r.profile_other_cpu_pct_1khz,
+            r.profile_other_cpu_pct_1khz_pprof,
+            r.profile_monitor_us_per_tick,
+            r.profile_samples_per_s_1khz
+        );
+    }
+    if ran(Step::Eintr) {
+        println!(
+            "EINTR per 1,000 timed calls at 1 kHz: profiled {:.3}; sampled {:.3}, signal-only {:.3}",
+            r.eintr_per_1k_profiled_calls,
+            r.eintr_per_1k_sampled_calls,
+            r.eintr_per_1k_profiled_calls_signal
+        );
+        println!(
+            "capture of a blocked thread: p50 {:.1} us, p99 {:.1} us, {} EINTR; \
+             signal-only p50 {:.1} us, p99 {:.1} us, {} EINTR",
+            r.blocked_capture_us_p50,
+            r.blocked_capture_us_p99,
+            count(r.blocked_capture_eintr),
+            r.blocked_capture_us_p50_signal,
+            r.blocked_capture_us_p99_signal,
+            count(r.blocked_capture_eintr_signal)
+        );
+    }
+    if ran(Step::Loaded) {
+        println!(
+            "under load ({} hangs, {} hog threads): recall {:.2} (servo-style {:.2}), \
+             duration error max {:.1}%, detect p99 {:.2} ms (servo-style {:.2} ms), \
+             delivery p99 {:.2} ms over {} alerts",
+            count(r.loaded_hangs),
+            count(r.loaded_hog_threads),
+            r.loaded_recall,
+            r.loaded_recall_servo,
+            r.loaded_duration_error_pct_max,
+            r.loaded_detect_p99_ms,
+            r.loaded_detect_p99_ms_servo,
+            r.alert_delivery_p99_ms,
+            count(r.loaded_alerts)
+        );
+    }
     for target in &r.targets {
         println!(
             "[{}] {}",
