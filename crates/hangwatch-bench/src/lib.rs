@@ -353,6 +353,11 @@ pub struct Report {
     /// and works in its handler, on the busy thread (so about 0; its cost is
     /// in `sample_stop_us_p50_pprof`).
     pub profile_other_cpu_pct_1khz_pprof: f64,
+    /// The floor under `profile_other_cpu_pct_1khz` on this machine: a bare
+    /// thread that only sleeps 1 ms (`park_timeout`) and wakes, its own CPU
+    /// time, percent of one core. Our profiler wakes two threads per sample
+    /// (see `src/profiling_1khz.rs`).
+    pub profile_wakeup_cpu_pct_1khz: f64,
     /// Sixteen busy components profiled by one monitor at 1 kHz: the
     /// monitor thread's CPU time over the window divided by the ticks it
     /// made in it (turns of its loop, each ending in a sleep: its voluntary
@@ -635,6 +640,7 @@ pub fn run(options: Options, mut progress: impl FnMut(&str)) -> Report {
         profile_samples_per_s: figure(&profiling, |p| p.samples_per_s),
         profile_other_cpu_pct_1khz: figure(&profiling_1khz, |p| p.other_cpu_pct),
         profile_other_cpu_pct_1khz_pprof: figure(&profiling_1khz, |p| p.other_cpu_pct_pprof),
+        profile_wakeup_cpu_pct_1khz: figure(&profiling_1khz, |p| p.wakeup_cpu_pct),
         profile_monitor_us_per_tick: figure(&profiling_1khz, |p| p.monitor_us_per_tick),
         profile_samples_per_s_1khz: figure(&profiling_1khz, |p| p.samples_per_s),
         eintr_per_1k_profiled_calls: figure(&eintr, |e| e.per_1k_profiled),

@@ -23,6 +23,16 @@
 //!   unwinds and records in its `SIGPROF` handler, on the sampled thread,
 //!   so its cost is in that thread's stops and this figure should be about
 //!   zero.
+//! - `profile_wakeup_cpu_pct_1khz`: the floor under the first figure on this
+//!   machine: a bare thread that does nothing but sleep 1 ms
+//!   (`std::thread::park_timeout`, the sleep our monitor's loop makes) and
+//!   wake, its own CPU time over `window` as a percentage of one core. Our
+//!   profiler wakes two threads per sample (the monitor at its tick, which
+//!   queues the capture; the capture thread, which signals the sampled
+//!   thread and is woken again by its answer), so it cannot cost the other
+//!   threads less than about twice this. In a virtual machine a wake-up
+//!   costs tens of microseconds of CPU (the idle vCPU's halt, the timer's
+//!   and the wake-up's exits to the host), on bare metal a few.
 //! - `profile_monitor_us_per_tick`: sixteen such busy components profiled
 //!   at 1 kHz by one monitor; the monitor thread's CPU time over `window`
 //!   divided by the ticks it made in it, µs per tick. A tick is one turn of
@@ -54,6 +64,7 @@ const THREADS: u64 = 16;
 pub struct Profiling1kHz {
     pub other_cpu_pct: f64,
     pub other_cpu_pct_pprof: f64,
+    pub wakeup_cpu_pct: f64,
     pub monitor_us_per_tick: f64,
     pub samples_per_s: f64,
 }
@@ -136,10 +147,12 @@ fn others_cpu_pct(excluded: u32, window: Duration) -> f64 {
 
 pub fn run(window: Duration) -> Profiling1kHz {
     let (other_cpu_pct, other_cpu_pct_pprof) = others_cpu(window);
+    let wakeup_cpu_pct = wakeups_cpu_pct(window);
     let (monitor_us_per_tick, samples_per_s) = monitor_per_tick(window);
     Profiling1kHz {
         other_cpu_pct,
         other_cpu_pct_pprof,
+        wakeup_cpu_pct,
         monitor_us_per_tick,
         samples_per_s,
     }
@@ -171,6 +184,29 @@ fn others_cpu(window: Duration) -> (f64, f64) {
     drop(guard);
     drop(busy);
     (ours - baseline, theirs - baseline)
+}
+
+/// `profile_wakeup_cpu_pct_1khz`.
+fn wakeups_cpu_pct(window: Duration) -> f64 {
+    let name = "hw-1k-wakeups";
+    let sleeper = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let until = Instant::now() + window + Duration::from_millis(400);
+            while Instant::now() < until {
+                std::thread::park_timeout(Duration::from_millis(1));
+            }
+        })
+        .expect("spawn the sleeper");
+    std::thread::sleep(Duration::from_millis(100));
+    let thread = Thread::named(name).expect("the sleeping thread");
+    let before = thread.cpu_time();
+    let started = Instant::now();
+    std::thread::sleep(window);
+    let used = thread.cpu_time() - before;
+    let elapsed = started.elapsed();
+    let _ = sleeper.join();
+    used.as_secs_f64() / elapsed.as_secs_f64() * 100.0
 }
 
 /// `profile_monitor_us_per_tick` and `profile_samples_per_s_1khz`.

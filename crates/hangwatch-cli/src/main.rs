@@ -255,9 +255,11 @@ fn print_table(r: &hangwatch_bench::Report) {
     if ran(Step::Profiling1k) {
         println!(
             "profiling at 1 kHz: other threads {:.2}% of a core for one busy thread (pprof-rs \
-             {:.2}%); monitor {:.1} us per tick for 16 ({:.0} samples/s of 16000)",
+             {:.2}%; a bare thread waking at 1 kHz {:.2}%); monitor {:.1} us per tick for 16 \
+             ({:.0} samples/s of 16000)",
             r.profile_other_cpu_pct_1khz,
             r.profile_other_cpu_pct_1khz_pprof,
+            r.profile_wakeup_cpu_pct_1khz,
             r.profile_monitor_us_per_tick,
             r.profile_samples_per_s_1khz
         );
