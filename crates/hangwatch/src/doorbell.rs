@@ -31,13 +31,21 @@
 //! A channel's disconnection rings too: a `RingingSender` rings as it is
 //! dropped, after its sender is gone (fields drop in order), so the owner
 //! wakes to find the channel closed.
+//!
+//! `loom` checks that no ring is lost and that a consumed ring shows its
+//! message, over every interleaving of an owner and one ringer, and of an
+//! owner and two ringers with up to three preemptions (`RUSTFLAGS="--cfg
+//! hangwatch_loom" cargo test -p hangwatch --lib loom_models`, run by
+//! `.ci/run`). A wait that stored `ASLEEP` without the compare-and-swap
+//! loses a ring there.
 
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::thread::Thread;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{SendError, Sender, TrySendError};
+
+use self::sync::{park, park_timeout, AtomicU8, Owner};
 
 const IDLE: u8 = 0;
 const RUNG: u8 = 1;
@@ -48,7 +56,7 @@ const ASLEEP: u8 = 2;
 pub(crate) struct Doorbell {
     state: AtomicU8,
     /// The thread that waits, known from its first wait.
-    owner: OnceLock<Thread>,
+    owner: Owner,
 }
 
 impl Doorbell {
@@ -60,9 +68,7 @@ impl Doorbell {
     pub(crate) fn ring(&self) {
         if self.state.swap(RUNG, Ordering::AcqRel) == ASLEEP {
             // Set before the owner stored `ASLEEP`, which this swap read.
-            if let Some(owner) = self.owner.get() {
-                owner.unpark();
-            }
+            self.owner.unpark();
         }
     }
 
@@ -75,7 +81,7 @@ impl Doorbell {
         }
         // A timeout too long for the clock is no timeout.
         let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
-        self.owner.get_or_init(std::thread::current);
+        self.owner.set_to_current();
         if self
             .state
             .compare_exchange(IDLE, ASLEEP, Ordering::AcqRel, Ordering::Acquire)
@@ -83,13 +89,13 @@ impl Doorbell {
         {
             while self.state.load(Ordering::Acquire) == ASLEEP {
                 match deadline {
-                    None => std::thread::park(),
+                    None => park(),
                     Some(deadline) => {
                         let left = deadline.saturating_duration_since(Instant::now());
                         if left.is_zero() {
                             break;
                         }
-                        std::thread::park_timeout(left);
+                        park_timeout(left);
                     }
                 }
             }
@@ -160,7 +166,119 @@ impl<T> RingingSender<T> {
     }
 }
 
-#[cfg(test)]
+/// What the doorbell needs from `std`, or from `loom` when it is modelled.
+#[cfg(not(hangwatch_loom))]
+mod sync {
+    use std::sync::OnceLock;
+    use std::thread::Thread;
+
+    pub(super) use std::sync::atomic::AtomicU8;
+    pub(super) use std::thread::{park, park_timeout};
+
+    /// The waiting thread, set once.
+    #[derive(Default)]
+    pub(super) struct Owner(OnceLock<Thread>);
+
+    impl Owner {
+        pub(super) fn set_to_current(&self) {
+            self.0.get_or_init(std::thread::current);
+        }
+
+        pub(super) fn unpark(&self) {
+            if let Some(owner) = self.0.get() {
+                owner.unpark();
+            }
+        }
+    }
+}
+
+#[cfg(hangwatch_loom)]
+mod sync {
+    use std::sync::OnceLock;
+
+    use loom::thread::Thread;
+
+    pub(super) use loom::sync::atomic::AtomicU8;
+    pub(super) use loom::thread::park;
+
+    /// Loom has no timed park; the models never time out.
+    pub(super) fn park_timeout(_: std::time::Duration) {
+        park();
+    }
+
+    /// A plain cell, not one loom tracks: the owner sets it before the
+    /// `ASLEEP` that tells a ringer to read it, as in the real one.
+    #[derive(Default)]
+    pub(super) struct Owner(OnceLock<Thread>);
+
+    impl Owner {
+        pub(super) fn set_to_current(&self) {
+            self.0.get_or_init(loom::thread::current);
+        }
+
+        pub(super) fn unpark(&self) {
+            if let Some(owner) = self.0.get() {
+                owner.unpark();
+            }
+        }
+    }
+}
+
+#[cfg(hangwatch_loom)]
+mod loom_models {
+    use loom::sync::atomic::AtomicBool;
+    use loom::sync::Arc;
+
+    use super::*;
+
+    /// `ringers` threads each set their message and ring; the owner waits
+    /// (without a timeout) until it has seen every message: a lost ring
+    /// would leave it parked for ever, which loom reports. Each wait that
+    /// says it rang must show at least one message more than the owner had
+    /// seen.
+    fn owner_sees_every_ring(ringers: usize) {
+        let bell = Arc::new(Doorbell::default());
+        let messages: Arc<Vec<AtomicBool>> =
+            Arc::new((0..ringers).map(|_| AtomicBool::new(false)).collect());
+        for n in 0..ringers {
+            let (bell, messages) = (bell.clone(), messages.clone());
+            // Not joined: a ringer's unpark may come after the owner woke,
+            // and loom's `join` would take that stale unpark for its own
+            // wake-up. Loom runs every thread to its end anyway.
+            loom::thread::spawn(move || {
+                messages[n].store(true, Ordering::Relaxed);
+                bell.ring();
+            });
+        }
+        let seen = || {
+            messages
+                .iter()
+                .filter(|m| m.load(Ordering::Relaxed))
+                .count()
+        };
+        let mut known = 0;
+        while known < ringers {
+            let rang = bell.wait(None);
+            let now = seen();
+            assert!(!rang || now > known, "a ring without its message");
+            known = now;
+        }
+    }
+
+    #[test]
+    fn one_ringer() {
+        loom::model(|| owner_sees_every_ring(1));
+    }
+
+    #[test]
+    fn two_ringers() {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(3);
+        builder.check(|| owner_sees_every_ring(2));
+    }
+}
+
+#[cfg(all(test, not(hangwatch_loom)))]
 mod tests {
     use super::*;
 
