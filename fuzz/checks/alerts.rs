@@ -2,8 +2,9 @@
 //! `hangwatch report` reads a file, then everything the report makes of
 //! what was read.
 
+use hangwatch_export::collapsed::{self, Prefix};
 use hangwatch_export::report::Report;
-use hangwatch_export::{collapsed, firefox, jsonl};
+use hangwatch_export::{firefox, jsonl, trace_event};
 
 use crate::collapsed::draw;
 use crate::round_trip::alerts_read_back;
@@ -14,8 +15,9 @@ use crate::round_trip::alerts_read_back;
 ///   is either one alert or one error, whose line number is that line's;
 /// - the alerts read are written back and read again unchanged (but for
 ///   time rounding);
-/// - the text report, collapsed stacks, Firefox profile and flamegraph of
-///   them are made without a panic, the flamegraph checked by [`draw`].
+/// - the text report, collapsed stacks, Firefox profile, trace and
+///   flamegraph of them are made without a panic, the flamegraph checked by
+///   [`draw`].
 pub fn check(data: &[u8]) {
     let read = jsonl::read(data).expect("reading from memory does not fail");
     let lines: Vec<usize> = data
@@ -36,5 +38,11 @@ pub fn check(data: &[u8]) {
     assert!(!report.to_string().is_empty());
     let profile = firefox::from_alerts("fuzz", 1, &read.alerts);
     profile.to_json().expect("a profile of alerts encodes");
-    draw(&collapsed::from_alerts(&read.alerts));
+    draw(&collapsed::from_alerts(
+        &read.alerts,
+        Prefix::Process("fuzz"),
+    ));
+    trace_event::from_alerts("fuzz", 1, &read.alerts)
+        .to_json()
+        .expect("a trace of alerts encodes");
 }

@@ -45,7 +45,7 @@ pub fn check(data: &[u8]) {
 /// `f64`, which inferno prints counts through), or that there was nothing to
 /// draw.
 pub fn draw(stacks: &Collapsed) {
-    let svg = match flamegraph::to_svg(stacks, "fuzz") {
+    let svg = match flamegraph::to_svg(stacks, "fuzz", "samples") {
         Ok(svg) => svg,
         Err(ExportError::NoStacks) => return assert!(stacks.is_empty()),
         Err(error) => panic!("the flamegraph failed: {error}"),
@@ -70,7 +70,7 @@ pub fn draw(stacks: &Collapsed) {
         .rev()
         .map(|group| std::str::from_utf8(group).unwrap_or_default())
         .collect();
-    let root = format!("all ({} stacks, 100%)", grouped.join(","));
+    let root = format!("all ({} samples, 100%)", grouped.join(","));
     assert!(
         document
             .descendants()

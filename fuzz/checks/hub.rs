@@ -10,8 +10,8 @@
 //! left out.
 
 use hangwatch::{Profile, Stats};
-use hangwatch_export::collapsed::{self, Roots};
-use hangwatch_export::firefox;
+use hangwatch_export::collapsed::{self, Prefix};
+use hangwatch_export::{firefox, trace_event};
 use hangwatch_hub::ipc_channel::ipc::IpcMessage;
 use hangwatch_hub::protocol::Reply;
 use hangwatch_hub::{Delivery, Inbox};
@@ -26,7 +26,7 @@ use crate::round_trip::alerts_read_back;
 ///   (what the demo does with a child's alerts before `hangwatch report`);
 /// - a delivered stats or profile payload decodes or fails without a panic,
 ///   and a profile is exported (collapsed stacks of the whole window and of
-///   its hangs, Firefox profile) as the demo exports it.
+///   its hangs, Firefox profile, trace) as the demo exports it.
 pub fn check(data: &[u8]) {
     let mut inbox = Inbox::default();
     for message in messages(data) {
@@ -54,13 +54,16 @@ fn payload(reply: &Reply) {
 }
 
 fn export(profile: &Profile) {
-    collapsed::from_profile(profile, Roots::Component);
-    collapsed::from_profile_hangs(profile, Roots::Component);
+    collapsed::from_profile(profile, Prefix::Process("fuzz"));
+    collapsed::from_profile_hangs(profile, Prefix::Component);
     firefox::Builder::new("fuzz")
         .profile("child", 1, profile)
         .build()
         .to_json()
         .expect("a profile encodes");
+    trace_event::from_profile("child", 1, profile)
+        .to_json()
+        .expect("a trace encodes");
 }
 
 /// The messages of a fuzz input (see the [module docs](self)).

@@ -1,5 +1,6 @@
 //! The `hangwatch` command: a thin layer over the library.
 
+mod args;
 mod demo;
 mod output;
 mod procfs;
@@ -9,8 +10,8 @@ mod symbolicate;
 
 use std::process::ExitCode;
 
-use clap::builder::{PossibleValuesParser, TypedValueParser};
-use clap::{Parser, Subcommand};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use clap::{CommandFactory, Parser, Subcommand};
 use hangwatch_bench::{Step, Steps};
 
 #[derive(Parser)]
@@ -36,7 +37,8 @@ enum Command {
     /// profiling windows, kills and restarts); prints one JSON object of
     /// figures.
     Soak(soak::Options),
-    /// Report on alerts saved as JSON lines; write a flamegraph, a Firefox profile, collapsed stacks.
+    /// Report on alerts saved as JSON lines; write a flamegraph, a Firefox profile, a trace
+    /// (Perfetto, chrome://tracing, speedscope), collapsed stacks.
     Report(report::Args),
     /// Name the frames of alerts saved as JSON lines (sent normalized, or
     /// symbolicated where debug files were missing), here or through debuginfod.
@@ -50,24 +52,60 @@ enum Command {
         #[arg(long)]
         quick: bool,
         /// Seed for the random timeouts of the detection run.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, allow_hyphen_values = true)]
         seed: u64,
         /// Run only these steps (comma-separated, in the bench's own
         /// order); the figures of the others are null and their targets
         /// are left out.
-        #[arg(long, value_delimiter = ',', value_parser = step_parser())]
+        #[arg(long, value_delimiter = ',', value_parser = StepParser)]
         only: Vec<Step>,
     },
 }
 
 /// `--only`'s values: the bench's step names.
-fn step_parser() -> impl TypedValueParser<Value = Step> {
-    PossibleValuesParser::new(Step::ALL.map(Step::name))
-        .map(|name| Step::named(&name).expect("one of the step names"))
+#[derive(Clone)]
+struct StepParser;
+
+impl StepParser {
+    fn names() -> PossibleValuesParser {
+        PossibleValuesParser::new(Step::ALL.map(Step::name))
+    }
+}
+
+impl TypedValueParser for StepParser {
+    type Value = Step;
+
+    fn parse_ref(
+        &self,
+        command: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Step, clap::Error> {
+        let name = Self::names().parse_ref(command, arg, value)?;
+        Step::named(&name).ok_or_else(|| {
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!("{name:?} is not a step of the bench\n"),
+            )
+            .with_cmd(command)
+        })
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(
+            Step::ALL
+                .into_iter()
+                .map(|step| PossibleValue::new(step.name())),
+        ))
+    }
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return args::show(&error, Cli::command()),
+    };
+    match cli.command {
         Command::Demo(options) => demo::run(&options),
         Command::DemoChild(script) => demo::run_child(&script),
         Command::Soak(options) => soak::run(&options),

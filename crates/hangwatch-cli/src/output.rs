@@ -7,12 +7,22 @@ use std::path::Path;
 use hangwatch_export::{write_file, ExportError};
 
 /// Whether two paths name one existing file (an output that would
-/// overwrite an input).
+/// overwrite an input): the same path once links are followed, or, on
+/// Unix, the same inode (a hard link).
 pub fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
+    if let (Ok(a), Ok(b)) = (a.canonicalize(), b.canonicalize()) {
+        if a == b {
+            return true;
+        }
     }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(a), Ok(b)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+            return a.dev() == b.dev() && a.ino() == b.ino();
+        }
+    }
+    false
 }
 
 /// Writes `what` to `path`: a line saying where, or why not.

@@ -1,15 +1,19 @@
 //! `hangwatch report`: reads alerts saved as JSON lines, names the frames
 //! that have no name yet (as `hangwatch symbolicate` does), prints the text
-//! report, and writes the flamegraph, Firefox profile and collapsed stacks
-//! asked for.
+//! report, and writes the flamegraph, Firefox profile, trace (Perfetto,
+//! chrome://tracing, speedscope) and collapsed stacks asked for. Collapsed
+//! stacks and the flamegraph weigh each stack by the milliseconds of hang
+//! time it stands for, under the program's and the component's names unless
+//! `--no-prefix`.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use hangwatch::stack::symbolize::Symbolizer;
+use hangwatch_export::collapsed::{self, Prefix};
 use hangwatch_export::report::Report;
-use hangwatch_export::{collapsed, firefox, flamegraph, jsonl};
+use hangwatch_export::{firefox, flamegraph, jsonl, trace_event};
 
 use crate::output::{same_file, save};
 
@@ -23,17 +27,27 @@ pub struct Args {
     /// Also write a Firefox Profiler profile to FILE (open it at https://profiler.firefox.com).
     #[arg(long, value_name = "FILE")]
     firefox: Option<PathBuf>,
-    /// Also write the hung stacks to FILE as collapsed lines (for inferno, flamegraph.pl, speedscope).
+    /// Also write the hung stacks to FILE as collapsed lines, weighted by milliseconds of hang
+    /// time (for inferno, flamegraph.pl, speedscope).
     #[arg(long, value_name = "FILE")]
     collapsed: Option<PathBuf>,
-    /// The program's name in the Firefox profile [default: the alerts file's name].
+    /// Also write a trace in the Chrome Trace Event Format to FILE (open it in Perfetto UI,
+    /// chrome://tracing or speedscope).
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// Start collapsed stacks and the flamegraph at the stacks' own frames, without the
+    /// program's and the component's names.
+    #[arg(long)]
+    no_prefix: bool,
+    /// The program's name in the profiles, the trace and the stacks' first frame [default: the
+    /// alerts file's name].
     #[arg(long, value_name = "NAME")]
     program: Option<String>,
 }
 
 pub fn run(args: &Args) -> ExitCode {
     let source = args.alerts.display();
-    let outputs = [&args.svg, &args.firefox, &args.collapsed];
+    let outputs = [&args.svg, &args.firefox, &args.collapsed, &args.trace];
     if let Some(clash) = outputs
         .into_iter()
         .flatten()
@@ -87,7 +101,17 @@ pub fn run(args: &Args) -> ExitCode {
         return ExitCode::FAILURE;
     }
 
-    let stacks = collapsed::from_alerts(&read.alerts);
+    let program = args
+        .program
+        .clone()
+        .or_else(|| file_stem(&args.alerts))
+        .unwrap_or_else(|| "hangwatch".to_owned());
+    let prefix = if args.no_prefix {
+        Prefix::None
+    } else {
+        Prefix::Process(&program)
+    };
+    let stacks = collapsed::from_alerts(&read.alerts, prefix);
     let mut saved = Vec::new();
     if let Some(path) = &args.collapsed {
         saved.push(save(path, "collapsed stacks", |out| {
@@ -97,18 +121,17 @@ pub fn run(args: &Args) -> ExitCode {
     if let Some(path) = &args.svg {
         let title = format!("Hung stacks in {source}");
         saved.push(save(path, "flamegraph", |out| {
-            flamegraph::write(&stacks, &title, out)
+            flamegraph::write(&stacks, &title, "ms", out)
         }));
     }
+    // The alerts do not say which process raised them.
     if let Some(path) = &args.firefox {
-        let program = args
-            .program
-            .clone()
-            .or_else(|| file_stem(&args.alerts))
-            .unwrap_or_else(|| "hangwatch".to_owned());
-        // The alerts do not say which process raised them.
         let profile = firefox::from_alerts(&program, 0, &read.alerts);
         saved.push(save(path, "Firefox profile", |out| profile.write(out)));
+    }
+    if let Some(path) = &args.trace {
+        let trace = trace_event::from_alerts(&program, 0, &read.alerts);
+        saved.push(save(path, "trace", |out| trace.write(out)));
     }
     let mut failed = false;
     for result in saved {

@@ -44,6 +44,11 @@ pub fn run(args: &Args) -> ExitCode {
 
 fn symbolicate(args: &Args) -> Result<(), String> {
     let source = args.alerts.display();
+    if args.alerts.is_dir() {
+        return Err(format!(
+            "{source} is a directory: give a file of alerts as JSON lines"
+        ));
+    }
     let input =
         File::open(&args.alerts).map_err(|error| format!("cannot open {source}: {error}"))?;
     if let Some(output) = &args.output {

@@ -1,6 +1,6 @@
 //! The demo runs to its self-check, as README's first command does: a hub
 //! and real child processes, every injected hang detected, no false alert,
-//! no missing stack, and the four files left behind.
+//! no missing stack, and the five files left behind.
 
 use std::process::Command;
 
@@ -74,6 +74,31 @@ fn the_demo_passes_its_own_check_and_leaves_its_files() {
         .filter_map(|t| t["pid"].as_str().map(str::to_owned))
         .collect();
     assert_eq!(pids.len(), 2, "one process per child: {pids:?}");
+    let trace: serde_json::Value =
+        serde_json::from_str(&read("trace.json")).expect("trace.json is JSON");
+    let events = trace["traceEvents"].as_array().expect("traceEvents");
+    let processes = events
+        .iter()
+        .filter(|e| e["name"] == "process_name")
+        .count();
+    assert_eq!(processes, 2, "one process per child");
+    for function in [
+        "run_long_script_task",
+        "reflow_stuck_on_lock",
+        "read_from_slow_socket",
+    ] {
+        assert!(
+            events.iter().any(|e| e["ph"] == "X"
+                && e["name"]
+                    .as_str()
+                    .is_some_and(|name| name.ends_with(function))),
+            "{function} not in the trace"
+        );
+    }
+    assert!(
+        events.iter().any(|e| e["cat"] == "hang"),
+        "no hang in the trace"
+    );
     let _ = std::fs::remove_dir_all(&out);
 }
 
@@ -82,11 +107,11 @@ fn bad_demo_arguments_get_a_clear_error() {
     for (args, message) in [
         (
             &["demo", "--seconds", "0.5"][..],
-            "--seconds must be from 6 to 86400 (it is 0.5)",
+            "'--seconds <SECONDS>': must be from 6 to 86400 (it is 0.5)",
         ),
         (
             &["demo", "--seconds", "1e300"][..],
-            "--seconds must be from 6 to 86400 (it is 1e300)",
+            "'--seconds <SECONDS>': must be from 6 to 86400 (it is 1e300)",
         ),
         (&["demo", "--seconds", "nan"][..], "(it is NaN)"),
         (&["demo", "--seconds", "-5"][..], "(it is -5.0)"),

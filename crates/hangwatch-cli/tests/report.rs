@@ -70,14 +70,15 @@ fn hangwatch(args: &[&Path]) -> (Output, String, String) {
 }
 
 #[test]
-fn a_good_file_gives_the_report_and_the_three_files() {
+fn a_good_file_gives_the_report_and_the_four_files() {
     let dir = scratch("good");
     let input = dir.join("alerts.jsonl");
     write_file(&input, |out| jsonl::write(&alerts(), out)).unwrap();
-    let (svg, firefox, folded) = (
+    let (svg, firefox, folded, trace) = (
         dir.join("hangs.svg"),
         dir.join("hangs.json"),
         dir.join("hangs.folded"),
+        dir.join("hangs.trace.json"),
     );
     let (output, stdout, stderr) = hangwatch(&[
         &input,
@@ -87,6 +88,8 @@ fn a_good_file_gives_the_report_and_the_three_files() {
         &firefox,
         "--collapsed".as_ref(),
         &folded,
+        "--trace".as_ref(),
+        &trace,
     ]);
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(stderr.is_empty(), "{stderr}");
@@ -100,6 +103,7 @@ fn a_good_file_gives_the_report_and_the_three_files() {
         (&svg, "flamegraph"),
         (&firefox, "Firefox profile"),
         (&folded, "collapsed stacks"),
+        (&trace, "trace"),
     ] {
         let said = format!("wrote {what} to {}", path.display());
         assert!(stdout.contains(&said), "{said:?} not in {stdout}");
@@ -111,10 +115,51 @@ fn a_good_file_gives_the_report_and_the_three_files() {
         serde_json::from_str(&std::fs::read_to_string(firefox).unwrap()).unwrap();
     assert_eq!(profile["meta"]["product"], "alerts");
     assert_eq!(profile["threads"][0]["name"], "layout#1");
+    // Under the program's and the component's names, weighing the
+    // milliseconds of the hang (1.6 s) the stack stands for.
     assert_eq!(
         std::fs::read_to_string(folded).unwrap(),
-        "myapp::layout::run;myapp::layout::reflow;syscall 1\n"
+        "alerts;layout#1;myapp::layout::run;myapp::layout::reflow;syscall 1600\n"
     );
+    let trace: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(trace).unwrap()).unwrap();
+    let events = trace["traceEvents"].as_array().unwrap();
+    let named = |name: &str| events.iter().find(|e| e["name"] == name);
+    assert_eq!(named("process_name").unwrap()["args"]["name"], "alerts");
+    assert_eq!(named("thread_name").unwrap()["args"]["name"], "layout#1");
+    let hang = named("Hang: permanent in \"reflow\"").expect("the hang's slice");
+    assert_eq!(hang["dur"], 1_600_000);
+    assert_eq!(named("myapp::layout::reflow").unwrap()["dur"], 600_000);
+}
+
+#[test]
+fn no_prefix_leaves_the_stacks_as_they_were_taken() {
+    let dir = scratch("no-prefix");
+    let input = dir.join("alerts.jsonl");
+    write_file(&input, |out| jsonl::write(&alerts(), out)).unwrap();
+    let folded = dir.join("hangs.folded");
+    let (output, stdout, stderr) = hangwatch(&[
+        &input,
+        "--collapsed".as_ref(),
+        &folded,
+        "--no-prefix".as_ref(),
+    ]);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&folded).unwrap(),
+        "myapp::layout::run;myapp::layout::reflow;syscall 1600\n"
+    );
+    let (output, _, stderr) = hangwatch(&[
+        &input,
+        "--collapsed".as_ref(),
+        &folded,
+        "--program".as_ref(),
+        "browser".as_ref(),
+    ]);
+    assert!(output.status.success(), "{stderr}");
+    assert!(std::fs::read_to_string(&folded)
+        .unwrap()
+        .starts_with("browser;layout#1;myapp::layout::run;"));
 }
 
 #[test]
@@ -212,7 +257,7 @@ fn an_output_that_is_the_input_is_refused_and_the_input_kept() {
     let before = std::fs::read(&input).unwrap();
     // The same file under another spelling.
     let again = dir.join(".").join("alerts.jsonl");
-    for flag in ["--svg", "--firefox", "--collapsed"] {
+    for flag in ["--svg", "--firefox", "--collapsed", "--trace"] {
         let (output, stdout, stderr) = hangwatch(&[&input, flag.as_ref(), &again]);
         assert_eq!(output.status.code(), Some(1), "{flag}: {stderr}");
         assert!(stdout.is_empty(), "{flag}: {stdout}");

@@ -134,18 +134,18 @@ fn bad_soak_arguments_get_a_clear_error() {
     for (args, message) in [
         (
             &["soak", "--seconds", "3"][..],
-            "--seconds must be at least",
+            "--seconds <SECONDS>': must be from 15 to 86400",
         ),
         (
             &["soak", "--processes", "1"][..],
-            "--processes must be from 2 to 16",
+            "--processes <PROCESSES>': 1 is not in 2..=16",
         ),
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_hangwatch"))
             .args(args)
             .output()
             .expect("run hangwatch soak");
-        assert!(!output.status.success());
+        assert_eq!(output.status.code(), Some(2), "a usage error");
         assert!(output.stdout.is_empty());
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(message), "{stderr}");

@@ -1,16 +1,37 @@
 //! Collapsed stacks: the input of flamegraph tools.
 //!
-//! One line per distinct stack: its frames from the outermost (the thread's
-//! entry point) to the innermost, separated by `;`, then a space and how many
-//! times the stack was seen:
+//! One line per distinct stack: its frames from the outermost to the
+//! innermost, separated by `;`, then a space and its weight:
 //!
 //! ```text
-//! std::thread::Builder::spawn_unchecked_::{{closure}};myapp::layout::run;myapp::layout::reflow;std::sync::Mutex<T>::lock 3
-//! myapp::script::run;myapp::script::eval 1
+//! browser;layout#1;std::thread::Builder::spawn_unchecked_::{{closure}};myapp::layout::run;myapp::layout::reflow;std::sync::Mutex<T>::lock 1600
+//! browser;script#1;myapp::script::run;myapp::script::eval 450
 //! ```
 //!
 //! This is the format of Brendan Gregg's `stackcollapse-*` scripts, which
 //! `flamegraph.pl`, inferno, speedscope and others read.
+//!
+//! # Prefix: stacks keep their place
+//!
+//! With [`Prefix::Process`] (what `hangwatch report` writes unless told
+//! `--no-prefix`) each stack starts with two frames that say where it was
+//! taken: the process's name, then the component's (`layout#1`); so a
+//! flamegraph keeps processes and threads apart, and two programs' stacks
+//! can be put in one file. [`Prefix::Component`] puts the component alone,
+//! [`Prefix::None`] nothing: all threads merge.
+//!
+//! # Weights
+//!
+//! - [`from_alerts`]: **milliseconds of hang time**. Each hang's duration is
+//!   shared among the stacks its alerts carry, as
+//!   [`weighted_stacks`](crate::hangs::weighted_stacks) says: a stack stands
+//!   from its alert until the next stack of the hang (the first one also
+//!   from the hang's start), the last one until the hang ended; a stack that
+//!   followed its alert counts instead of the alert's own. Each weight is
+//!   rounded to whole milliseconds, and is at least 1, so a hang of 1.6 s
+//!   seen in one place weighs 1600.
+//! - [`from_profile`] and [`from_profile_hangs`]: **samples**. Each sample
+//!   counts 1.
 //!
 //! # Invariants
 //!
@@ -19,19 +40,13 @@
 //! - A frame name never contains `;` or a line break: a `;` in a name (Rust's
 //!   `[u8; 4]`) is written `:`, a line break a space; whitespace at either
 //!   end is trimmed, and an empty name is written `??`. Parsing gives back
-//!   names as written.
-//! - Each stack appears once, with the sum of its counts; lines are sorted
-//!   by their frames, so the same input always gives the same text. Counts
-//!   are positive integers; a stack with no frames is left out.
-//! - A stack whose copy was truncated starts at its outermost frame that was
-//!   captured.
-//!
-//! # Sources
-//!
-//! - [`from_alerts`]: each alert that carries a stack counts 1.
-//! - [`from_profile`]: each sample counts 1; with [`Roots::Component`] every
-//!   stack gets its component's name (`layout#1`) as its root frame, which
-//!   keeps threads apart in a flamegraph.
+//!   names as written. Prefix frames (process and component names) are made
+//!   safe the same way.
+//! - Each stack appears once, with the sum of its weights; lines are sorted
+//!   by their frames, so the same input always gives the same text. Weights
+//!   are positive integers; a stack with no frames of its own is left out.
+//! - A stack whose copy was truncated starts (after the prefix) at its
+//!   outermost frame that was captured.
 //!
 //! # Example
 //!
@@ -44,10 +59,10 @@
 //! let stack = Stack { frames: vec![frame("myapp::reflow"), frame("myapp::run")], ..Stack::default() };
 //!
 //! let mut stacks = Collapsed::default();
-//! stacks.add_stack(None, &stack);
-//! stacks.add_stack(None, &stack);
+//! stacks.add_stack(&["browser", "layout#1"], &stack, 1000);
+//! stacks.add_stack(&["browser", "layout#1"], &stack, 600);
 //! let text = stacks.to_string();
-//! assert_eq!(text, "myapp::run;myapp::reflow 2\n");
+//! assert_eq!(text, "browser;layout#1;myapp::run;myapp::reflow 1600\n");
 //! assert_eq!(collapsed::parse(&text)?, stacks);
 //! # Ok::<(), hangwatch_export::LineError>(())
 //! ```
@@ -55,32 +70,48 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
+use std::time::Duration;
 
 use hangwatch::stack::Stack;
-use hangwatch::{Alert, Profile, ProfileSample, ProfiledThread};
+use hangwatch::{Alert, ComponentId, Profile, ProfileSample, ProfiledThread};
 
 use crate::error::{ExportError, LineError};
 use crate::frames::frame_name;
 
-/// Whether [`from_profile`] roots each stack at its component's name.
+/// The frames put before each stack's own (see the [module docs](self)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Roots {
+pub enum Prefix<'a> {
     /// Stacks start at their outermost frame; all threads merge.
     None,
     /// Each stack starts with a frame named after its component (`layout#1`).
     Component,
+    /// Each stack starts with a frame named after its process (the name
+    /// given), then one named after its component.
+    Process(&'a str),
 }
 
-/// Distinct stacks, outermost frame first, with how often each was seen.
+impl Prefix<'_> {
+    /// The prefix frames of a stack of `component`, outermost first.
+    fn frames(&self, component: &ComponentId) -> Vec<String> {
+        match self {
+            Prefix::None => Vec::new(),
+            Prefix::Component => vec![component.to_string()],
+            Prefix::Process(process) => vec![(*process).to_owned(), component.to_string()],
+        }
+    }
+}
+
+/// Distinct stacks, outermost frame first, each with its weight (see
+/// [Weights](self#weights)).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Collapsed {
     counts: BTreeMap<Vec<String>, u64>,
 }
 
 impl Collapsed {
-    /// Counts `frames` (outermost first) `count` more times. Names are made
-    /// safe for the format (see the [module docs](self)); an empty stack or a
-    /// zero count changes nothing.
+    /// Adds `count` to the weight of `frames` (outermost first). Names are
+    /// made safe for the format (see the [module docs](self)); an empty stack
+    /// or a zero count changes nothing.
     pub fn add<S: AsRef<str>>(&mut self, frames: impl IntoIterator<Item = S>, count: u64) {
         let frames: Vec<String> = frames.into_iter().map(|f| sanitize(f.as_ref())).collect();
         if frames.is_empty() || count == 0 {
@@ -90,24 +121,26 @@ impl Collapsed {
         *total = total.saturating_add(count);
     }
 
-    /// Counts a hangwatch [`Stack`] (innermost frame first) once, under a
-    /// root frame named `root` if one is given.
-    pub fn add_stack(&mut self, root: Option<&str>, stack: &Stack) {
+    /// Adds `weight` to a hangwatch [`Stack`] (innermost frame first), under
+    /// the `prefix` frames (outermost first). A stack with no frames of its
+    /// own changes nothing.
+    pub fn add_stack<S: AsRef<str>>(&mut self, prefix: &[S], stack: &Stack, weight: u64) {
         if stack.frames.is_empty() {
             return;
         }
+        let prefix = prefix.iter().map(|name| name.as_ref().to_owned());
         let frames = stack.frames.iter().rev().map(frame_name);
-        self.add(root.map(str::to_owned).into_iter().chain(frames), 1);
+        self.add(prefix.chain(frames), weight);
     }
 
-    /// The stacks (outermost frame first) and their counts, sorted by frames.
+    /// The stacks (outermost frame first) and their weights, sorted by frames.
     pub fn stacks(&self) -> impl Iterator<Item = (&[String], u64)> + '_ {
         self.counts
             .iter()
             .map(|(frames, count)| (frames.as_slice(), *count))
     }
 
-    /// The sum of all counts.
+    /// The sum of all weights.
     pub fn total(&self) -> u64 {
         self.counts
             .values()
@@ -139,27 +172,33 @@ fn sanitize(name: &str) -> String {
     }
 }
 
-/// The stacks of `alerts`: each alert that carries a stack counts 1, a
-/// stack that followed its alert instead of the alert's own
-/// ([`stacks_of`](crate::hangs::stacks_of)).
-pub fn from_alerts(alerts: &[Alert]) -> Collapsed {
+/// The stacks of `alerts`, each weighing the milliseconds of hang time it
+/// stands for (see [Weights](self#weights)), under `prefix`.
+pub fn from_alerts(alerts: &[Alert], prefix: Prefix<'_>) -> Collapsed {
     let mut collapsed = Collapsed::default();
-    for (_, stack) in crate::hangs::stacks_of(alerts) {
-        collapsed.add_stack(None, stack);
+    for (alert, stack, time) in crate::hangs::weighted_stacks(alerts) {
+        let prefix = prefix.frames(&alert.component);
+        collapsed.add_stack(&prefix, stack, milliseconds(time));
     }
     collapsed
 }
 
-/// The stacks of `profile`'s samples: each sample counts 1, under its
-/// component's name if `roots` asks for it.
-pub fn from_profile(profile: &Profile, roots: Roots) -> Collapsed {
-    from_samples(profile, roots, |_, _| true)
+/// `time` in whole milliseconds, rounded, and at least 1.
+fn milliseconds(time: Duration) -> u64 {
+    let rounded = time.as_micros().saturating_add(500) / 1000;
+    u64::try_from(rounded).unwrap_or(u64::MAX).max(1)
+}
+
+/// The stacks of `profile`'s samples: each sample counts 1, under `prefix`.
+pub fn from_profile(profile: &Profile, prefix: Prefix<'_>) -> Collapsed {
+    from_samples(profile, prefix, |_, _| true)
 }
 
 /// The stacks of `profile`'s samples taken while their thread was hung (in
-/// one of its hang markers): where threads spend their hangs.
-pub fn from_profile_hangs(profile: &Profile, roots: Roots) -> Collapsed {
-    from_samples(profile, roots, |thread, sample| {
+/// one of its hang markers): where threads spend their hangs. Each sample
+/// counts 1, under `prefix`.
+pub fn from_profile_hangs(profile: &Profile, prefix: Prefix<'_>) -> Collapsed {
+    from_samples(profile, prefix, |thread, sample| {
         thread.hangs.iter().any(|hang| {
             // Saturating: a profile from another process may say anything.
             let end = hang.start.saturating_add(hang.duration);
@@ -170,17 +209,14 @@ pub fn from_profile_hangs(profile: &Profile, roots: Roots) -> Collapsed {
 
 fn from_samples(
     profile: &Profile,
-    roots: Roots,
+    prefix: Prefix<'_>,
     keep: impl Fn(&ProfiledThread, &ProfileSample) -> bool,
 ) -> Collapsed {
     let mut collapsed = Collapsed::default();
     for thread in &profile.threads {
-        let root = match roots {
-            Roots::None => None,
-            Roots::Component => Some(thread.component.to_string()),
-        };
+        let prefix = prefix.frames(&thread.component);
         for sample in thread.samples.iter().filter(|sample| keep(thread, sample)) {
-            collapsed.add_stack(root.as_deref(), &profile.stack_of(sample));
+            collapsed.add_stack(&prefix, &profile.stack_of(sample), 1);
         }
     }
     collapsed
@@ -262,5 +298,113 @@ mod tests {
         collapsed.add(["c"], 0);
         assert_eq!(collapsed.to_string(), "a;b 3\nc 1\n");
         assert_eq!(collapsed.total(), 4);
+    }
+
+    use hangwatch::stack::Frame;
+    use hangwatch::{AlertKind, HangLevel};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    /// An alert of layout#1 `ms` into its hang, with a stack of `names`
+    /// (innermost first) if given.
+    fn alert(kind: AlertKind, ms: u64, names: Option<&[&str]>) -> Alert {
+        let frame = |name: &&str| Frame {
+            function: Some((*name).into()),
+            ..Frame::default()
+        };
+        Alert {
+            component: ComponentId::new("layout", 1),
+            kind,
+            annotation: Some("reflow".into()),
+            duration: Duration::from_millis(ms),
+            thread: Some("layout".into()),
+            time: UNIX_EPOCH + Duration::from_millis(10_000 + ms),
+            started_ns: Some(1),
+            raised_ns: 0,
+            late: false,
+            stack: names.map(|names| Stack {
+                frames: names.iter().map(frame).collect(),
+                ..Stack::default()
+            }),
+            no_stack: None,
+        }
+    }
+
+    fn reflow_hang() -> Vec<Alert> {
+        vec![
+            alert(
+                AlertKind::Transient,
+                150,
+                Some(&["myapp::reflow", "myapp::run"]),
+            ),
+            alert(
+                AlertKind::Permanent,
+                1000,
+                Some(&["syscall", "myapp::reflow", "myapp::run"]),
+            ),
+            alert(
+                AlertKind::Ended {
+                    worst: HangLevel::Permanent,
+                },
+                1600,
+                None,
+            ),
+        ]
+    }
+
+    #[test]
+    fn process_and_component_come_first_unless_left_out() {
+        let alerts = reflow_hang();
+        let with = from_alerts(&alerts, Prefix::Process("browser")).to_string();
+        assert_eq!(
+            with,
+            "browser;layout#1;myapp::run;myapp::reflow 1000\n\
+             browser;layout#1;myapp::run;myapp::reflow;syscall 600\n"
+        );
+        let component = from_alerts(&alerts, Prefix::Component).to_string();
+        assert!(component.starts_with("layout#1;myapp::run;"), "{component}");
+        let none = from_alerts(&alerts, Prefix::None).to_string();
+        assert!(none.starts_with("myapp::run;"), "{none}");
+        // A process name is made safe for the format like any frame.
+        let odd = from_alerts(&alerts, Prefix::Process(" my;app\n")).to_string();
+        assert!(odd.starts_with("my:app;layout#1;"), "{odd}");
+    }
+
+    #[test]
+    fn alerts_weigh_the_milliseconds_of_hang_time_they_stand_for() {
+        let mut alerts = reflow_hang();
+        // 1600.4 ms in all: the last stack weighs 600 (rounded).
+        alerts[2].duration = Duration::from_micros(1_600_400);
+        let stacks = from_alerts(&alerts, Prefix::None);
+        let weights: Vec<u64> = stacks.stacks().map(|(_, weight)| weight).collect();
+        assert_eq!(weights, [1000, 600]);
+        assert_eq!(stacks.total(), 1600);
+
+        // A hang seen in one place only: its whole time, at least 1 ms.
+        let mut short = reflow_hang();
+        short.remove(0);
+        short[0].duration = Duration::from_micros(200);
+        short[1].duration = Duration::from_micros(300);
+        let stacks = from_alerts(&short, Prefix::None);
+        assert_eq!(stacks.to_string(), "myapp::run;myapp::reflow;syscall 1\n");
+    }
+
+    #[test]
+    fn profile_samples_weigh_one_each_under_their_prefix() {
+        let stack = reflow_hang()[1].stack.clone().unwrap();
+        let mut profile = Profile::new(UNIX_EPOCH, Duration::from_millis(10));
+        let samples = (0..3)
+            .map(|i| profile.sample(Duration::from_millis(10 * i), &stack))
+            .collect();
+        profile.threads = vec![ProfiledThread {
+            component: ComponentId::new("layout", 1),
+            thread: None,
+            tid: 7,
+            samples,
+            hangs: Vec::new(),
+        }];
+        assert_eq!(
+            from_profile(&profile, Prefix::Process("child-0")).to_string(),
+            "child-0;layout#1;myapp::run;myapp::reflow;syscall 3\n"
+        );
     }
 }

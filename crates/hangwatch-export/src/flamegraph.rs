@@ -8,11 +8,26 @@
 //!
 //! # Invariants
 //!
-//! - The SVG is one well-formed XML document, with the title given.
+//! - The SVG is one well-formed XML document, with the title given, 1200
+//!   pixels wide.
 //! - Every frame that is drawn carries its full name in its `<title>` (the
-//!   tooltip, and what the search matches), however narrow its box; so a hung
-//!   function can always be found by name. Frames narrower than 0.1 % of the
-//!   width are not drawn, as in every flamegraph.
+//!   tooltip, and what the search matches), however narrow its box, with its
+//!   weight in the unit given (`ms`, `samples`); so a hung function can
+//!   always be found by name. Frames narrower than 0.1 % of the width are not
+//!   drawn, as in every flamegraph.
+//! - **A name that does not fit its box keeps the function's own name.**
+//!   Rust paths are long (`hangwatch::demo::child::read_from_slow_socket`,
+//!   45 characters, is 320 pixels of 12-pixel monospace) and a hung thread's
+//!   tower is often a tenth of the graph, so most names must be shortened.
+//!   inferno cuts them at the right, which keeps the crate and module and
+//!   drops the function (`hangwatch::demo::chi..`), and its script, when it
+//!   redraws, cuts at the left in the middle of a path
+//!   (`..ild::read_from_slow_socket`). Here a name that does not fit loses
+//!   whole leading path segments first (`..child::read_from_slow_socket`,
+//!   then `read_from_slow_socket`), and is cut only if its last segment alone
+//!   does not fit. The graph has a fixed width, so that the script does not
+//!   redraw these labels when it loads (it still does after a zoom, from the
+//!   full names).
 //! - Colours come from a hash of each frame's name, so the same input always
 //!   gives the same SVG and a function keeps its colour from one graph to the
 //!   next.
@@ -37,7 +52,7 @@
 //! use hangwatch_export::{collapsed, flamegraph};
 //!
 //! let stacks = collapsed::parse("main;layout::run;layout::reflow 3\nmain;script::eval 1\n")?;
-//! let svg = flamegraph::to_svg(&stacks, "Hangs")?;
+//! let svg = flamegraph::to_svg(&stacks, "Hangs", "samples")?;
 //! assert!(svg.contains("layout::reflow"));
 //! assert!(svg.contains("Hangs"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -53,25 +68,39 @@ use inferno::flamegraph::{self as inferno_flamegraph, Options};
 use crate::collapsed::Collapsed;
 use crate::error::ExportError;
 
-/// The flamegraph of `stacks` as SVG text, titled `title`.
-pub fn to_svg(stacks: &Collapsed, title: &str) -> Result<String, ExportError> {
-    let mut svg = Vec::new();
-    write(stacks, title, &mut svg)?;
-    // inferno writes UTF-8 only.
-    Ok(String::from_utf8_lossy(&svg).into_owned())
-}
+mod labels;
 
-/// Writes the flamegraph of `stacks`, titled `title`, to `out` as SVG.
-pub fn write(stacks: &Collapsed, title: &str, mut out: impl Write) -> Result<(), ExportError> {
+/// The graph's width in pixels: inferno's default.
+const WIDTH: usize = 1200;
+
+/// The flamegraph of `stacks` as SVG text, titled `title`; `unit` says what
+/// the stacks' weights count (`ms`, `samples`), as the tooltips show it.
+pub fn to_svg(stacks: &Collapsed, title: &str, unit: &str) -> Result<String, ExportError> {
     if stacks.is_empty() {
         return Err(ExportError::NoStacks);
     }
     let mut options = Options::default();
     options.title = title.to_owned();
-    options.count_name = "stacks".to_owned();
+    options.count_name = unit.to_owned();
     options.hash = true;
+    // A fixed width: a fluid graph's script redraws every label when it
+    // loads, with its own cut.
+    options.image_width = Some(WIDTH);
     let lines = drawable(stacks).to_string();
-    inferno_flamegraph::from_lines(&mut options, lines.lines(), &mut out)?;
+    let mut svg = Vec::new();
+    inferno_flamegraph::from_lines(&mut options, lines.lines(), &mut svg)?;
+    // inferno writes UTF-8 only.
+    Ok(labels::refit(&String::from_utf8_lossy(&svg)))
+}
+
+/// Writes the flamegraph of `stacks` to `out` as SVG (see [`to_svg`]).
+pub fn write(
+    stacks: &Collapsed,
+    title: &str,
+    unit: &str,
+    mut out: impl Write,
+) -> Result<(), ExportError> {
+    out.write_all(to_svg(stacks, title, unit)?.as_bytes())?;
     out.flush()?;
     Ok(())
 }

@@ -19,6 +19,10 @@
 //! far). Its stack is the one of its latest alert that carries a stack: the
 //! permanent alert's, normally.
 //!
+//! [`weighted_stacks`] shares each hang's duration among the stacks its
+//! alerts carry (each from its alert until the next, the first from the
+//! hang's start): what collapsed stacks of alerts weigh their stacks by.
+//!
 //! [`profile_from_alerts`] puts the same hangs, and the stacks the alerts
 //! carry ([`stacks_of`]: a stack that followed its alert counts instead of
 //! the alert's own), on a [`Profile`] timeline, so that alerts without a profile can be
@@ -120,33 +124,42 @@ fn activity_start(alert: &Alert) -> SystemTime {
 /// The hangs `alerts` describe (see the [module docs](self)), ordered by
 /// start time, then component.
 pub fn hangs(alerts: &[Alert]) -> Vec<Hang> {
-    let mut open: BTreeMap<&ComponentId, Hang> = BTreeMap::new();
+    walk(alerts).into_iter().map(|(hang, _)| hang).collect()
+}
+
+/// The hangs `alerts` describe, each with the positions in `alerts` of the
+/// alerts that are about it (in file order), ordered as [`hangs`] orders
+/// them.
+fn walk(alerts: &[Alert]) -> Vec<(Hang, Vec<usize>)> {
+    let mut open: BTreeMap<&ComponentId, (Hang, Vec<usize>)> = BTreeMap::new();
     let mut done = Vec::new();
-    for alert in alerts {
+    for (n, alert) in alerts.iter().enumerate() {
         let component = &alert.component;
         match alert.kind {
             AlertKind::Transient => {
                 done.extend(open.remove(component));
-                open.insert(component, Hang::new(alert, HangLevel::Transient));
+                open.insert(component, (Hang::new(alert, HangLevel::Transient), vec![n]));
             }
             AlertKind::Permanent => match open.get_mut(component) {
-                Some(hang) if hang.level == HangLevel::Transient => {
+                Some((hang, members)) if hang.level == HangLevel::Transient => {
                     hang.update(alert, HangLevel::Permanent);
+                    members.push(n);
                 }
                 _ => {
                     done.extend(open.remove(component));
-                    open.insert(component, Hang::new(alert, HangLevel::Permanent));
+                    open.insert(component, (Hang::new(alert, HangLevel::Permanent), vec![n]));
                 }
             },
             AlertKind::Ended { worst } => {
-                let mut hang = open
+                let (mut hang, mut members) = open
                     .remove(component)
-                    .unwrap_or_else(|| Hang::new(alert, worst));
+                    .unwrap_or_else(|| (Hang::new(alert, worst), Vec::new()));
                 hang.update(alert, worst);
                 hang.duration = alert.duration;
                 hang.start = activity_start(alert);
                 hang.ended = true;
-                done.push(hang);
+                members.push(n);
+                done.push((hang, members));
             }
             AlertKind::ThreadExited => done.extend(open.remove(component)),
             // The stack of an alert that left without it: onto its hang, open
@@ -155,21 +168,22 @@ pub fn hangs(alerts: &[Alert]) -> Vec<Hang> {
                 let Some(stack) = &alert.stack else {
                     continue;
                 };
-                let same = |hang: &&mut Hang| {
+                let same = |(hang, _): &&mut (Hang, Vec<usize>)| {
                     &hang.component == component && hang.started_ns == alert.started_ns
                 };
-                let hang = open
+                let found = open
                     .get_mut(component)
-                    .filter(|hang| hang.started_ns == alert.started_ns)
+                    .filter(|(hang, _)| hang.started_ns == alert.started_ns)
                     .or_else(|| done.iter_mut().rev().find(same));
-                if let Some(hang) = hang {
+                if let Some((hang, members)) = found {
                     hang.stack = Some(stack.clone());
+                    members.push(n);
                 }
             }
         }
     }
     done.extend(open.into_values());
-    done.sort_by(|a, b| (a.start, &a.component).cmp(&(b.start, &b.component)));
+    done.sort_by(|(a, _), (b, _)| (a.start, &a.component).cmp(&(b.start, &b.component)));
     done
 }
 
@@ -178,6 +192,11 @@ pub fn hangs(alerts: &[Alert]) -> Vec<Hang> {
 /// component and start) and level, which then counts with the later stack
 /// only; of several, the last one counts.
 pub fn stacks_of(alerts: &[Alert]) -> impl Iterator<Item = (&Alert, &Stack)> {
+    counted(alerts).map(move |(n, stack)| (&alerts[n], stack))
+}
+
+/// [`stacks_of`], with each alert's position in `alerts`.
+fn counted(alerts: &[Alert]) -> impl Iterator<Item = (usize, &Stack)> {
     fn key(alert: &Alert) -> Option<(&ComponentId, u64, HangLevel)> {
         let level = match alert.kind {
             AlertKind::Transient => HangLevel::Transient,
@@ -197,9 +216,46 @@ pub fn stacks_of(alerts: &[Alert]) -> impl Iterator<Item = (&Alert, &Stack)> {
         let stack = alert.stack.as_ref()?;
         match key(alert) {
             Some(key) if last.get(&key) != Some(&n) => None,
-            _ => Some((alert, stack)),
+            _ => Some((n, stack)),
         }
     })
+}
+
+/// Each of [`stacks_of`] the alerts, with its alert and the hang time it
+/// stands for: a hang's duration is shared among the stacks its alerts
+/// carry, in the order they were taken (by the alert's `duration`). A stack
+/// stands from its alert until the next stack of the same hang, the first
+/// one also from the hang's start, the last one until the hang's end (its
+/// `ended` alert, or its latest alert if it never ended); so the times of a
+/// hang's stacks add up to its duration. A stack that belongs to no hang
+/// the alerts describe stands for its alert's own `duration`. In file order.
+pub fn weighted_stacks(alerts: &[Alert]) -> Vec<(&Alert, &Stack, Duration)> {
+    let counted: BTreeMap<usize, &Stack> = counted(alerts).collect();
+    let mut weights: BTreeMap<usize, Duration> = BTreeMap::new();
+    for (hang, members) in walk(alerts) {
+        let mut taken: Vec<(Duration, usize)> = members
+            .into_iter()
+            .filter(|n| counted.contains_key(n))
+            .map(|n| (alerts[n].duration, n))
+            .collect();
+        taken.sort();
+        for (i, &(at, n)) in taken.iter().enumerate() {
+            let from = if i == 0 { Duration::ZERO } else { at };
+            let until = taken.get(i + 1).map_or(hang.duration, |&(next, _)| next);
+            weights.insert(n, until.saturating_sub(from));
+        }
+    }
+    counted
+        .into_iter()
+        .map(|(n, stack)| {
+            let alert = &alerts[n];
+            (
+                alert,
+                stack,
+                weights.get(&n).copied().unwrap_or(alert.duration),
+            )
+        })
+        .collect()
 }
 
 /// A profile of what `alerts` say: one thread per component that raised an
@@ -320,9 +376,10 @@ mod tests {
         assert_eq!(counted, ["transient", "named", "next"]);
         let profile = profile_from_alerts(&alerts);
         assert_eq!(profile.threads[0].samples.len(), 3);
-        let lines = crate::collapsed::from_alerts(&alerts).to_string();
+        let lines =
+            crate::collapsed::from_alerts(&alerts, crate::collapsed::Prefix::None).to_string();
         assert!(!lines.contains("raw"), "{lines}");
-        assert!(lines.contains("named 1"), "{lines}");
+        assert!(lines.contains("named 500"), "{lines}");
     }
 
     #[test]
@@ -399,5 +456,54 @@ mod tests {
         assert_eq!(thread.hangs.len(), 1);
         assert_eq!(thread.hangs[0].start, Duration::ZERO);
         assert_eq!(thread.hangs[0].duration, Duration::from_millis(1600));
+    }
+
+    #[test]
+    fn a_hangs_duration_is_shared_among_its_stacks() {
+        let frame = |name: &str| hangwatch::stack::Frame {
+            function: Some(name.into()),
+            ..Default::default()
+        };
+        let stack = |name: &str| Stack {
+            frames: vec![frame(name)],
+            ..Stack::default()
+        };
+        let hang = |component, kind, ms, name: Option<&str>| Alert {
+            started_ns: Some(7),
+            stack: name.map(stack),
+            ..alert(component, kind, 1000 + ms, ms)
+        };
+        let followed = AlertKind::Stack {
+            of: HangLevel::Permanent,
+        };
+        let alerts = [
+            hang(1, AlertKind::Transient, 150, Some("first")),
+            hang(1, AlertKind::Permanent, 1000, Some("raw")),
+            hang(2, AlertKind::Permanent, 1000, Some("ongoing")),
+            hang(1, followed, 1000, Some("named")),
+            hang(1, ENDED_P, 1600, None),
+            // A stack whose hang the alerts do not describe: its own time.
+            Alert {
+                stack: Some(stack("alone")),
+                ..alert(3, AlertKind::ThreadExited, 5000, 40)
+            },
+        ];
+        let weights: Vec<(&str, u128)> = weighted_stacks(&alerts)
+            .into_iter()
+            .map(|(_, stack, weight)| {
+                let name = stack.frames[0].function.as_deref().unwrap();
+                (name, weight.as_millis())
+            })
+            .collect();
+        assert_eq!(
+            weights,
+            [
+                // From the hang's start to the next stack; then to its end.
+                ("first", 1000),
+                ("ongoing", 1000),
+                ("named", 600),
+                ("alone", 40),
+            ]
+        );
     }
 }

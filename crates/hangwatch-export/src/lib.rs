@@ -8,6 +8,7 @@
 //! | [`collapsed`] | alerts with stacks, or a [`Profile`](hangwatch::Profile) | collapsed stacks (and back) | inferno, `flamegraph.pl`, speedscope |
 //! | [`flamegraph`] | collapsed stacks | an SVG flamegraph | a browser |
 //! | [`firefox`] | a profile, or alerts; one or more processes | the Firefox Profiler's processed format | <https://profiler.firefox.com> |
+//! | [`trace_event`] | a profile, or alerts; one or more processes | the Chrome Trace Event Format (JSON) | <https://ui.perfetto.dev>, `chrome://tracing`, <https://www.speedscope.app> |
 //!
 //! Every exporter is a plain function from data to a value or text, with a
 //! `write` beside it that writes to any [`io::Write`](std::io::Write);
@@ -20,7 +21,8 @@
 //! # Example: from a file of alerts to every format
 //!
 //! ```no_run
-//! use hangwatch_export::{collapsed, firefox, flamegraph, jsonl, report::Report, write_file};
+//! use hangwatch_export::collapsed::{self, Prefix};
+//! use hangwatch_export::{firefox, flamegraph, jsonl, report::Report, trace_event, write_file};
 //!
 //! let read = jsonl::read_file("alerts.jsonl")?;
 //! for error in &read.errors {
@@ -28,11 +30,14 @@
 //! }
 //! print!("{}", Report::from_alerts(&read.alerts));
 //!
-//! let stacks = collapsed::from_alerts(&read.alerts);
+//! // Milliseconds of hang time, under process and component.
+//! let stacks = collapsed::from_alerts(&read.alerts, Prefix::Process("myapp"));
 //! write_file("hangs.folded", |out| collapsed::write(&stacks, out))?;
-//! write_file("hangs.svg", |out| flamegraph::write(&stacks, "Hangs", out))?;
+//! write_file("hangs.svg", |out| flamegraph::write(&stacks, "Hangs", "ms", out))?;
 //! let profile = firefox::from_alerts("myapp", std::process::id(), &read.alerts);
 //! write_file("hangs.json", |out| profile.write(out))?;
+//! let trace = trace_event::from_alerts("myapp", std::process::id(), &read.alerts);
+//! write_file("hangs.trace.json", |out| trace.write(out))?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -46,6 +51,7 @@ pub mod frames;
 pub mod hangs;
 pub mod jsonl;
 pub mod report;
+pub mod trace_event;
 
 use std::fs::File;
 use std::io::{BufWriter, Write};

@@ -1,12 +1,13 @@
-//! Collapsed stacks round-trip, and agree with the report built from the same
-//! alerts.
+//! Collapsed stacks round-trip, weigh what the hangs lasted, and agree with
+//! the report built from the same alerts.
 
 mod common;
 
 use std::collections::BTreeMap;
 
 use common::*;
-use hangwatch_export::collapsed::{self, Roots};
+use hangwatch_export::collapsed::{self, Prefix};
+use hangwatch_export::hangs::hangs;
 use hangwatch_export::report::{signature, Report};
 
 /// `innermost_first` as a collapsed line's frames: outermost first.
@@ -19,8 +20,8 @@ fn outermost_first(innermost_first: &[&str]) -> Vec<String> {
 }
 
 #[test]
-fn alerts_to_collapsed_and_back_keep_stacks_and_counts() {
-    let stacks = collapsed::from_alerts(&alerts());
+fn alerts_to_collapsed_and_back_keep_stacks_and_weights() {
+    let stacks = collapsed::from_alerts(&alerts(), Prefix::None);
     let text = stacks.to_string();
     let parsed = collapsed::parse(&text).unwrap();
     assert_eq!(parsed, stacks);
@@ -29,29 +30,56 @@ fn alerts_to_collapsed_and_back_keep_stacks_and_counts() {
         .stacks()
         .map(|(frames, count)| (frames.to_vec(), count))
         .collect();
+    // Milliseconds: layout's two hangs on the lock (1.6 s and 1.4 s), its
+    // ongoing one in paint (1 s so far), script's in eval (1.5 s).
     let expected = BTreeMap::from([
-        (outermost_first(LAYOUT_STACK), 2),
-        (outermost_first(PAINT_STACK), 1),
-        (outermost_first(SCRIPT_STACK), 1),
+        (outermost_first(LAYOUT_STACK), 3000),
+        (outermost_first(PAINT_STACK), 1000),
+        (outermost_first(SCRIPT_STACK), 1500),
     ]);
     assert_eq!(got, expected);
-    assert_eq!(parsed.total(), 4);
+    assert_eq!(parsed.total(), 5500);
     // The text is what flamegraph tools read.
     assert!(text.contains(
         "clone3;start_thread;std::sys::backtrace::__rust_begin_short_backtrace;\
          myapp::layout::run;myapp::layout::reflow;std::sync::poison::mutex::Mutex<T>::lock;\
-         std::sys::sync::mutex::futex::Mutex::lock_contended;syscall 2\n"
+         std::sys::sync::mutex::futex::Mutex::lock_contended;syscall 3000\n"
     ));
+}
+
+#[test]
+fn the_prefix_keeps_processes_and_components_apart() {
+    let mut both = collapsed::from_alerts(&alerts(), Prefix::Process("browser"));
+    for (frames, weight) in collapsed::from_alerts(&alerts(), Prefix::Process("editor")).stacks() {
+        both.add(frames, weight);
+    }
+    let roots: BTreeMap<(String, String), u64> = both
+        .stacks()
+        .map(|(frames, weight)| ((frames[0].clone(), frames[1].clone()), weight))
+        .fold(BTreeMap::new(), |mut roots, (root, weight)| {
+            *roots.entry(root).or_default() += weight;
+            roots
+        });
+    let expected = |process: &str| {
+        [
+            ((process.to_owned(), "layout#1".to_owned()), 4000),
+            ((process.to_owned(), "script#1".to_owned()), 1500),
+        ]
+    };
+    let mut all = expected("browser").to_vec();
+    all.extend(expected("editor"));
+    assert_eq!(roots, BTreeMap::from_iter(all));
+    assert_eq!(collapsed::parse(&both.to_string()).unwrap(), both);
 }
 
 #[test]
 fn a_profile_counts_each_sample_optionally_under_its_component() {
     let profile = profile();
-    let merged = collapsed::from_profile(&profile, Roots::None);
+    let merged = collapsed::from_profile(&profile, Prefix::None);
     assert_eq!(merged.total(), 9);
     assert_eq!(merged.stacks().count(), 3);
 
-    let rooted = collapsed::from_profile(&profile, Roots::Component);
+    let rooted = collapsed::from_profile(&profile, Prefix::Component);
     let got: BTreeMap<Vec<String>, u64> = rooted
         .stacks()
         .map(|(frames, count)| (frames.to_vec(), count))
@@ -71,27 +99,42 @@ fn a_profile_counts_each_sample_optionally_under_its_component() {
 }
 
 #[test]
-fn the_report_counts_what_the_collapsed_lines_count() {
+fn the_collapsed_lines_weigh_what_the_reports_hangs_lasted() {
     let alerts = alerts();
-    // Every hang with a stack has exactly one alert with a stack, so the
-    // hangs per signature in the report are the collapsed counts per
-    // signature.
-    let mut from_lines: BTreeMap<Vec<String>, usize> = BTreeMap::new();
-    let text = collapsed::from_alerts(&alerts).to_string();
-    for (frames, count) in collapsed::parse(&text).unwrap().stacks() {
+    // Every hang with a stack has exactly one alert with a stack, so each
+    // signature's weight is the milliseconds its hangs lasted.
+    let mut from_lines: BTreeMap<Vec<String>, u64> = BTreeMap::new();
+    let text = collapsed::from_alerts(&alerts, Prefix::None).to_string();
+    for (frames, weight) in collapsed::parse(&text).unwrap().stacks() {
         let innermost_first: Vec<&str> = frames.iter().rev().map(String::as_str).collect();
-        *from_lines.entry(signature(&innermost_first)).or_default() += count as usize;
+        *from_lines.entry(signature(&innermost_first)).or_default() += weight;
     }
 
-    let report = Report::from_alerts(&alerts);
-    let mut from_report: BTreeMap<Vec<String>, usize> = BTreeMap::new();
-    for component in &report.components {
-        for group in component.groups.iter().filter(|g| !g.signature.is_empty()) {
-            *from_report.entry(group.signature.clone()).or_default() += group.hangs;
-        }
+    let mut from_hangs: BTreeMap<Vec<String>, u64> = BTreeMap::new();
+    for hang in hangs(&alerts) {
+        let Some(stack) = &hang.stack else { continue };
+        let names: Vec<String> = stack
+            .frames
+            .iter()
+            .map(hangwatch_export::frames::frame_name)
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        *from_hangs.entry(signature(&names)).or_default() += hang.duration.as_millis() as u64;
     }
-    assert_eq!(from_report, from_lines);
-    assert_eq!(from_report.len(), 3);
+    assert_eq!(from_hangs, from_lines);
+
+    let report = Report::from_alerts(&alerts);
+    let signatures: Vec<&Vec<String>> = report
+        .components
+        .iter()
+        .flat_map(|component| &component.groups)
+        .map(|group| &group.signature)
+        .filter(|signature| !signature.is_empty())
+        .collect();
+    assert_eq!(signatures.len(), 3);
+    assert!(signatures
+        .iter()
+        .all(|signature| from_lines.contains_key(*signature)));
 }
 
 /// Found by the hub's hostile-bytes test: a child's profile whose hang
@@ -104,7 +147,7 @@ fn a_hang_marker_that_ends_past_the_largest_duration_counts_to_the_end() {
         hang.start = std::time::Duration::from_millis(1);
         hang.duration = std::time::Duration::MAX;
     }
-    let hung = collapsed::from_profile_hangs(&profile, Roots::Component);
+    let hung = collapsed::from_profile_hangs(&profile, Prefix::Component);
     let samples = profile.threads[0].samples.len() as u64;
     assert_eq!(
         hung.stacks()

@@ -26,7 +26,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use common::*;
 use hangwatch::stack::{Frame, NoStack};
 use hangwatch::{Alert, AlertKind};
-use hangwatch_export::collapsed::{Collapsed, Roots};
+use hangwatch_export::collapsed::{Collapsed, Prefix};
 use hangwatch_export::jsonl;
 
 /// Mutants of the alert lines: about 3 s in a debug build (each goes
@@ -129,13 +129,13 @@ fn collapsed_seeds() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         (
             "ok-from-alerts.folded",
-            hangwatch_export::collapsed::from_alerts(&alerts())
+            hangwatch_export::collapsed::from_alerts(&alerts(), Prefix::None)
                 .to_string()
                 .into_bytes(),
         ),
         (
             "ok-from-a-profile.folded",
-            hangwatch_export::collapsed::from_profile(&profile(), Roots::Component)
+            hangwatch_export::collapsed::from_profile(&profile(), Prefix::Component)
                 .to_string()
                 .into_bytes(),
         ),

@@ -7,6 +7,11 @@
 //! integration, with a `process` label: hangs by component and level, hang
 //! durations, monitored components, dropped alerts and samples taken. One
 //! scrape target then covers the whole program.
+//!
+//! As in the integration, a component's series exist at zero before its
+//! first hang (from the first stats that list it): Prometheus' `rate` and
+//! `increase` see a counter's first hang only as a step from a zero it
+//! scraped before, and a series born at 1 would never page.
 
 use std::net::SocketAddr;
 
@@ -30,6 +35,20 @@ pub fn serve(address: SocketAddr) -> Result<(), String> {
         .map_err(|error| format!("cannot serve metrics on {address}: {error}"))
 }
 
+/// The hang counter of a process's component at `level`.
+fn hangs(process: &str, component: &str, level: &'static str) -> metrics::Counter {
+    metrics::counter!(HANGS_TOTAL, PROCESS_LABEL => process.to_owned(), COMPONENT_LABEL => component.to_owned(), LEVEL_LABEL => level)
+}
+
+/// Makes a process's component's series, at zero, if they are not there.
+fn component_seen(process: &str, component: &str) {
+    for level in ["transient", "permanent"] {
+        hangs(process, component, level).increment(0);
+    }
+    // Registering the histogram is enough: it is served with empty buckets.
+    let _ = metrics::histogram!(HANG_DURATION_SECONDS, PROCESS_LABEL => process.to_owned(), COMPONENT_LABEL => component.to_owned());
+}
+
 /// Counts an alert a child raised.
 pub fn alert(alert: &ChildAlert) {
     let process = alert.child.name.clone();
@@ -37,12 +56,14 @@ pub fn alert(alert: &ChildAlert) {
     match alert.alert.kind {
         AlertKind::Transient | AlertKind::Permanent => {
             let level = if alert.alert.kind == AlertKind::Transient {
+                // A component first seen here (before any stats listed it)
+                // gets its permanent series at zero before it can be due.
+                component_seen(&process, &component);
                 "transient"
             } else {
                 "permanent"
             };
-            metrics::counter!(HANGS_TOTAL, PROCESS_LABEL => process, COMPONENT_LABEL => component, LEVEL_LABEL => level)
-                .increment(1);
+            hangs(&process, &component, level).increment(1);
         }
         AlertKind::Ended { .. } => {
             metrics::histogram!(HANG_DURATION_SECONDS, PROCESS_LABEL => process, COMPONENT_LABEL => component)
@@ -55,6 +76,9 @@ pub fn alert(alert: &ChildAlert) {
 /// Sets a child's gauges and totals from its stats.
 pub fn stats(child: &ChildInfo, stats: &Stats) {
     let process = child.name.clone();
+    for component in &stats.components {
+        component_seen(&process, &component.id.name);
+    }
     metrics::gauge!(MONITORED_COMPONENTS, PROCESS_LABEL => process.clone())
         .set(stats.components.len() as f64);
     metrics::counter!(ALERTS_DROPPED_TOTAL, PROCESS_LABEL => process.clone())

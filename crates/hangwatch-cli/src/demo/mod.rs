@@ -10,12 +10,12 @@
 //! its own. Every alert reaches the hub, which shows a live view; one
 //! profiling window runs across all children. At the end the hub asks every
 //! child to exit (with confirmation), writes the alerts, a report, a
-//! flamegraph and a Firefox profile, prints the report, and checks itself
-//! against the plans (each child's first line on stdout says when its plan's
-//! clock started, which places its alerts in its plan; `lines.rs`): the
-//! last line says how many hangs were injected and detected, and exits
-//! non-zero if any count is off. `hangwatch soak` runs the same children
-//! under a heavier script (`plan.rs`, `crate::soak`).
+//! flamegraph, a Firefox profile and a trace, prints the report, and checks
+//! itself against the plans (each child's first line on stdout says when
+//! its plan's clock started, which places its alerts in its plan;
+//! `lines.rs`): the last line says how many hangs were injected and
+//! detected, and exits non-zero if any count is off. `hangwatch soak` runs
+//! the same children under a heavier script (`plan.rs`, `crate::soak`).
 
 pub mod check;
 mod child;
@@ -25,7 +25,7 @@ mod outputs;
 pub mod plan;
 mod view;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -46,22 +46,23 @@ use crate::procfs;
 #[derive(clap::Args)]
 pub struct Options {
     /// How many child processes (1 to 16).
-    #[arg(long, default_value_t = 3, allow_negative_numbers = true,
+    #[arg(long, default_value_t = 3, allow_hyphen_values = true,
           value_parser = clap::value_parser!(u32).range(1..=16))]
     processes: u32,
     /// How long the demo runs, in seconds, from 6 to 86,400 (longer if the
     /// plan needs it).
-    #[arg(long, default_value_t = 15.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 15.0, allow_hyphen_values = true,
+          value_parser = crate::args::seconds_in(plan::MIN_SECONDS, plan::MAX_SECONDS))]
     seconds: f64,
-    /// Where to write alerts.jsonl, report.txt, hangs.svg and profile.json.
+    /// Where to write alerts.jsonl, report.txt, hangs.svg, profile.json and trace.json.
     #[arg(long, default_value = "hangwatch-demo")]
     out: PathBuf,
     /// Seed for the plan of hangs and the jitter of the work.
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = 7, allow_hyphen_values = true)]
     seed: u64,
     /// Serve every child's figures for Prometheus on this address
     /// (`127.0.0.1:9184`), labelled by process.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true, value_parser = crate::args::listen_address)]
     metrics: Option<std::net::SocketAddr>,
 }
 
@@ -91,16 +92,10 @@ fn watch_ctrl_c() -> Arc<AtomicBool> {
 }
 
 fn run_hub(options: &Options) -> Result<ExitCode, String> {
-    if !(plan::MIN_SECONDS..=plan::MAX_SECONDS).contains(&options.seconds) {
-        return Err(format!(
-            "--seconds must be from {} to {} (it is {:?})",
-            plan::MIN_SECONDS,
-            plan::MAX_SECONDS,
-            options.seconds
-        ));
-    }
-    std::fs::create_dir_all(&options.out)
-        .map_err(|e| format!("cannot create {}: {e}", options.out.display()))?;
+    // `--seconds` was checked as it was parsed (6 s to a day).
+    let seconds = Duration::try_from_secs_f64(options.seconds)
+        .map_err(|e| format!("--seconds {}: {e}", options.seconds))?;
+    outputs_can_go_to(&options.out)?;
     let program = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     if let Some(address) = options.metrics {
         metrics::serve(address)?;
@@ -118,8 +113,7 @@ fn run_hub(options: &Options) -> Result<ExitCode, String> {
         })
         .collect();
     let plans: Vec<Vec<InjectedHang>> = scripts.iter().map(Script::hangs).collect();
-    let run_for = Duration::from_secs_f64(options.seconds)
-        .max(plan::last_end(&plans) + Duration::from_secs(1));
+    let run_for = seconds.max(plan::last_end(&plans) + Duration::from_secs(1));
     view.say(&format!(
         "demo: a hub and {} child processes for {:.1} s; transient timeout {:?}, permanent {:?}; \
          each child hangs 3 times",
@@ -284,6 +278,23 @@ fn run_hub(options: &Options) -> Result<ExitCode, String> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Makes the directory `out` if need be and checks that files can be made
+/// in it, before the run rather than after it.
+fn outputs_can_go_to(out: &Path) -> Result<(), String> {
+    let shown = out.display();
+    if out.exists() && !out.is_dir() {
+        return Err(format!(
+            "--out {shown} is not a directory: give a directory for the demo's files"
+        ));
+    }
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {shown}: {e}"))?;
+    let probe = out.join(format!(".hangwatch-demo-{}", std::process::id()));
+    std::fs::File::create(&probe)
+        .map_err(|e| format!("cannot write files into --out {shown}: {e}"))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }
 
 /// Private (anonymous) memory of the children and of this process.

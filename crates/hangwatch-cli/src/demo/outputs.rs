@@ -1,13 +1,14 @@
-//! The files the demo leaves: `alerts.jsonl`, `report.txt`, `hangs.svg` and
-//! `profile.json`.
+//! The files the demo leaves: `alerts.jsonl`, `report.txt`, `hangs.svg`,
+//! `profile.json` (Firefox Profiler) and `trace.json` (Perfetto UI,
+//! chrome://tracing, speedscope).
 
 use std::io::Write;
 use std::path::Path;
 
 use hangwatch::{Alert, Profile};
-use hangwatch_export::collapsed::{self, Collapsed, Roots};
+use hangwatch_export::collapsed::{self, Collapsed, Prefix};
 use hangwatch_export::report::Report;
-use hangwatch_export::{firefox, flamegraph, ExportError};
+use hangwatch_export::{firefox, flamegraph, trace_event, ExportError};
 use hangwatch_hub::ChildAlert;
 use serde::Serialize;
 
@@ -23,7 +24,7 @@ struct AlertLine<'a> {
     alert: &'a Alert,
 }
 
-/// Writes the four files; returns the lines saying where (or what failed),
+/// Writes the five files; returns the lines saying where (or what failed),
 /// and whether all were written.
 pub fn write(
     out: &Path,
@@ -50,33 +51,38 @@ pub fn write(
     ];
     if profiles.is_empty() {
         saved.push(Err(
-            "no profile came back: hangs.svg and profile.json are missing".into(),
+            "no profile came back: hangs.svg, profile.json and trace.json are missing".into(),
         ));
     } else {
         // Where the threads were while they hung: the samples inside the
         // profiles' hang markers, under process and component.
         let mut stacks = Collapsed::default();
         for (name, _, profile) in profiles {
-            for (frames, count) in collapsed::from_profile_hangs(profile, Roots::Component).stacks()
+            for (frames, count) in
+                collapsed::from_profile_hangs(profile, Prefix::Process(name)).stacks()
             {
-                stacks.add(
-                    std::iter::once(name.as_str()).chain(frames.iter().map(String::as_str)),
-                    count,
-                );
+                stacks.add(frames, count);
             }
         }
         let title = "hangwatch demo: where each thread was while it hung (100 Hz samples)";
         saved.push(save(&out.join("hangs.svg"), "the flamegraph", |file| {
-            flamegraph::write(&stacks, title, file)
+            flamegraph::write(&stacks, title, "samples", file)
         }));
         let mut builder = firefox::Builder::new("hangwatch demo");
+        let mut trace = trace_event::Builder::new();
         for (name, pid, profile) in profiles {
             builder = builder.profile(name.clone(), *pid, profile);
+            trace = trace.profile(name.clone(), *pid, profile);
         }
         saved.push(save(
             &out.join("profile.json"),
             "the Firefox profile",
             |file| builder.build().write(file),
+        ));
+        saved.push(save(
+            &out.join("trace.json"),
+            "the trace (Perfetto UI, chrome://tracing, speedscope)",
+            |file| trace.build().write(file),
         ));
     }
     let ok = saved.iter().all(Result::is_ok);

@@ -48,20 +48,26 @@ use crate::demo::plan::{Mode, Script};
 
 #[derive(clap::Args)]
 pub struct Options {
-    /// How long the soak runs, in seconds.
-    #[arg(long, default_value_t = 60.0)]
+    /// How long the soak runs, in seconds, from 15 to 86,400.
+    #[arg(long, default_value_t = 60.0, allow_hyphen_values = true,
+          value_parser = crate::args::seconds_in(MIN_SECONDS, MAX_SECONDS))]
     seconds: f64,
-    /// How many child processes run at once (`child-0` is never killed).
-    #[arg(long, default_value_t = 3)]
+    /// How many child processes run at once, 2 to 16 (`child-0` is never
+    /// killed).
+    #[arg(long, default_value_t = 3, allow_hyphen_values = true,
+          value_parser = clap::value_parser!(u32).range(2..=16))]
     processes: u32,
     /// Seed for the plans, the work, and which child is killed when.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_hyphen_values = true)]
     seed: u64,
 }
 
 /// The shortest soak: time for the children to warm up and for a kill and
 /// a restart.
 pub const MIN_SECONDS: f64 = 15.0;
+
+/// The longest soak: a day.
+pub const MAX_SECONDS: f64 = 86_400.0;
 
 /// A profiling window opens this often...
 const PROFILE_EVERY: Duration = Duration::from_secs(4);
@@ -101,13 +107,9 @@ pub fn run(options: &Options) -> ExitCode {
 }
 
 fn soak(options: &Options) -> Result<Summary, String> {
+    // `--seconds` and `--processes` were checked as they were parsed.
     let run_for = Duration::try_from_secs_f64(options.seconds)
-        .ok()
-        .filter(|d| d.as_secs_f64() >= MIN_SECONDS && Instant::now().checked_add(*d).is_some())
-        .ok_or_else(|| format!("--seconds must be at least {MIN_SECONDS} (and a sane length)"))?;
-    if !(2..=16).contains(&options.processes) {
-        return Err("--processes must be from 2 to 16".into());
-    }
+        .map_err(|e| format!("--seconds {}: {e}", options.seconds))?;
     let program = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     let hub = Hub::start().map_err(|e| e.to_string())?;
     let stop = AtomicBool::new(false);
