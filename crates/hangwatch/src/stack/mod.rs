@@ -275,7 +275,12 @@ impl std::fmt::Display for Frame {
             (None, None, _) => f.write_str("??")?,
         }
         if let Some(file) = &self.file {
-            write!(f, " at {}", short_path(file))?;
+            // `{:#}` shows the whole path.
+            if f.alternate() {
+                write!(f, " at {file}")?;
+            } else {
+                write!(f, " at {}", short_path(file))?;
+            }
             if let Some(line) = self.line {
                 write!(f, ":{line}")?;
             }
@@ -288,17 +293,21 @@ impl std::fmt::Display for Frame {
 }
 
 /// `file` without the toolchain's checkout prefix of the standard library's
-/// sources (`/rustc/<commit>/library/std/src/...` becomes
-/// `<rustc>/library/std/src/...`), which otherwise makes every std frame
-/// wrap in a terminal. Only the display is shortened; the frame keeps the
-/// whole path.
+/// sources (`/rustc/<commit>/library/std/src/...` becomes `std/src/...`,
+/// and likewise `core`, `alloc`; another path under the checkout becomes
+/// `<rustc>/...`), which otherwise makes every std frame wrap in a
+/// terminal. Only the display is shortened (`{:#}` shows the whole path);
+/// the frame keeps the whole path.
 fn short_path(file: &str) -> std::borrow::Cow<'_, str> {
     let commit = file
         .strip_prefix("/rustc/")
         .and_then(|rest| rest.split_once('/'))
         .filter(|(commit, _)| commit.len() >= 7 && commit.bytes().all(|b| b.is_ascii_hexdigit()));
     match commit {
-        Some((_, rest)) => format!("<rustc>/{rest}").into(),
+        Some((_, rest)) => match rest.strip_prefix("library/") {
+            Some(library) => library.to_owned().into(),
+            None => format!("<rustc>/{rest}").into(),
+        },
         None => file.into(),
     }
 }
@@ -339,11 +348,13 @@ mod tests {
             ..Frame::default()
         };
         let hash = "59807616e1b5cbe4ba2e0c4b1c48bf3cd49ec0a6";
-        let shown = frame(&format!("/rustc/{hash}/library/std/src/thread/mod.rs")).to_string();
-        assert!(
-            shown.ends_with(" f at <rustc>/library/std/src/thread/mod.rs:3"),
-            "{shown}"
-        );
+        let whole = format!("/rustc/{hash}/library/std/src/thread/mod.rs");
+        let shown = frame(&whole).to_string();
+        assert!(shown.ends_with(" f at std/src/thread/mod.rs:3"), "{shown}");
+        let shown = format!("{:#}", frame(&whole));
+        assert!(shown.ends_with(&format!(" f at {whole}:3")), "{shown}");
+        let shown = frame(&format!("/rustc/{hash}/compiler/x.rs")).to_string();
+        assert!(shown.ends_with(" f at <rustc>/compiler/x.rs:3"), "{shown}");
         for kept in ["/rustc/notacommit/x.rs", "src/main.rs", "/rustc/"] {
             assert!(
                 frame(kept).to_string().contains(&format!(" at {kept}:3")),
