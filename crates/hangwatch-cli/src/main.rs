@@ -2,6 +2,7 @@
 
 mod args;
 mod demo;
+mod interrupt;
 mod output;
 mod procfs;
 mod report;

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Every field README documents, and whether it may be null.
-const FIELDS: [(&str, bool); 28] = [
+const FIELDS: [(&str, bool); 29] = [
     ("seconds", false),
     ("processes", false),
     ("processes_started", false),
@@ -37,6 +37,7 @@ const FIELDS: [(&str, bool); 28] = [
     ("monitor_rss_end_kib", true),
     ("monitor_rss_growth_kib", true),
     ("monitor_rss_seconds", true),
+    ("interrupted", false),
     ("passed", false),
 ];
 
@@ -150,4 +151,41 @@ fn bad_soak_arguments_get_a_clear_error() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(message), "{stderr}");
     }
+}
+
+#[test]
+fn ctrl_c_ends_the_soak_and_prints_the_figures_so_far() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let soak = Command::new(env!("CARGO_BIN_EXE_hangwatch"))
+        .args(["soak", "--seconds", "120", "--processes", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run hangwatch soak");
+    // Long enough for the children to start and hang at least once.
+    std::thread::sleep(Duration::from_secs(6));
+    let interrupted_at = Instant::now();
+    let sent = Command::new("kill")
+        .args(["-INT", &soak.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(sent.success());
+    let output = soak.wait_with_output().expect("the soak ends");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stdout}\n{stderr}");
+    assert!(
+        interrupted_at.elapsed() < Duration::from_secs(60),
+        "it ran on to its end: {stderr}"
+    );
+    assert!(
+        stderr.contains("soak: interrupted (Ctrl-C) after"),
+        "{stderr}"
+    );
+    let figures: serde_json::Value = serde_json::from_str(&stdout).expect("the figures, as JSON");
+    assert_eq!(figures["interrupted"], true, "{stdout}");
+    assert_eq!(figures["passed"], false, "{stdout}");
+    assert!(figures["processes_started"].as_u64() >= Some(2), "{stdout}");
 }

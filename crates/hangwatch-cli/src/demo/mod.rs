@@ -27,8 +27,7 @@ mod view;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::Receiver;
@@ -76,21 +75,6 @@ pub fn run(options: &Options) -> ExitCode {
     }
 }
 
-/// Set by the first Ctrl-C; a second one ends the process at once.
-fn watch_ctrl_c() -> Arc<AtomicBool> {
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = interrupted.clone();
-    let watched = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-    });
-    if let Err(error) = watched {
-        eprintln!("hangwatch demo: Ctrl-C will end the demo at once: {error}");
-    }
-    interrupted
-}
-
 fn run_hub(options: &Options) -> Result<ExitCode, String> {
     // `--seconds` was checked as it was parsed (6 s to a day).
     let seconds = Duration::try_from_secs_f64(options.seconds)
@@ -100,7 +84,7 @@ fn run_hub(options: &Options) -> Result<ExitCode, String> {
     if let Some(address) = options.metrics {
         metrics::serve(address)?;
     }
-    let interrupted = watch_ctrl_c();
+    let interrupted = crate::interrupt::watch_ctrl_c("demo");
     let hub = Hub::start().map_err(|e| e.to_string())?;
     let mut view = View::new();
     let scripts: Vec<Script> = (0..options.processes)
@@ -261,7 +245,7 @@ fn run_hub(options: &Options) -> Result<ExitCode, String> {
             run_for.as_secs_f64()
         );
         return Ok(if written {
-            ExitCode::from(130)
+            ExitCode::from(crate::interrupt::INTERRUPTED)
         } else {
             ExitCode::FAILURE
         });

@@ -99,7 +99,9 @@ pub fn run(options: &Options) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    if summary.passed {
+    if summary.interrupted {
+        ExitCode::from(crate::interrupt::INTERRUPTED)
+    } else if summary.passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -111,6 +113,7 @@ fn soak(options: &Options) -> Result<Summary, String> {
     let run_for = Duration::try_from_secs_f64(options.seconds)
         .map_err(|e| format!("--seconds {}: {e}", options.seconds))?;
     let program = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let interrupted = crate::interrupt::watch_ctrl_c("soak");
     let hub = Hub::start().map_err(|e| e.to_string())?;
     let stop = AtomicBool::new(false);
     let (stamped, events) = unbounded();
@@ -118,7 +121,7 @@ fn soak(options: &Options) -> Result<Summary, String> {
         scope.spawn(|| stamp(&hub, &stop, &stamped));
         // However the soak ends, the stamping thread ends with it.
         let _stop = StopOnDrop(&stop);
-        Soak::new(options, run_for, &hub, program).and_then(|soak| soak.run(&events))
+        Soak::new(options, run_for, &hub, program).and_then(|soak| soak.run(&events, &interrupted))
     })
 }
 
@@ -225,13 +228,20 @@ impl<'h> Soak<'h> {
     }
 
     /// The run, step by step (see the module docs), then the end.
-    fn run(mut self, events: &Receiver<(SystemTime, HubEvent)>) -> Result<Summary, String> {
+    /// Runs until the end, or until Ctrl-C raises `interrupted`: then the
+    /// children are asked to exit as at the end, and the figures so far
+    /// come back marked `interrupted` (and not passed).
+    fn run(
+        mut self,
+        events: &Receiver<(SystemTime, HubEvent)>,
+        interrupted: &AtomicBool,
+    ) -> Result<Summary, String> {
         let mut next_profile = self.started + PROFILE_EVERY / 2;
         let mut profiling_until: Option<Instant> = None;
         let mut next_kill = self.started + self.kill_gap();
         let mut next_poll = self.started + POLL_EVERY;
         let mut next_progress = self.started + PROGRESS_EVERY;
-        while Instant::now() < self.end {
+        while Instant::now() < self.end && !interrupted.load(Ordering::SeqCst) {
             self.take_in(events, Duration::from_millis(50));
             let now = Instant::now();
             if profiling_until.is_none() && now >= next_profile {
@@ -256,10 +266,25 @@ impl<'h> Soak<'h> {
                 next_progress += PROGRESS_EVERY;
             }
         }
+        let interrupted_after = interrupted
+            .load(Ordering::SeqCst)
+            .then(|| self.started.elapsed());
+        if let Some(after) = interrupted_after {
+            eprintln!(
+                "soak: interrupted (Ctrl-C) after {:.1} s: asking every child to exit (Ctrl-C again \
+                 to quit now); the figures so far follow, not judged",
+                after.as_secs_f64()
+            );
+        }
         if profiling_until.is_some() {
             self.stop_profiling()?;
         }
-        self.finish(events)
+        let mut summary = self.finish(events)?;
+        if interrupted_after.is_some() {
+            summary.interrupted = true;
+            summary.passed = false;
+        }
+        Ok(summary)
     }
 
     /// Starts generation `generation` of child `index`, with a plan for the

@@ -47,6 +47,8 @@ pub struct Summary {
     pub monitor_rss_end_kib: Option<u64>,
     pub monitor_rss_growth_kib: Option<i64>,
     pub monitor_rss_seconds: Option<f64>,
+    /// Ended early by Ctrl-C: the figures are what was gathered, not judged.
+    pub interrupted: bool,
     pub passed: bool,
 }
 
@@ -123,6 +125,7 @@ impl Summary {
             monitor_rss_end_kib: rss.map(|(_, r)| r.end_kib),
             monitor_rss_growth_kib: rss.map(|(_, r)| r.growth_kib()),
             monitor_rss_seconds: rss.map(|(_, r)| round(r.span.as_secs_f64())),
+            interrupted: false,
             passed: false,
         };
         summary.passed = summary.missed_hangs == 0
