@@ -73,7 +73,6 @@
 //!
 //! [`fxprof-processed-profile`]: https://docs.rs/fxprof-processed-profile
 
-use std::borrow::Cow;
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -88,20 +87,13 @@ use hangwatch::{Alert, HangLevel, HangMarker, Profile, ProfileSample, ProfiledTh
 
 use crate::error::ExportError;
 use crate::frames::{frame_name, is_program_frame};
-use crate::hangs::profile_from_alerts;
+use crate::hangs::Process;
 
 /// Gathers processes, then builds one Firefox Profiler profile of them all.
 #[derive(Clone, Debug)]
 pub struct Builder<'a> {
     product: String,
     processes: Vec<Process<'a>>,
-}
-
-#[derive(Clone, Debug)]
-struct Process<'a> {
-    name: String,
-    pid: u32,
-    profile: Cow<'a, Profile>,
 }
 
 impl<'a> Builder<'a> {
@@ -117,22 +109,14 @@ impl<'a> Builder<'a> {
     /// Adds a process named `name` with id `pid`, with the threads,
     /// samples and hangs of `profile`.
     pub fn profile(mut self, name: impl Into<String>, pid: u32, profile: &'a Profile) -> Self {
-        self.processes.push(Process {
-            name: name.into(),
-            pid,
-            profile: Cow::Borrowed(profile),
-        });
+        self.processes.push(Process::of_profile(name, pid, profile));
         self
     }
 
     /// Adds a process named `name` with id `pid`, with what `alerts` say
     /// (see [`profile_from_alerts`]).
     pub fn alerts(mut self, name: impl Into<String>, pid: u32, alerts: &[Alert]) -> Self {
-        self.processes.push(Process {
-            name: name.into(),
-            pid,
-            profile: Cow::Owned(profile_from_alerts(alerts)),
-        });
+        self.processes.push(Process::of_alerts(name, pid, alerts));
         self
     }
 

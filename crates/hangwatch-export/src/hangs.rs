@@ -59,6 +59,7 @@
 //! assert!(hangs[0].ended);
 //! ```
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -505,5 +506,33 @@ mod tests {
                 ("alone", 40),
             ]
         );
+    }
+}
+
+/// One process of an export of several (the Firefox Profiler profile, the
+/// trace): its name, its pid (0 if not known) and its profile, given or made
+/// from its alerts ([`profile_from_alerts`]).
+#[derive(Clone, Debug)]
+pub(crate) struct Process<'a> {
+    pub(crate) name: String,
+    pub(crate) pid: u32,
+    pub(crate) profile: Cow<'a, Profile>,
+}
+
+impl<'a> Process<'a> {
+    pub(crate) fn of_profile(name: impl Into<String>, pid: u32, profile: &'a Profile) -> Self {
+        Process {
+            name: name.into(),
+            pid,
+            profile: Cow::Borrowed(profile),
+        }
+    }
+
+    pub(crate) fn of_alerts(name: impl Into<String>, pid: u32, alerts: &[Alert]) -> Self {
+        Process {
+            name: name.into(),
+            pid,
+            profile: Cow::Owned(profile_from_alerts(alerts)),
+        }
     }
 }

@@ -112,7 +112,6 @@
 
 mod timeline;
 
-use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -121,19 +120,12 @@ use hangwatch::{Alert, HangMarker, Profile, ProfiledThread};
 use serde::Serialize;
 
 use crate::error::ExportError;
-use crate::hangs::profile_from_alerts;
+use crate::hangs::Process;
 
 /// Gathers processes, then builds one trace of them all.
 #[derive(Clone, Debug, Default)]
 pub struct Builder<'a> {
     processes: Vec<Process<'a>>,
-}
-
-#[derive(Clone, Debug)]
-struct Process<'a> {
-    name: String,
-    pid: u32,
-    profile: Cow<'a, Profile>,
 }
 
 impl<'a> Builder<'a> {
@@ -145,22 +137,14 @@ impl<'a> Builder<'a> {
     /// Adds a process named `name` with id `pid` (0 if not known), with the
     /// threads, samples and hangs of `profile`.
     pub fn profile(mut self, name: impl Into<String>, pid: u32, profile: &'a Profile) -> Self {
-        self.processes.push(Process {
-            name: name.into(),
-            pid,
-            profile: Cow::Borrowed(profile),
-        });
+        self.processes.push(Process::of_profile(name, pid, profile));
         self
     }
 
     /// Adds a process named `name` with id `pid` (0 if not known), with what
     /// `alerts` say (see [`profile_from_alerts`]).
     pub fn alerts(mut self, name: impl Into<String>, pid: u32, alerts: &[Alert]) -> Self {
-        self.processes.push(Process {
-            name: name.into(),
-            pid,
-            profile: Cow::Owned(profile_from_alerts(alerts)),
-        });
+        self.processes.push(Process::of_alerts(name, pid, alerts));
         self
     }
 
