@@ -7,13 +7,12 @@
 //! minus the same with profiling off over an equal window, as a percentage
 //! of one core.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hangwatch::{ComponentId, Monitor, ProfilingOptions};
+use hangwatch::{Monitor, ProfilingOptions};
 
 use crate::procfs::{threads_starting_with, Thread};
+use crate::profiling_1khz::Busy;
 
 const THREADS: u64 = 16;
 
@@ -33,31 +32,7 @@ pub fn run(window: Duration) -> ProfilingCost {
         .thread_name(name)
         .start()
         .expect("start the monitor");
-    let running = Arc::new(AtomicBool::new(true));
-    let workers: Vec<_> = (0..THREADS)
-        .map(|n| {
-            let register = register.clone();
-            let running = running.clone();
-            std::thread::spawn(move || {
-                let handle = register
-                    .register_component(
-                        ComponentId::new("busy", n),
-                        Duration::from_secs(1),
-                        Duration::from_secs(10),
-                        None,
-                    )
-                    .expect("register");
-                while running.load(Ordering::Relaxed) {
-                    let _task = handle.activity("busy");
-                    let start = Instant::now();
-                    while start.elapsed() < Duration::from_millis(1) {
-                        std::hint::spin_loop();
-                    }
-                }
-            })
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(200));
+    let busy = Busy::start(&register, THREADS, "hw-prof-busy");
     let mut ours = Thread::named(name).into_iter().collect::<Vec<_>>();
     ours.extend(threads_starting_with("hangwatch-stack"));
     // The capture thread ("hangwatch-capture", cut to 15 bytes by the kernel).
@@ -78,10 +53,7 @@ pub fn run(window: Duration) -> ProfilingCost {
     let elapsed = started.elapsed();
     let profile = control.stop_profiling().expect("stop profiling");
 
-    running.store(false, Ordering::Relaxed);
-    for worker in workers {
-        let _ = worker.join();
-    }
+    drop(busy);
     let samples: usize = profile.threads.iter().map(|t| t.samples.len()).sum();
     ProfilingCost {
         overhead_pct: profiling.saturating_sub(baseline).as_secs_f64() / elapsed.as_secs_f64()

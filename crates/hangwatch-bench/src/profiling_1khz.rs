@@ -78,25 +78,27 @@ fn profile_at_1khz(control: &Control) {
         .expect("start profiling");
 }
 
-/// Components that each run 1 ms activities back to back until dropped.
-struct Busy {
+/// Components that each run 1 ms activities back to back until dropped
+/// (so that profiling never skips them as waiting), on threads named `name`.
+pub(crate) struct Busy {
     running: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Busy {
-    fn start(register: &Register, count: u64, name: &str) -> Busy {
+    pub(crate) fn start(register: &Register, count: u64, name: &str) -> Busy {
         let running = Arc::new(AtomicBool::new(true));
         let threads = (0..count)
             .map(|n| {
                 let register = register.clone();
                 let running = running.clone();
+                let name = name.to_owned();
                 std::thread::Builder::new()
-                    .name(name.to_owned())
+                    .name(name.clone())
                     .spawn(move || {
                         let handle = register
                             .register_component(
-                                ComponentId::new("busy-1khz", n),
+                                ComponentId::new(name, n),
                                 Duration::from_secs(1),
                                 Duration::from_secs(10),
                                 None,
