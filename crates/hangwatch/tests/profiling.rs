@@ -113,6 +113,54 @@ fn a_second_at_100_hz_over_four_busy_threads() {
     }
 }
 
+/// A profiling tick samples and sleeps again: it does not look at the
+/// components (their promise still stands), and the samples come back
+/// without waking the monitor. So the monitor's looks stay what the
+/// components' activities and the requests ask for, however many ticks.
+#[test]
+fn profiling_ticks_do_not_look_at_the_components() {
+    let Monitor {
+        register, control, ..
+    } = Monitor::builder().start().unwrap();
+    let running = Arc::new(AtomicBool::new(true));
+    let worker = busy_component(&register, 0, running.clone());
+    std::thread::sleep(ms(50));
+    warm_up(&control);
+
+    let before = control.stats().unwrap();
+    control
+        .start_profiling(ProfilingOptions {
+            rate_hz: 1000,
+            ..ProfilingOptions::default()
+        })
+        .unwrap();
+    let started = Instant::now();
+    let mut requests = 2; // starting profiling, and each figures request below
+    let after = loop {
+        std::thread::sleep(ms(250));
+        requests += 1;
+        let stats = control.stats().unwrap();
+        if stats.samples - before.samples >= 200 || started.elapsed() > ms(30_000) {
+            break stats;
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    control.stop_profiling().unwrap();
+    running.store(false, Ordering::Relaxed);
+    worker.join().unwrap();
+
+    let samples = after.samples - before.samples;
+    let looks = after.looks - before.looks;
+    assert!(samples >= 100, "{samples} samples in {seconds:.1} s");
+    // One look per request, and while the component keeps changing, one per
+    // its 500 ms transient timeout; a look per tick would be one per sample.
+    let allowed = requests as f64 + 2.0 * seconds + 4.0;
+    assert!(
+        (looks as f64) <= allowed,
+        "{looks} looks for {samples} samples in {seconds:.1} s ({requests} requests)"
+    );
+}
+
 #[test]
 fn a_hang_while_profiling_is_alerted_with_its_stack_and_marked() {
     let Monitor {
