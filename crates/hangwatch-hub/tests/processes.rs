@@ -407,6 +407,10 @@ fn a_stopped_child_times_out_without_stalling_the_others() {
     gather(&hub, |events| connected(events).len() == 2);
 
     signal("-STOP", stopped_pid);
+    // `kill` returns once the signal is sent; each thread stops when the
+    // kernel next gets to it. A request sent before the last one stopped
+    // could still be answered.
+    wait_stopped(stopped_pid);
     let start = Instant::now();
     assert_eq!(
         hub.stats(stopped_pid).unwrap_err(),
@@ -429,6 +433,27 @@ fn a_stopped_child_times_out_without_stalling_the_others() {
     hub.exit_all().unwrap();
     assert!(wait_exit(&mut stopped).success());
     assert!(wait_exit(&mut running).success());
+}
+
+/// Waits until every thread of `pid` is stopped (state `T` in its
+/// `/proc/PID/task/TID/stat`).
+fn wait_stopped(pid: u32) {
+    let deadline = Instant::now() + ms(10_000);
+    loop {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the child's threads");
+        let all_stopped = tasks.filter_map(Result::ok).all(|task| {
+            std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+                stat.rfind(')')
+                    .and_then(|end| stat[end + 1..].split_whitespace().next())
+                    == Some("T")
+            })
+        });
+        if all_stopped {
+            return;
+        }
+        assert!(Instant::now() < deadline, "child {pid} did not stop");
+        std::thread::sleep(ms(1));
+    }
 }
 
 fn signal(which: &str, pid: u32) {
