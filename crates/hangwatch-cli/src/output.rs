@@ -25,6 +25,25 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
     false
 }
 
+/// Whether two outputs would land in one file: the same file now, or the
+/// same name in the same directory (for files not written yet).
+pub fn same_output(a: &Path, b: &Path) -> bool {
+    same_file(a, b) || matches!((resolved(a), resolved(b)), (Some(a), Some(b)) if a == b)
+}
+
+/// `path` with its directory resolved (links, `..`), whether or not the
+/// file itself exists yet.
+fn resolved(path: &Path) -> Option<std::path::PathBuf> {
+    if let Ok(path) = path.canonicalize() {
+        return Some(path);
+    }
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    Some(directory.canonicalize().ok()?.join(path.file_name()?))
+}
+
 /// Writes `what` to `path`: a line saying where, or why not.
 pub fn save(
     path: &Path,

@@ -15,7 +15,7 @@ use hangwatch_export::collapsed::{self, Prefix};
 use hangwatch_export::report::Report;
 use hangwatch_export::{firefox, flamegraph, jsonl, trace_event};
 
-use crate::output::{same_file, save};
+use crate::output::{same_file, same_output, save};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -57,6 +57,32 @@ pub fn run(args: &Args) -> ExitCode {
             "hangwatch report: {} is the alerts file it reads: write the outputs to other files",
             clash.display()
         );
+        return ExitCode::FAILURE;
+    }
+    let named = [
+        (&args.svg, "--svg"),
+        (&args.firefox, "--firefox"),
+        (&args.collapsed, "--collapsed"),
+        (&args.trace, "--trace"),
+    ];
+    let named: Vec<(&PathBuf, &str)> = named
+        .into_iter()
+        .filter_map(|(path, flag)| path.as_ref().map(|path| (path, flag)))
+        .collect();
+    for (at, (first, first_flag)) in named.iter().enumerate() {
+        if let Some((_, second_flag)) = named[at + 1..]
+            .iter()
+            .find(|(second, _)| same_output(first, second))
+        {
+            eprintln!(
+                "hangwatch report: {first_flag} and {second_flag} both name {}: give each output a file of its own",
+                first.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+    if args.alerts.is_dir() {
+        eprintln!("hangwatch report: {source} is a directory, not a file of alerts");
         return ExitCode::FAILURE;
     }
     let mut read = match jsonl::read_file(&args.alerts) {

@@ -272,3 +272,32 @@ fn an_output_that_is_the_input_is_refused_and_the_input_kept() {
         );
     }
 }
+
+#[test]
+fn two_outputs_naming_one_file_are_refused_before_anything_is_written() {
+    let dir = scratch("two-outputs");
+    let input = dir.join("alerts.jsonl");
+    write_file(&input, |out| jsonl::write(&alerts(), out)).unwrap();
+    let first = dir.join("out.file");
+    // The same file, not written yet, under another spelling.
+    let again = dir.join("sub").join("..").join("out.file");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let (output, stdout, stderr) =
+        hangwatch(&[&input, "--svg".as_ref(), &first, "--trace".as_ref(), &again]);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("--svg and --trace both name"), "{stderr}");
+    assert!(!first.exists(), "an output was written");
+}
+
+#[test]
+fn a_directory_as_the_input_is_named_in_the_error() {
+    let dir = scratch("directory-input");
+    let (output, stdout, stderr) = hangwatch(&[&dir]);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains(&format!("{} is a directory", dir.display())),
+        "{stderr}"
+    );
+}
