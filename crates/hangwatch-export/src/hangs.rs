@@ -322,6 +322,17 @@ pub fn profile_from_alerts(alerts: &[Alert]) -> Profile {
 mod tests {
     use super::*;
 
+    /// A stack of one frame, in function `name`.
+    fn stack(name: &str) -> Stack {
+        Stack {
+            frames: vec![hangwatch::stack::Frame {
+                function: Some(name.into()),
+                ..Default::default()
+            }],
+            ..Stack::default()
+        }
+    }
+
     fn alert(component: u64, kind: AlertKind, at_ms: u64, duration_ms: u64) -> Alert {
         Alert {
             component: ComponentId::new("c", component),
@@ -344,14 +355,6 @@ mod tests {
 
     #[test]
     fn a_stack_that_followed_its_alert_counts_once_instead_of_the_alerts() {
-        let frame = |name: &str| hangwatch::stack::Frame {
-            function: Some(name.into()),
-            ..Default::default()
-        };
-        let stack = |name: &str| Stack {
-            frames: vec![frame(name)],
-            ..Stack::default()
-        };
         let hang = |kind, ms, name: Option<&str>| Alert {
             started_ns: Some(7),
             stack: name.map(stack),
@@ -461,14 +464,6 @@ mod tests {
 
     #[test]
     fn a_hangs_duration_is_shared_among_its_stacks() {
-        let frame = |name: &str| hangwatch::stack::Frame {
-            function: Some(name.into()),
-            ..Default::default()
-        };
-        let stack = |name: &str| Stack {
-            frames: vec![frame(name)],
-            ..Stack::default()
-        };
         let hang = |component, kind, ms, name: Option<&str>| Alert {
             started_ns: Some(7),
             stack: name.map(stack),
