@@ -108,3 +108,11 @@ impl Timeouts {
 /// asks every component to exit. It should only pass the request on (send a
 /// message, set a flag): it must not block, since the monitor waits for it.
 pub type ExitSignal = Box<dyn FnOnce() + Send + 'static>;
+
+/// How the monitor sees a component's progress within one activity: the
+/// number of pieces of work (a task's poll, a message) it has completed
+/// since its current activity began. See [`Handle::watch_progress`](crate::Handle::watch_progress).
+///
+/// Called on the monitor's thread at each look at the active component: it
+/// must be cheap (a few atomic loads) and must not block.
+pub type ProgressProbe = Box<dyn Fn() -> u64 + Send + 'static>;

@@ -37,7 +37,7 @@ pub(crate) struct Shared {
     pub(crate) schedule: Arc<Schedule>,
     /// Live ids, for the duplicate check. Taken by registering and
     /// unregistering threads only, never by the monitor.
-    ids: Mutex<HashMap<ComponentId, Weak<ActivityCell>>>,
+    ids: Mutex<HashMap<ComponentId, (Weak<ActivityCell>, u64)>>,
     next_key: AtomicU64,
     /// Bytes of stack to preallocate per component; `None` when stacks are off.
     stack_bytes: Option<usize>,
@@ -58,7 +58,7 @@ impl Shared {
         }
     }
 
-    fn ids(&self) -> std::sync::MutexGuard<'_, HashMap<ComponentId, Weak<ActivityCell>>> {
+    fn ids(&self) -> std::sync::MutexGuard<'_, HashMap<ComponentId, (Weak<ActivityCell>, u64)>> {
         // The map stays consistent even if a holder panicked: every critical
         // section is a single insert or remove.
         self.ids
@@ -99,19 +99,61 @@ impl Register {
         exit_signal: Option<ExitSignal>,
     ) -> Result<Handle, RegisterError> {
         let timeouts = Timeouts::new(transient, permanent)?;
+        self.register(id, timeouts, exit_signal, Takeover::Refuse)
+    }
+
+    /// Registers the calling thread as the component `id`, as
+    /// [`register_component`](Register::register_component) does, taking
+    /// the id over from the thread that holds it, if any: that thread's
+    /// component stops being watched (an activity of it under way is not
+    /// reported), as if it had unregistered, and its handle says so
+    /// ([`Handle::is_taken_over`]).
+    ///
+    /// For a role that moves from thread to thread, such as a tokio
+    /// worker's, which `block_in_place` hands to a new thread while the old
+    /// one blocks.
+    pub fn take_over_component(
+        &self,
+        id: ComponentId,
+        transient: Duration,
+        permanent: Duration,
+        exit_signal: Option<ExitSignal>,
+    ) -> Result<Handle, RegisterError> {
+        let timeouts = Timeouts::new(transient, permanent)?;
+        self.register(id, timeouts, exit_signal, Takeover::Replace)
+    }
+
+    fn register(
+        &self,
+        id: ComponentId,
+        timeouts: Timeouts,
+        exit_signal: Option<ExitSignal>,
+        takeover: Takeover,
+    ) -> Result<Handle, RegisterError> {
+        let transient = timeouts.transient();
         let cell = Arc::new(ActivityCell::default());
+        let key = self.shared.next_key.fetch_add(1, Ordering::Relaxed);
         {
             let mut ids = self.shared.ids();
-            let taken = ids
+            let holder = ids
                 .get(&id)
-                .and_then(Weak::upgrade)
-                .is_some_and(|other| !other.is_retired());
-            if taken {
-                return Err(RegisterError::Duplicate(id));
+                .and_then(|(cell, key)| Some((cell.upgrade()?, *key)))
+                .filter(|(other, _)| !other.is_retired());
+            if let Some((other, other_key)) = holder {
+                if takeover == Takeover::Refuse {
+                    return Err(RegisterError::Duplicate(id));
+                }
+                // What the holder's own unregistering would do; its handle,
+                // when it drops, finds the id no longer its own, and the
+                // monitor no longer knows its key.
+                other.unregistered.store(true, Ordering::Release);
+                let _ = self
+                    .shared
+                    .registry
+                    .send(RegistryMsg::Unregister { key: other_key });
             }
-            ids.insert(id.clone(), Arc::downgrade(&cell));
+            ids.insert(id.clone(), (Arc::downgrade(&cell), key));
         }
-        let key = self.shared.next_key.fetch_add(1, Ordering::Relaxed);
         let mut registration = Registration {
             key,
             id: id.clone(),
@@ -158,6 +200,13 @@ impl Register {
             _owned_by_its_thread: PhantomData,
         })
     }
+}
+
+/// Whether a registration may take an id over from the thread holding it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Takeover {
+    Refuse,
+    Replace,
 }
 
 /// A component's link to the monitor, owned by the component's thread.
@@ -226,12 +275,45 @@ impl Handle {
         ActivityGuard { handle: self }
     }
 
+    /// Lets the monitor tell a busy component from a stuck one: `probe`
+    /// returns how many pieces of work (a task's poll, a message) the
+    /// component has completed since its current activity began.
+    ///
+    /// For a loop that runs many short jobs in one activity, without a
+    /// notification between them (a scheduler that reports only when it
+    /// sleeps and wakes): while the count keeps moving, the activity is busy,
+    /// not hung, however long it lasts. A hang is then a stretch with no
+    /// progress: it begins at the look that last saw the count move (or at
+    /// the activity's start, if it never moved), and it ends at its
+    /// activity's end or at the look that sees the count move again. While
+    /// such a component is active the monitor looks at it ten times per
+    /// transient timeout, so a hang's start and end are seen within a tenth
+    /// of that timeout; a probe that counts work only in batches (tokio
+    /// publishes its counters every 61 polls) moves in batches.
+    ///
+    /// `probe` runs on the monitor's thread at each look at the active
+    /// component: a few atomic loads, never a lock or a wait. A later call
+    /// replaces it.
+    pub fn watch_progress(&self, probe: impl Fn() -> u64 + Send + 'static) {
+        let _ = self.shared.registry.send(RegistryMsg::Progress {
+            key: self.key,
+            probe: Box::new(probe),
+        });
+    }
+
     /// Stops monitoring this component. Dropping the handle does the same.
     pub fn unregister(self) {}
 
     /// The id this component registered with.
     pub fn id(&self) -> &ComponentId {
         &self.id
+    }
+
+    /// Whether another thread took this component's id over
+    /// ([`Register::take_over_component`]): the monitor no longer watches
+    /// this handle's notifications.
+    pub fn is_taken_over(&self) -> bool {
+        self.cell.unregistered.load(Ordering::Acquire)
     }
 
     /// If the monitor marked the activity that is ending (it alerted on it,
@@ -263,7 +345,7 @@ impl Drop for Handle {
             let mut ids = self.shared.ids();
             let ours = ids
                 .get(&self.id)
-                .is_some_and(|cell| std::ptr::eq(cell.as_ptr(), Arc::as_ptr(&self.cell)));
+                .is_some_and(|(cell, _)| std::ptr::eq(cell.as_ptr(), Arc::as_ptr(&self.cell)));
             if ours {
                 ids.remove(&self.id);
             }

@@ -172,7 +172,7 @@ pub use crate::alert::{Alert, AlertKind, HangLevel};
 pub use crate::annotation::Annotation;
 pub use crate::builder::{Builder, Monitor};
 pub use crate::clock::monotonic_ns;
-pub use crate::component::{ComponentId, ExitSignal};
+pub use crate::component::{ComponentId, ExitSignal, ProgressProbe};
 pub use crate::control::Control;
 pub use crate::error::{MonitorGone, ProfilingError, RegisterError, StartError};
 pub use crate::handle::{ActivityGuard, Handle, Register};

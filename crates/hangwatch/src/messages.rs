@@ -33,7 +33,7 @@ use std::sync::Arc;
 use crossbeam_channel::Sender;
 
 use crate::cell::ActivityCell;
-use crate::component::{ComponentId, ExitSignal, Timeouts};
+use crate::component::{ComponentId, ExitSignal, ProgressProbe, Timeouts};
 use crate::error::ProfilingError;
 use crate::monitor::ProfilingOptions;
 use crate::profile::Profile;
@@ -50,6 +50,12 @@ pub(crate) enum RegistryMsg {
     Unregister {
         /// The `Registration::key` of that component.
         key: u64,
+    },
+    /// A component gave the monitor a way to see its progress.
+    Progress {
+        /// The `Registration::key` of that component.
+        key: u64,
+        probe: ProgressProbe,
     },
 }
 

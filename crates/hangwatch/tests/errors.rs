@@ -248,3 +248,54 @@ fn disabled_monitoring_still_registers_and_signals() {
     assert_eq!(control.exit().unwrap().signalled, 1);
     assert_eq!(signalled.load(Ordering::SeqCst), 1);
 }
+
+#[test]
+fn a_component_taken_over_by_another_thread_is_no_longer_watched() {
+    let Monitor {
+        register,
+        alerts,
+        control,
+        ..
+    } = Monitor::builder().stacks(false).start().unwrap();
+    let id = ComponentId::new("moving role", 1);
+    let (held, release) = (
+        Arc::new(std::sync::Barrier::new(2)),
+        Arc::new(std::sync::Barrier::new(2)),
+    );
+    let first = std::thread::spawn({
+        let (register, id, held, release) =
+            (register.clone(), id.clone(), held.clone(), release.clone());
+        move || {
+            let handle = register
+                .register_component(id, ms(400), ms(800), None)
+                .unwrap();
+            // Busy for good: only the take-over ends its watch.
+            handle.notify_activity("left behind");
+            held.wait();
+            release.wait();
+            handle.is_taken_over()
+        }
+    });
+    held.wait();
+    // A plain registration of a held id is refused; a take-over is not.
+    assert_eq!(
+        register
+            .register_component(id.clone(), ms(100), ms(1_000), None)
+            .err(),
+        Some(RegisterError::Duplicate(id.clone()))
+    );
+    let second = register
+        .take_over_component(id.clone(), ms(100), ms(1_000), None)
+        .unwrap();
+    assert!(!second.is_taken_over());
+    common::expect_silence(&alerts, ms(1_000));
+    release.wait();
+    assert!(first.join().unwrap(), "the first handle was told");
+    let stats = control.stats().unwrap();
+    assert_eq!(
+        stats.components.iter().filter(|c| c.id == id).count(),
+        1,
+        "{stats:?}"
+    );
+    drop(second);
+}

@@ -23,10 +23,8 @@ use std::time::{Duration, Instant};
 
 use common::{ms, GENEROUS};
 use crossbeam_channel::Receiver;
-#[cfg(tokio_unstable)]
-use hangwatch::integrations::tokio::BuilderExt;
 use hangwatch::integrations::tokio::{
-    block_in_place, spawn, spawn_named, WorkerMonitor, RUNNING_TASKS,
+    spawn, spawn_named, BuilderExt, WorkerMonitor, RUNNING_TASKS,
 };
 use hangwatch::{Alert, AlertKind, ComponentId, Control, HangLevel, Monitor};
 
@@ -261,11 +259,14 @@ fn a_lock_a_cpu_loop_and_synchronous_io_are_caught_and_named() {
 }
 
 #[test]
-fn block_in_place_retires_the_worker_instead_of_reporting_it() {
+fn tokios_own_block_in_place_is_not_reported_and_its_worker_is_taken_over() {
     let Monitor {
-        register, alerts, ..
+        register,
+        alerts,
+        control,
+        ..
     } = Monitor::builder().stacks(false).start().unwrap();
-    let workers = WorkerMonitor::new(&register, "placing", ms(150), ms(5_000)).unwrap();
+    let workers = WorkerMonitor::new(&register, "placing", ms(150), ms(1_000)).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -281,11 +282,70 @@ fn block_in_place_retires_the_worker_instead_of_reporting_it() {
         .build()
         .unwrap();
     assert!(tokio_http::wait_for_workers(&workers, 2));
-    let task = runtime.spawn(async { block_in_place(|| std::thread::sleep(ms(400))) });
+    // tokio's own, as libraries call it: the worker is handed to another
+    // thread while this one blocks for longer than the permanent timeout.
+    let task =
+        runtime.spawn(async { tokio::task::block_in_place(|| std::thread::sleep(ms(1_300))) });
     runtime.block_on(task).unwrap();
     // Neither the blocking closure nor the thread afterwards (a worker
-    // again, or retired to the blocking pool) is reported.
-    common::expect_silence(&alerts, ms(400));
+    // again, or retired to the blocking pool) is reported, then or later.
+    common::expect_silence(&alerts, ms(1_200));
+    // The workers are still the runtime's two indexes, each watched once.
+    let mut numbers: Vec<u64> = control
+        .stats()
+        .unwrap()
+        .components
+        .iter()
+        .filter(|c| c.id.name == "placing")
+        .map(|c| c.id.number)
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, [0, 1]);
+    runtime.shutdown_timeout(GENEROUS);
+}
+
+#[test]
+fn component_numbers_are_tokio_worker_indexes() {
+    let Monitor {
+        register, control, ..
+    } = Monitor::builder().stacks(false).start().unwrap();
+    let workers = WorkerMonitor::new(&register, "indexed", ms(500), ms(5_000)).unwrap();
+    let names = std::sync::atomic::AtomicUsize::new(0);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(3)
+        .thread_name_fn(move || {
+            format!(
+                "indexed-{}",
+                names.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            )
+        })
+        .enable_all()
+        .watch_workers(&workers)
+        .build()
+        .unwrap();
+    assert!(tokio_http::wait_for_workers(&workers, 3));
+    // Each worker says which thread it is, from inside a task it runs.
+    let seen: Vec<(usize, String)> = runtime.block_on(async {
+        let mut seen = Vec::new();
+        for _ in 0..200 {
+            let here = tokio::spawn(async {
+                let index = tokio::runtime::worker_index().unwrap();
+                (index, std::thread::current().name().unwrap().to_owned())
+            });
+            seen.push(here.await.unwrap());
+        }
+        seen
+    });
+    let stats = control.stats().unwrap();
+    for (index, thread) in seen {
+        let component = stats
+            .components
+            .iter()
+            .find(|c| c.id == ComponentId::new("indexed", index as u64))
+            .unwrap_or_else(|| panic!("no component for worker {index}"));
+        assert_eq!(component.thread.as_deref(), Some(thread.as_str()));
+    }
+    runtime.shutdown_timeout(GENEROUS);
 }
 
 #[test]
@@ -310,7 +370,7 @@ fn a_current_thread_runtime_and_bad_timeouts_are_refused_without_panicking() {
         .unwrap()
         .components
         .iter()
-        .all(|c| c.id != ComponentId::new("current", 1)));
+        .all(|c| c.id.name != "current"));
 }
 
 /// With `RUSTFLAGS="--cfg tokio_unstable"`, the poll hooks name every task

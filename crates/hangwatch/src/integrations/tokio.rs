@@ -5,7 +5,8 @@
 //! a blocking lock, a CPU loop, synchronous I/O — keeps the worker from
 //! parking and from running every other task queued on it. With a
 //! [`WorkerMonitor`] installed on the runtime's builder, each worker thread
-//! registers itself as a component (`name#1`, `name#2`, …) and reports its
+//! registers itself as a component (`name#0`, `name#1`, …, numbered by
+//! tokio's worker index) and reports its
 //! activity, so such a task raises the usual alerts; the permanent alert
 //! carries the worker's stack, which points at the blocking call, and the
 //! annotation names the task when it is known.
@@ -50,32 +51,42 @@
 //!
 //! **Worker hooks** ([`WorkerMonitor::install`], stable tokio). The runtime's
 //! `on_thread_park` and `on_thread_unpark` hooks notify wait and activity:
-//! a worker is active from the moment it wakes until it parks again.
+//! a worker is active from the moment it wakes until it parks again. The
+//! monitor also reads the worker's progress from tokio's own per-worker
+//! counters (its published busy time and parks, see
+//! [`Handle::watch_progress`]): a worker that keeps finishing polls is busy,
+//! not hung, however long it goes without parking.
 //!
-//! - *Catches* anything that keeps a worker from parking for longer than the
-//!   timeout, in any task, instrumented or not: blocking calls and CPU loops
-//!   alike. The permanent alert's stack shows the blocking call; the
-//!   annotation is [`RUNNING_TASKS`], since the hooks do not know which task
-//!   runs.
-//! - *Misses* nothing that blocks, but a worker kept busy by a stream of
-//!   short tasks never parks either, so on a saturated runtime the activity
-//!   grows past the timeout with no task to blame. Choose timeouts longer
-//!   than the busiest stretch you expect, or instrument the tasks (below):
-//!   each instrumented poll restarts the clock.
-//! - Workers register when they first park (the hooks are the only way to
-//!   tell a worker from a blocking-pool thread), so a task that blocks a
-//!   worker before its first park — at start-up, before the runtime was ever
-//!   idle — is not seen.
-//! - `tokio::task::block_in_place` hands the worker's role to another
-//!   thread while the calling thread blocks, and that thread may end up in
-//!   the blocking pool. Call [`block_in_place`] from this module instead:
-//!   it retires the calling thread as a component first (the thread
-//!   registers again if it parks as a worker later). Called directly,
-//!   tokio's is reported as a hang of the worker, and a thread retired to
-//!   the blocking pool goes on being reported busy until it exits.
+//! - *Catches* a poll that does not return for longer than the timeout, in
+//!   any task, instrumented or not: blocking calls and CPU loops alike. The
+//!   permanent alert's stack shows the blocking call; the annotation is
+//!   [`RUNNING_TASKS`], since the hooks do not know which task runs. The
+//!   hang is timed from the worker's wake-up if it made no progress since,
+//!   else from the look that last saw its counters move: tokio publishes
+//!   them every 61 polls (its `event_interval`) and at each park, and the
+//!   monitor looks at an active worker ten times per transient timeout, so
+//!   on a busy worker a hang's start and end are known within a tenth of the
+//!   transient timeout (plus up to 60 short polls). A worker whose polls
+//!   each take longer than a 61st of the timeout publishes too seldom to
+//!   look busy: instrument those tasks (below), or give the builder a
+//!   shorter `event_interval` (which also makes tokio poll its I/O driver
+//!   more often).
+//! - Workers register when they first park or wake (the hooks are the only
+//!   way to tell a worker from a blocking-pool thread), so a task that
+//!   blocks a worker before its first park — at start-up, before the
+//!   runtime was ever idle — is not seen.
+//! - `tokio::task::block_in_place` hands the worker to another thread while
+//!   the calling thread blocks. The worker's counters go on moving on that
+//!   thread, so the caller is not reported while it blocks, and when the
+//!   new thread first parks or wakes it takes the worker's component over:
+//!   the caller stops being watched, whether it becomes a worker again or
+//!   goes to the blocking pool. (If the new thread is itself stuck before
+//!   its first park, the hang is reported against the caller.)
 //! - *Costs* one notification per park and one per unpark (a thread-local
-//!   lookup and a few nanoseconds), nothing per task. Workers park only when
-//!   they run out of work, so a busy runtime pays less, not more.
+//!   lookup, two relaxed loads of the worker's counters and a few
+//!   nanoseconds), nothing per task; on the monitor's thread, ten looks per
+//!   transient timeout while a worker is active. Workers park only when they
+//!   run out of work, so a busy runtime pays less, not more.
 //!
 //! **Instrumented tasks** ([`spawn`], [`spawn_named`], [`instrument`],
 //! [`instrument_named`]). Each poll of the wrapped future is an activity
@@ -84,8 +95,9 @@
 //! to [`RUNNING_TASKS`] with its clock restarted.
 //!
 //! - *Catches* a poll of that task that blocks, and names the task in the
-//!   alert. A runtime whose tasks are instrumented raises no alert merely
-//!   for being busy: the clock restarts at every instrumented poll.
+//!   alert, timed exactly from the poll's start. For servers, the `tower`
+//!   integration's layer does this for every request, with its method and
+//!   route.
 //! - *Costs* per poll a thread-local lookup and two notifications (tens of
 //!   nanoseconds); per [`spawn`]/[`instrument`] one thread-local hash lookup
 //!   of the spawn location (the first time a thread sees a location, a global
@@ -102,8 +114,7 @@
 //! - *Catches* every task without touching a spawn call, including tasks
 //!   spawned by libraries (for a server, that is usually the library's spawn
 //!   site for each connection: wrap your handler with [`instrument_named`] to
-//!   name it). The clock restarts at every poll, so a busy runtime is not
-//!   reported.
+//!   name it), each poll timed exactly.
 //! - *Costs* per poll of every task a thread-local hash lookup and two
 //!   notifications, and an unstable tokio API that may change in a 1.x
 //!   release; the whole program must be built with `--cfg tokio_unstable`.
@@ -123,6 +134,9 @@
 //! timeout, not the whole hang, for the price of one task spawned from the
 //! monitor's thread per transient alert of a worker.
 //! [`WorkerMonitor::hand_off_on_hang`] turns this off.
+//!
+//! A runtime made by `#[tokio::main]` cannot be given hooks: write `main`
+//! with [`WorkerMonitor::block_on`] instead (see there), two lines.
 //!
 //! Only multi-thread runtimes are watched: a current-thread runtime runs on
 //! the thread that calls `block_on`, which goes on with other work when
@@ -172,7 +186,9 @@ struct Shared {
     register: Register,
     name: Cow<'static, str>,
     timeouts: Timeouts,
-    next_number: AtomicU64,
+    /// The first component number of each runtime's workers: 0 for the
+    /// first runtime seen, then after the previous runtime's workers.
+    runtimes: Mutex<Vec<SeenRuntime>>,
     registered: AtomicU64,
     errors: Mutex<Vec<RegisterError>>,
     hand_off: std::sync::atomic::AtomicBool,
@@ -180,14 +196,16 @@ struct Shared {
 
 impl WorkerMonitor {
     /// Worker threads will register with `register` as components named
-    /// `name`, numbered from 1 in the order they first park, with these
-    /// timeouts.
+    /// `name`, numbered by their tokio worker index
+    /// ([`tokio::runtime::worker_index`], from 0, as in tokio's
+    /// `RuntimeMetrics`), with these timeouts.
     ///
     /// Fails if the timeouts are invalid (see
     /// [`Register::register_component`]). Give each runtime its own name, or
-    /// share one `WorkerMonitor` between runtimes: two monitors with the same
-    /// name would register duplicate ids, which fail (see
-    /// [`registration_errors`](WorkerMonitor::registration_errors)).
+    /// share one `WorkerMonitor` between runtimes (the second runtime's
+    /// workers are numbered after the first's): two monitors with the same
+    /// name would register the same ids, and each worker would take its id
+    /// over from the other's.
     pub fn new(
         register: &Register,
         name: impl Into<Cow<'static, str>>,
@@ -199,7 +217,7 @@ impl WorkerMonitor {
                 register: register.clone(),
                 name: name.into(),
                 timeouts: Timeouts::new(transient, permanent)?,
-                next_number: AtomicU64::new(1),
+                runtimes: Mutex::new(Vec::new()),
                 registered: AtomicU64::new(0),
                 errors: Mutex::new(Vec::new()),
                 hand_off: std::sync::atomic::AtomicBool::new(true),
@@ -271,10 +289,38 @@ impl WorkerMonitor {
         with_registered_worker(|worker| worker.set(RUNNING_TASKS));
     }
 
-    /// How many times worker threads have registered so far (a thread
-    /// registers again after [`block_in_place`]).
+    /// How many times worker threads have registered so far (a worker
+    /// registers again on the thread that takes it over after tokio's
+    /// `block_in_place`).
     pub fn registered(&self) -> u64 {
         self.shared.registered.load(Ordering::Relaxed)
+    }
+
+    /// Runs `future` to completion on a new multi-thread runtime whose
+    /// workers these are (tokio's defaults, every driver enabled): what
+    /// `#[tokio::main]` does, with the workers watched. `#[tokio::main]`
+    /// builds its runtime where no hook can be added, so write `main` as
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use hangwatch::{integrations::tokio::WorkerMonitor, Monitor};
+    /// # async fn serve() {}
+    /// fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let Monitor { register, .. } = Monitor::builder().start()?;
+    ///     let workers = WorkerMonitor::new(&register, "tokio-worker",
+    ///         Duration::from_millis(100), Duration::from_secs(1))?;
+    ///     workers.block_on(serve())?;
+    ///     Ok(())
+    /// }
+    /// ```
+    ///
+    /// Fails where tokio's `Builder::build` does.
+    pub fn block_on<F: Future>(&self, future: F) -> std::io::Result<F::Output> {
+        let runtime = Builder::new_multi_thread()
+            .enable_all()
+            .watch_workers(self)
+            .build()?;
+        Ok(runtime.block_on(future))
     }
 
     /// The errors met registering workers (at most the first 16). A worker
@@ -288,13 +334,21 @@ impl WorkerMonitor {
     }
 
     /// Runs `f` on the calling thread's worker, registering the thread first
-    /// if it was never seen.
+    /// if it was never seen, or if it now runs another worker than the one
+    /// it registered as, or its worker was taken over by another thread
+    /// (tokio's `block_in_place` hands a worker to a new thread, and a thread
+    /// of the blocking pool may later be handed another worker).
     fn with_worker(&self, f: impl FnOnce(&Worker)) {
         let _ = WORKER.try_with(|slot| {
-            let unseen = slot
-                .try_borrow()
-                .is_ok_and(|slot| matches!(*slot, Slot::Unseen));
-            if unseen {
+            let stale = slot.try_borrow().is_ok_and(|slot| match &*slot {
+                Slot::Unseen => true,
+                Slot::Worker(worker) => {
+                    worker.handle.is_taken_over()
+                        || ::tokio::runtime::worker_index() != Some(worker.index)
+                }
+                Slot::Unmonitored => false,
+            });
+            if stale {
                 let found = self.register_this_thread();
                 if let Ok(mut slot) = slot.try_borrow_mut() {
                     *slot = found;
@@ -316,10 +370,15 @@ impl WorkerMonitor {
             Ok(runtime) if runtime.runtime_flavor() != RuntimeFlavor::CurrentThread => runtime,
             _ => return Slot::Unmonitored,
         };
+        let Some(index) = ::tokio::runtime::worker_index() else {
+            return Slot::Unmonitored;
+        };
         let shared = &self.shared;
-        let number = shared.next_number.fetch_add(1, Ordering::Relaxed);
+        let number = self.first_number(&runtime) + index as u64;
         let id = ComponentId::new(shared.name.clone(), number);
-        match shared.register.register_component(
+        // Taken over: the thread that held this worker before handed it on
+        // (`block_in_place`) and is no longer the one to watch.
+        match shared.register.take_over_component(
             id.clone(),
             shared.timeouts.transient(),
             shared.timeouts.permanent(),
@@ -327,12 +386,16 @@ impl WorkerMonitor {
         ) {
             Ok(handle) => {
                 shared.registered.fetch_add(1, Ordering::Relaxed);
+                let progress = Progress::new(runtime.metrics(), index);
+                handle.watch_progress(progress.probe());
                 let hand_off = shared
                     .hand_off
                     .load(Ordering::Relaxed)
                     .then(|| HandOff::watch(id, runtime));
                 Slot::Worker(Box::new(Worker {
                     handle,
+                    index,
+                    progress,
                     current: Cell::new(RUNNING_TASKS),
                     _hand_off: hand_off,
                 }))
@@ -346,6 +409,35 @@ impl WorkerMonitor {
             }
         }
     }
+}
+
+impl WorkerMonitor {
+    /// The component number of worker 0 of `runtime`.
+    fn first_number(&self, runtime: &::tokio::runtime::Handle) -> u64 {
+        let mut runtimes = self
+            .shared
+            .runtimes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let id = runtime.id();
+        if let Some(seen) = runtimes.iter().find(|seen| seen.id == id) {
+            return seen.first;
+        }
+        let first = runtimes.last().map_or(0, |last| last.first + last.workers);
+        runtimes.push(SeenRuntime {
+            id,
+            first,
+            workers: runtime.metrics().num_workers() as u64,
+        });
+        first
+    }
+}
+
+/// A runtime whose workers registered, and the numbers they took.
+struct SeenRuntime {
+    id: ::tokio::runtime::Id,
+    first: u64,
+    workers: u64,
 }
 
 impl std::fmt::Debug for WorkerMonitor {
@@ -389,6 +481,9 @@ thread_local! {
 /// A monitored worker thread.
 struct Worker {
     handle: Handle,
+    /// Its tokio worker index.
+    index: usize,
+    progress: Progress,
     /// The annotation of the activity under way, to go back to when a nested
     /// (instrumented) poll ends.
     current: Cell<Annotation>,
@@ -408,9 +503,53 @@ impl Worker {
 
     /// A new activity, annotated `label`; returns the one it replaces.
     fn set(&self, label: Annotation) -> Annotation {
+        // Before the activity's word is stored: the monitor, reading that
+        // word, reads this start or a later one.
+        self.progress.start_activity();
         self.handle.notify_activity(label);
         self.current.replace(label)
     }
+}
+
+/// A worker's progress, as tokio's own counters show it: the busy time it
+/// has published and its parks. Tokio publishes a worker's counters each
+/// time it parks and every `event_interval` polls (61 unless the runtime's
+/// builder says otherwise), from the worker's own thread, so the monitor
+/// sees a busy worker's count move, and a worker stuck in one poll's count
+/// stand still, without the worker doing anything more per poll.
+struct Progress {
+    metrics: ::tokio::runtime::RuntimeMetrics,
+    index: usize,
+    /// The count when the current activity began.
+    at_start: Arc<AtomicU64>,
+}
+
+impl Progress {
+    fn new(metrics: ::tokio::runtime::RuntimeMetrics, index: usize) -> Progress {
+        Progress {
+            metrics,
+            index,
+            at_start: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn start_activity(&self) {
+        self.at_start
+            .store(count(&self.metrics, self.index), Ordering::Relaxed);
+    }
+
+    /// What the monitor calls: the count's change since the activity began.
+    fn probe(&self) -> impl Fn() -> u64 + Send + 'static {
+        let (metrics, index, at_start) = (self.metrics.clone(), self.index, self.at_start.clone());
+        move || count(&metrics, index).wrapping_sub(at_start.load(Ordering::Relaxed))
+    }
+}
+
+/// Worker `index`'s published busy nanoseconds plus its parks: it moves
+/// whenever the worker publishes after doing anything.
+fn count(metrics: &::tokio::runtime::RuntimeMetrics, index: usize) -> u64 {
+    (metrics.worker_total_busy_duration(index).as_nanos() as u64)
+        .wrapping_add(metrics.worker_park_unpark_count(index))
 }
 
 /// The runtime of each monitored worker (by component id, with a token
@@ -588,27 +727,6 @@ where
     F::Output: Send + 'static,
 {
     ::tokio::spawn(instrument_named(name, future))
-}
-
-/// `tokio::task::block_in_place`, for monitored workers: the calling thread
-/// stops being a monitored worker first, since tokio hands its worker's role
-/// to another thread while `f` blocks. If the thread parks as a worker again
-/// afterwards, it registers again (under a new number).
-///
-/// Panics where tokio's does: when called from a current-thread runtime.
-pub fn block_in_place<F, R>(f: F) -> R
-where
-    F: FnOnce() -> R,
-{
-    let _ = WORKER.try_with(|slot| {
-        if let Ok(mut slot) = slot.try_borrow_mut() {
-            if matches!(*slot, Slot::Worker(_)) {
-                // Dropping the worker unregisters it.
-                *slot = Slot::Unseen;
-            }
-        }
-    });
-    ::tokio::task::block_in_place(f)
 }
 
 /// The annotation `file:line:column` for a location, made once per location

@@ -30,7 +30,7 @@ use crate::alert::{Alert, AlertKind, HangLevel};
 use crate::annotation;
 use crate::cell::{self, ActivityCell};
 use crate::clock::Clock;
-use crate::component::{with_static_name, ComponentId, ExitSignal};
+use crate::component::{with_static_name, ComponentId, ExitSignal, ProgressProbe};
 use crate::messages::Registration;
 use crate::monitor::outbox::{Capture, Outbox};
 use crate::monitor::pauses::Pauses;
@@ -52,6 +52,9 @@ pub(crate) struct Component {
     stack_target: Option<Result<Arc<SampleTarget>, NoStack>>,
     /// Whether transient alerts carry a stack too.
     stack_on_transient: bool,
+    /// Its work done within the current activity, if it told us how to
+    /// read it (`Handle::watch_progress`).
+    progress: Option<ProgressProbe>,
     /// The state word at the latest look.
     seen: u64,
     /// An activity under way when checks were turned on: never reported.
@@ -65,10 +68,14 @@ pub(crate) struct Component {
     longest_hang: u64,
 }
 
-/// An activity a look saw under way.
+/// An activity a look saw under way: for a component whose progress we
+/// read, its latest stretch without progress.
 struct Tracked {
     word: u64,
+    /// When the activity began, or the look that last saw its progress move.
     start: u64,
+    /// Its progress count at that look (0 without a probe).
+    done: u64,
     /// The highest level it has raised an alert for (`None`: none yet).
     level: Option<HangLevel>,
 }
@@ -88,6 +95,10 @@ pub(crate) struct Look {
     /// The start of its current activity, if it is active.
     pub(crate) active_since: Option<u64>,
 }
+
+/// How many times per transient timeout the monitor looks at an active
+/// component whose progress it reads.
+const PROGRESS_LOOKS_PER_TRANSIENT: u64 = 10;
 
 /// The components, in registration order.
 #[derive(Default)]
@@ -121,6 +132,7 @@ impl Components {
             exit_signal,
             stack_target,
             stack_on_transient,
+            progress: None,
             seen: 0,
             ignored: 0,
             tracked: None,
@@ -130,6 +142,13 @@ impl Components {
             longest_hang: 0,
         });
         self.list.last_mut().expect("just pushed")
+    }
+
+    /// Reads the progress of component `key` with `probe` from now on.
+    pub(crate) fn watch_progress(&mut self, key: u64, probe: ProgressProbe) {
+        if let Some(component) = self.list.iter_mut().find(|c| c.key == key) {
+            component.progress = Some(probe);
+        }
     }
 
     /// Forgets a component, dropping its exit signal unused.
@@ -214,15 +233,27 @@ impl Component {
         {
             return quiet;
         }
-        let start = cell::start_of(word, now);
-        let tracked = self.tracked.get_or_insert(Tracked {
+        let done = self.progress.as_ref().map(|probe| probe());
+        let tracked = self.tracked.get_or_insert_with(|| Tracked {
             word,
-            start,
+            // Work done before this first look: the stretch without progress
+            // can have begun no earlier than now.
+            start: match done {
+                Some(done) if done != 0 => now,
+                _ => cell::start_of(word, now),
+            },
+            done: done.unwrap_or(0),
             level: None,
         });
-        if tracked.level.is_none()
-            && self.cell.alerted.load(Ordering::Relaxed) != cell::watch_mark(word)
-        {
+        let progressed = done.filter(|&done| done != tracked.done);
+        if let Some(done) = progressed {
+            self.progressed(word, done, at, outbox);
+        }
+        let (start, level) = self
+            .tracked
+            .as_ref()
+            .map_or((now, None), |tracked| (tracked.start, tracked.level));
+        if level.is_none() && self.cell.alerted.load(Ordering::Relaxed) != cell::watch_mark(word) {
             // Ask the component to record when this activity ends, so that
             // its length is exact even if the next look comes late.
             self.cell
@@ -268,10 +299,39 @@ impl Component {
             Some(HangLevel::Transient) => Some(self.permanent),
             Some(HangLevel::Permanent) => None,
         };
+        let mut deadline = timeout.map(|t| start + t + paused);
+        if self.progress.is_some() {
+            // Often enough to see a stretch without progress begin and end
+            // within a tenth of the transient timeout.
+            let soon = now + (self.transient / PROGRESS_LOOKS_PER_TRANSIENT).max(1);
+            deadline = Some(deadline.map_or(soon, |deadline| deadline.min(soon)));
+        }
         Look {
             changed,
-            deadline: timeout.map(|t| start + t + paused),
+            deadline,
             active_since: Some(start),
+        }
+    }
+
+    /// The count of work done moved since the previous look: the stretch
+    /// without progress ends here (with an `Ended` alert, if it was a hang),
+    /// and a new one begins.
+    fn progressed(&mut self, word: u64, done: u64, at: &LookAt<'_>, outbox: &mut Outbox) {
+        let Some(tracked) = self.tracked.replace(Tracked {
+            word,
+            start: at.now,
+            done,
+            level: None,
+        }) else {
+            return;
+        };
+        if tracked.level.is_some() {
+            // The activity goes on, busy again: the component need not time
+            // its end any more, nor wake us for it.
+            self.cell
+                .alerted
+                .store(cell::watch_mark(word), Ordering::Relaxed);
+            self.report_hang_end(tracked, at.now, at, outbox);
         }
     }
 
@@ -323,6 +383,18 @@ impl Component {
         } else {
             return;
         };
+        self.report_hang_end(tracked, end, at, outbox);
+    }
+
+    /// Reports what a stretch that ended at `end` earned: the levels it
+    /// reached that no alert said yet (late, it is over), then `Ended`.
+    fn report_hang_end(
+        &mut self,
+        tracked: Tracked,
+        end: u64,
+        at: &LookAt<'_>,
+        outbox: &mut Outbox,
+    ) {
         let duration = at.pauses.active_between(tracked.start, end);
         let mut worst = tracked.level;
         for (level, timeout) in [

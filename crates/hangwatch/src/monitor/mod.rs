@@ -267,6 +267,9 @@ impl Monitor {
                         component.retire(&at, &mut self.outbox);
                     }
                 }
+                Ok(RegistryMsg::Progress { key, probe }) => {
+                    self.components.watch_progress(key, probe)
+                }
                 Err(TryRecvError::Empty) => return true,
                 Err(TryRecvError::Disconnected) => return false,
             }
