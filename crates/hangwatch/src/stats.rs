@@ -76,7 +76,8 @@ pub enum ComponentState {
     Active {
         /// What it said it is doing.
         annotation: Cow<'static, str>,
-        /// For how long.
+        /// For how long (for a component whose progress the monitor reads,
+        /// since its progress last moved).
         busy: Duration,
     },
     /// Handling an event, past a timeout.
@@ -85,7 +86,8 @@ pub enum ComponentState {
         level: HangLevel,
         /// What it said it is doing.
         annotation: Cow<'static, str>,
-        /// For how long.
+        /// For how long (for a component whose progress the monitor reads,
+        /// since its progress last moved).
         busy: Duration,
     },
 }

@@ -513,7 +513,13 @@ impl Component {
     pub(crate) fn stats(&self, now: u64, pauses: &Pauses, clock: &Clock) -> ComponentStats {
         let word = self.seen;
         let annotation = || Cow::Borrowed(annotation::resolve(cell::label_of(word)).as_str());
-        let busy = || clock.to_duration(pauses.active_between(cell::start_of(word, now), now));
+        // Since the activity began, or for a component whose progress we
+        // read, since the look that last saw it move.
+        let start = match &self.tracked {
+            Some(tracked) if tracked.word == word => tracked.start,
+            _ => cell::start_of(word, now),
+        };
+        let busy = || clock.to_duration(pauses.active_between(start, now));
         let state = match self.tracked.as_ref().and_then(Tracked::hang_level) {
             _ if !cell::is_active(word) || word == self.ignored => ComponentState::Waiting,
             Some(level) => ComponentState::Hung {
