@@ -103,6 +103,10 @@
 //!   ([`Symbolication::Elsewhere`]); debug files are found beside a module,
 //!   under `/usr/lib/debug`, and (feature `debuginfod`) from debuginfod
 //!   servers by build id.
+//! - **Busy is not blocked.** A component that runs many short jobs in one
+//!   activity can give the monitor a progress probe
+//!   ([`Handle::watch_progress`]); it is then hung only for a stretch
+//!   without progress. The tokio integration reads tokio's own counters.
 //! - **A thread that exits without unregistering is not a hang**
 //!   (servo#22468): the monitor says so once with a
 //!   [`ThreadExited`](AlertKind::ThreadExited) alert and stops watching it.
