@@ -31,9 +31,9 @@
 //! any lock.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 /// What a component is doing: a static label, cheap to copy and to pass.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,6 +48,47 @@ impl Annotation {
     /// The label.
     pub const fn as_str(&self) -> &'static str {
         self.0
+    }
+
+    /// An annotation with a label made at run time, such as
+    /// `"GET /users/{id}"`.
+    ///
+    /// Each distinct text is copied once into a string that is never freed,
+    /// and every later call with equal text returns that same string, so a
+    /// component's label cache (keyed by the string's address) finds it again
+    /// without interning it anew. That is a deliberate leak, bounded by the
+    /// number of distinct texts: give it texts of bounded variety (route
+    /// templates, task kinds), never raw user input such as concrete paths or
+    /// ids. The process's label table holds 65,535 distinct labels in all;
+    /// past that, alerts show an overflow label instead.
+    ///
+    /// Each call takes one process-wide lock (a hash set lookup under it).
+    /// On a hot path, keep the annotation you got, or cache it per thread,
+    /// as the `tower` integration does; [`Annotation::new`] with a
+    /// `&'static str` costs nothing.
+    ///
+    /// ```
+    /// use hangwatch::Annotation;
+    ///
+    /// let route = String::from("GET /users/{id}");
+    /// let first = Annotation::intern(&route);
+    /// let again = Annotation::intern("GET /users/{id}");
+    /// assert_eq!(first.as_str(), "GET /users/{id}");
+    /// assert!(std::ptr::eq(first.as_str(), again.as_str()));
+    /// ```
+    pub fn intern(label: &str) -> Annotation {
+        static INTERNED: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+        let mut interned = INTERNED
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(&known) = interned.get(label) {
+            return Annotation(known);
+        }
+        // Once per distinct text: the leak documented above.
+        let leaked: &'static str = Box::leak(label.to_owned().into_boxed_str());
+        interned.insert(leaked);
+        Annotation(leaked)
     }
 }
 
@@ -129,19 +170,29 @@ pub(crate) fn resolve(id: LabelId) -> Annotation {
     )
 }
 
-/// A component's cache of label numbers: the last one used, then the others.
+/// A component's cache of label numbers: the last two used (a worker
+/// switches between a task's label and its own at every poll), then the
+/// others.
 #[derive(Default)]
 pub(crate) struct LabelCache {
     last: Cell<(usize, usize, LabelId)>,
+    previous: Cell<(usize, usize, LabelId)>,
     seen: RefCell<Vec<((usize, usize), LabelId)>>,
 }
 
 impl LabelCache {
     #[inline(always)]
     pub(crate) fn id_of(&self, annotation: Annotation) -> LabelId {
-        let (ptr, len, id) = self.last.get();
-        if (ptr, len) == key(annotation.0) {
-            return id;
+        let wanted = key(annotation.0);
+        let last = self.last.get();
+        if (last.0, last.1) == wanted {
+            return last.2;
+        }
+        let previous = self.previous.get();
+        if (previous.0, previous.1) == wanted {
+            self.previous.set(last);
+            self.last.set(previous);
+            return previous.2;
         }
         self.id_of_cold(annotation)
     }
@@ -158,6 +209,7 @@ impl LabelCache {
                 id
             }
         };
+        self.previous.set(self.last.get());
         self.last.set((key.0, key.1, id));
         id
     }
@@ -187,6 +239,27 @@ mod tests {
         let part = cache.id_of(Annotation::new(prefix));
         assert_ne!(whole, part);
         assert_eq!(resolve(part).as_str(), "unit-test:");
+    }
+
+    #[test]
+    fn interned_equal_texts_share_one_string_and_different_texts_do_not() {
+        let built = format!("unit-test: {} /users/{{id}}", "GET");
+        let first = Annotation::intern(&built);
+        drop(built);
+        let second = Annotation::intern("unit-test: GET /users/{id}");
+        assert_eq!(first.as_str(), "unit-test: GET /users/{id}");
+        assert!(std::ptr::eq(first.as_str(), second.as_str()));
+        assert_eq!(first, second);
+        let other = Annotation::intern("unit-test: POST /users/{id}");
+        assert!(!std::ptr::eq(first.as_str(), other.as_str()));
+        assert_ne!(first, other);
+        // Another thread gets the same string, so label caches agree.
+        let elsewhere = std::thread::spawn(|| Annotation::intern("unit-test: GET /users/{id}"))
+            .join()
+            .unwrap();
+        assert!(std::ptr::eq(first.as_str(), elsewhere.as_str()));
+        let cache = LabelCache::default();
+        assert_eq!(cache.id_of(first), cache.id_of(elsewhere));
     }
 
     #[test]

@@ -142,6 +142,9 @@
 //!   changing one line, `for msg in handle.event_loop(annotate).iter(&inbox)`.
 //! - `tokio`: every worker thread of a multi-thread runtime is a component;
 //!   a task that blocks its worker raises alerts naming the task.
+//! - `tower`: a `tower::Layer` for axum, hyper and tonic that names every
+//!   request's handler in alerts by its method and route, such as
+//!   `GET /users/{id}`.
 //! - `tracing`: every alert is also a `tracing` event.
 //! - `metrics`: hang counters, durations and health figures through the
 //!   `metrics` facade, for Prometheus and the like.

@@ -12,14 +12,16 @@
 //! |---|---|---|---|
 //! | `crossbeam` | [`crossbeam`] | a loop over crossbeam-channel receivers (`recv`, `select!`) notifies wait before it blocks and activity when a message arrives | one notify pair and one call of your annotate function per message; no dependency beyond crossbeam-channel, which hangwatch uses anyway |
 //! | `tokio` | [`tokio`] | every worker thread of a multi-thread runtime becomes a component; a task that blocks its worker raises alerts with the worker's stack and the task's name or spawn location, and an idle worker takes over the blocked one's I/O driver | a notify per worker park and unpark; with instrumented tasks, a notify pair per poll; with `--cfg tokio_unstable`, a notify pair per poll of every task; tokio (`rt`, `rt-multi-thread`) and pin-project-lite |
+//! | `tower` | [`tower`] | a `tower::Layer` (axum, hyper, tonic) that makes every request's handler an instrumented task annotated `"{METHOD} {route}"` (`GET /users/{id}`), the route taken from axum's matched path or a function of yours, bounded in number | per request a thread-local lookup of the label, per poll two notifications; once per label, one lock and one small string never freed; tower-layer, tower-service, http and axum's router core (implies `tokio`) |
 //! | `tracing` | [`tracing`] | every alert is also a `tracing` event with structured fields | one event per alert, on the monitor's thread; the `tracing` crate |
 //! | `metrics` | [`metrics`] | hang counters, a hang-duration histogram, the number of monitored components, dropped alerts and stack samples, through the `metrics` facade | a few recorder calls per alert, registration and stack sample, on the monitor's thread; the `metrics` crate |
 //!
 //! The `tracing` and `metrics` integrations need no call at all: with the
 //! feature on, the monitor reports through them from the point where every
 //! alert leaves it (its alert sink), where components join and leave it,
-//! and where it samples a stack. The `crossbeam` and `tokio` integrations are
-//! one line where the loop or the runtime is made:
+//! and where it samples a stack. The `crossbeam`, `tokio` and `tower`
+//! integrations are one line where the loop, the runtime or the router is
+//! made:
 //!
 //! ```text
 //! // crossbeam: `for msg in &inbox` becomes
@@ -27,6 +29,9 @@
 //!
 //! // tokio: a runtime whose workers are components
 //! let runtime = Builder::new_multi_thread().enable_all().watch_workers(&workers).build()?;
+//!
+//! // tower: every request named by its route (axum: after the routes)
+//! let app = Router::new().route("/users/{id}", get(user)).route_layer(RequestLayer::new());
 //! ```
 
 #[cfg(feature = "crossbeam")]
@@ -35,6 +40,8 @@ pub mod crossbeam;
 pub mod metrics;
 #[cfg(feature = "tokio")]
 pub mod tokio;
+#[cfg(feature = "tower")]
+pub mod tower;
 #[cfg(feature = "tracing")]
 pub mod tracing;
 

@@ -729,15 +729,14 @@ where
     ::tokio::spawn(instrument_named(name, future))
 }
 
-/// The annotation `file:line:column` for a location, made once per location
-/// in the program and then looked up in a per-thread cache.
+/// The annotation `file:line:column` for a location: interned once per
+/// location in the program (`Annotation::intern`), then looked up in a
+/// per-thread cache.
 fn location_label(location: &'static Location<'static>) -> Annotation {
     type Key = (usize, usize, u32, u32);
     thread_local! {
         static SEEN: RefCell<HashMap<Key, Annotation>> = RefCell::new(HashMap::new());
     }
-    static ALL: OnceLock<Mutex<HashMap<Key, Annotation>>> = OnceLock::new();
-
     let file = location.file();
     let key = (
         file.as_ptr() as usize,
@@ -752,16 +751,7 @@ fn location_label(location: &'static Location<'static>) -> Annotation {
     if let Some(label) = seen {
         return label;
     }
-    let label = *ALL
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .entry(key)
-        .or_insert_with(|| {
-            // Once per location in the program: a bounded, deliberate leak,
-            // since annotations are `&'static str`.
-            Annotation::new(Box::leak(location.to_string().into_boxed_str()))
-        });
+    let label = Annotation::intern(&location.to_string());
     let _ = SEEN.try_with(|seen| {
         if let Ok(mut seen) = seen.try_borrow_mut() {
             seen.insert(key, label);
