@@ -29,6 +29,7 @@ mod sample_stop;
 mod scale;
 pub mod servo;
 mod stacks;
+pub mod tokio_service;
 
 use std::time::Duration;
 
@@ -71,6 +72,9 @@ pub enum Step {
     Scale,
     /// `loaded_*`, `alert_delivery_*`: hangs under load.
     Loaded,
+    /// `tokio_*`: an axum service on two watched tokio workers, loaded over
+    /// loopback.
+    Tokio,
     /// `sample_stop*`: a sampled thread's own stops, ours and pprof-rs's.
     SampleStop,
     /// `profile_other_cpu_pct_1khz*`, `profile_monitor_us_per_tick`.
@@ -79,7 +83,7 @@ pub enum Step {
 
 impl Step {
     /// Every step, in the order the bench runs them.
-    pub const ALL: [Step; 11] = [
+    pub const ALL: [Step; 12] = [
         Step::Notify,
         Step::Detect,
         Step::Idle,
@@ -89,6 +93,7 @@ impl Step {
         Step::Profiling,
         Step::Scale,
         Step::Loaded,
+        Step::Tokio,
         Step::SampleStop,
         Step::Profiling1k,
     ];
@@ -105,6 +110,7 @@ impl Step {
             Step::Profiling => "profiling",
             Step::Scale => "scale",
             Step::Loaded => "loaded",
+            Step::Tokio => "tokio",
             Step::SampleStop => "sample_stop",
             Step::Profiling1k => "profiling1k",
         }
@@ -470,6 +476,43 @@ pub struct Report {
     pub loaded_worst_duration_errors: Vec<DurationError>,
     /// The five slowest deliveries of our loaded run.
     pub loaded_slowest_deliveries: Vec<Delivery>,
+    /// An axum service (`src/tokio_service.rs`) on a multi-thread runtime
+    /// of 2 workers watched by their hooks only (`WorkerMonitor::new` +
+    /// `.watch_workers`, transient 100 ms, permanent 1 s, a fresh monitor),
+    /// `GET /fast` answered at once, saturated by 256 keep-alive
+    /// connections from a load generator on 2 threads of its own (each
+    /// connection sends its next request as soon as its previous response
+    /// is read) for 10 s (3 s quick): every alert the monitor raised in
+    /// that window (target 0; none of its tasks blocks).
+    pub tokio_false_alerts_saturated: Option<u64>,
+    /// `GET /fast` requests answered per second, 256 connections, by such a
+    /// server with the worker hooks divided by the mean of two rounds of a
+    /// stock tokio server (no hangwatch) just before and after it, median
+    /// of the ratios of 7 interleaved rounds of 2 s (3 of 1 s quick),
+    /// servers and load generator the same in every round (target ≥ 0.97).
+    pub tokio_rps_ratio_hooks: f64,
+    /// The same for a server with the worker hooks and the request layer
+    /// (`hangwatch::integrations::tower::RequestLayer` as the router's
+    /// `route_layer`: each poll of a request's handler an activity of its
+    /// worker, annotated `GET /fast`), measured in the same rounds.
+    pub tokio_rps_ratio_layer: f64,
+    /// Requests per second of the stock tokio server in those rounds,
+    /// median.
+    pub tokio_rps_unwatched: f64,
+    /// 16 keep-alive connections sending `GET /fast` back to back (not
+    /// saturating: the workers park between requests) to such a server
+    /// with the worker hooks and the driver hand-off
+    /// (`WorkerMonitor::hand_off_on_hang(true)`, the default), while one
+    /// `GET /block?ms=1500` request sleeps its worker 1.5 s: the latency of
+    /// the `/fast` requests sent between the handler's own `Instant`s just
+    /// before and after its sleep, from the connection's `Instant` before
+    /// writing the request to its after reading the response's last byte,
+    /// 99th percentile, ms.
+    pub tokio_fast_p99_during_block_ms: f64,
+    /// The same with `hand_off_on_hang(false)`, ms.
+    pub tokio_fast_p99_during_block_ms_no_handoff: f64,
+    /// The same with a stock tokio server (no hangwatch), ms.
+    pub tokio_fast_p99_during_block_ms_unwatched: f64,
     /// `notify_dense_ns_servo / notify_dense_ns` (target ≥ 10).
     pub ratio_dense: f64,
     /// `notify_sparse_ns_servo / notify_sparse_ns` (target ≥ 50).
@@ -553,6 +596,11 @@ pub fn run(options: Options, mut progress: impl FnMut(&str)) -> Report {
         "hangs under load: 6 components beside 2 busy-loop threads per core",
     )
     .then(|| loaded::run(quick, options.seed));
+    let tokio = step(
+        Step::Tokio,
+        "tokio: an axum service on 2 watched workers, saturated and blocked",
+    )
+    .then(|| tokio_service::run(quick));
     let stop = step(
         Step::SampleStop,
         "a sampled thread's own stops at 1 kHz: ours, pprof-rs",
@@ -678,6 +726,17 @@ pub fn run(options: Options, mut progress: impl FnMut(&str)) -> Report {
             .as_mut()
             .map(|l| std::mem::take(&mut l.slowest_deliveries))
             .unwrap_or_default(),
+        tokio_false_alerts_saturated: count(&tokio, |t| t.false_alerts_saturated),
+        tokio_rps_ratio_hooks: figure(&tokio, |t| t.rps_ratio_hooks),
+        tokio_rps_ratio_layer: figure(&tokio, |t| t.rps_ratio_layer),
+        tokio_rps_unwatched: figure(&tokio, |t| t.rps_unwatched),
+        tokio_fast_p99_during_block_ms: figure(&tokio, |t| t.fast_p99_during_block_ms),
+        tokio_fast_p99_during_block_ms_no_handoff: figure(&tokio, |t| {
+            t.fast_p99_during_block_ms_no_handoff
+        }),
+        tokio_fast_p99_during_block_ms_unwatched: figure(&tokio, |t| {
+            t.fast_p99_during_block_ms_unwatched
+        }),
         ratio_dense: figure(&notify, |n| n.0.servo / n.0.ours),
         ratio_sparse: figure(&notify, |n| n.1.servo / n.1.ours),
         targets: Vec::new(),
@@ -819,6 +878,21 @@ fn targets(r: &Report, steps: Steps) -> Vec<Target> {
             &[Loaded],
             "alert_delivery_p99_ms <= 20",
             r.alert_delivery_p99_ms <= 20.0,
+        ),
+        (
+            &[Tokio],
+            "tokio_false_alerts_saturated == 0",
+            r.tokio_false_alerts_saturated == Some(0),
+        ),
+        (
+            &[Tokio],
+            "tokio_rps_ratio_hooks >= 0.97",
+            r.tokio_rps_ratio_hooks >= 0.97,
+        ),
+        (
+            &[Tokio],
+            "tokio_rps_ratio_layer >= 0.97",
+            r.tokio_rps_ratio_layer >= 0.97,
         ),
     ];
     all.into_iter()

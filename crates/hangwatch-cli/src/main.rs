@@ -337,6 +337,20 @@ fn print_table(r: &hangwatch_bench::Report) {
             count(r.loaded_alerts)
         );
     }
+    if ran(Step::Tokio) {
+        println!(
+            "tokio (2 workers, 256 connections): {} alerts saturated; requests/s with hooks \
+             {:.3}x, hooks + request layer {:.3}x of stock ({:.0}/s); /fast p99 while a \
+             worker blocks 1.5 s: {:.1} ms hand-off, {:.1} ms no hand-off, {:.1} ms stock",
+            count(r.tokio_false_alerts_saturated),
+            r.tokio_rps_ratio_hooks,
+            r.tokio_rps_ratio_layer,
+            r.tokio_rps_unwatched,
+            r.tokio_fast_p99_during_block_ms,
+            r.tokio_fast_p99_during_block_ms_no_handoff,
+            r.tokio_fast_p99_during_block_ms_unwatched
+        );
+    }
     for target in &r.targets {
         println!(
             "[{}] {}",
