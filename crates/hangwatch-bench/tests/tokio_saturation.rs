@@ -34,8 +34,10 @@ const BLOCK_MS: u64 = 500;
 /// tokio published the worker's counters (at a park or every 61 polls).
 const ENDED_SLACK: Duration = Duration::from_millis(400);
 /// How much shorter: the hang begins at the last look that saw the
-/// worker's counters move, at most a look (10 ms) after the block began.
-const ENDED_SHORTFALL: Duration = Duration::from_millis(20);
+/// worker's counters move, a look (10 ms) after the block began at most
+/// while the monitor looks on time; on a loaded machine its looks come
+/// later (seen: 39 ms short in a CI run), so allow one transient timeout.
+const ENDED_SHORTFALL: Duration = TRANSIENT;
 
 /// Whether an alert's component number is the tokio worker index
 /// (`tokio::runtime::worker_index()`) of the worker it is about. The
