@@ -288,8 +288,9 @@ impl Handle {
     /// activity's end or at the look that sees the count move again. While
     /// such a component is active the monitor looks at it ten times per
     /// transient timeout, so a hang's start and end are seen within a tenth
-    /// of that timeout; a probe that counts work only in batches (tokio
-    /// publishes its counters every 61 polls) moves in batches.
+    /// of that timeout when it looks on time (later, if it waits for a CPU);
+    /// a probe that counts work only in batches (tokio publishes its
+    /// counters every 61 polls) moves in batches.
     ///
     /// `probe` runs on the monitor's thread at each look at the active
     /// component: a few atomic loads, never a lock or a wait. A later call

@@ -66,7 +66,8 @@
 //!   them every 61 polls (its `event_interval`) and at each park, and the
 //!   monitor looks at an active worker ten times per transient timeout, so
 //!   on a busy worker a hang's start and end are known within a tenth of the
-//!   transient timeout (plus up to 60 short polls). A worker whose polls
+//!   transient timeout (plus up to 60 short polls) while the monitor looks
+//!   on time; a monitor kept waiting for a CPU sees them later. A worker whose polls
 //!   each take longer than a 61st of the timeout publishes too seldom to
 //!   look busy: instrument those tasks (below), or give the builder a
 //!   shorter `event_interval` (which also makes tokio poll its I/O driver
