@@ -21,26 +21,11 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{ms, GENEROUS};
-use crossbeam_channel::Receiver;
+use common::{ms, next_matching, GENEROUS};
 use hangwatch::integrations::tokio::{
     spawn, spawn_named, BuilderExt, WorkerMonitor, RUNNING_TASKS,
 };
 use hangwatch::{Alert, AlertKind, ComponentId, Control, HangLevel, Monitor};
-
-/// The next alert that `wanted` accepts, skipping others (a worker of a
-/// loaded machine may legitimately be reported busy now and then).
-fn next_matching(alerts: &Receiver<Alert>, what: &str, wanted: impl Fn(&Alert) -> bool) -> Alert {
-    let deadline = Instant::now() + GENEROUS;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match alerts.recv_timeout(left) {
-            Ok(alert) if wanted(&alert) => return alert,
-            Ok(_) => continue,
-            Err(error) => panic!("expected {what} within {GENEROUS:?}: {error}"),
-        }
-    }
-}
 
 fn stack_names(alert: &Alert, function: &str) -> bool {
     alert.stack.as_ref().is_some_and(|stack| {

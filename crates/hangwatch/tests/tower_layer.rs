@@ -19,33 +19,17 @@ mod tower_axum;
 use std::convert::Infallible;
 use std::future::{ready, Ready};
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::{Method, Request};
 use axum::routing::get;
 use axum::Router;
-use common::{ms, GENEROUS};
-use crossbeam_channel::Receiver;
+use common::{ms, next_matching, GENEROUS};
 use hangwatch::integrations::tokio::WorkerMonitor;
 use hangwatch::integrations::tower::{RequestLayer, DEFAULT_MAX_LABELS, OVERFLOW};
-use hangwatch::{Alert, AlertKind, Monitor};
+use hangwatch::{AlertKind, Monitor};
 use tower_layer::Layer;
 use tower_service::Service;
-
-/// The next alert that `wanted` accepts, skipping others (a worker of a
-/// loaded machine may legitimately be reported busy now and then).
-fn next_matching(alerts: &Receiver<Alert>, what: &str, wanted: impl Fn(&Alert) -> bool) -> Alert {
-    let deadline = Instant::now() + GENEROUS;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match alerts.recv_timeout(left) {
-            Ok(alert) if wanted(&alert) => return alert,
-            Ok(_) => continue,
-            Err(error) => panic!("expected {what} within {GENEROUS:?}: {error}"),
-        }
-    }
-}
 
 #[test]
 fn a_blocking_handler_is_named_by_its_route_and_timed_as_its_own_poll() {

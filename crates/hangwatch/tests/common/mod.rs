@@ -188,3 +188,22 @@ pub fn expect_hang_alert(alerts: &Receiver<Alert>, id: &ComponentId, kind: Alert
         return alert;
     }
 }
+
+/// The next alert that `wanted` accepts within [`GENEROUS`], skipping others
+/// (a worker of a loaded machine may legitimately be reported busy now and
+/// then).
+pub fn next_matching(
+    alerts: &Receiver<Alert>,
+    what: &str,
+    wanted: impl Fn(&Alert) -> bool,
+) -> Alert {
+    let deadline = std::time::Instant::now() + GENEROUS;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match alerts.recv_timeout(left) {
+            Ok(alert) if wanted(&alert) => return alert,
+            Ok(_) => continue,
+            Err(error) => panic!("expected {what} within {GENEROUS:?}: {error}"),
+        }
+    }
+}
