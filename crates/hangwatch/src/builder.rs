@@ -12,6 +12,7 @@ use crate::control::Control;
 use crate::doorbell::{Doorbell, RingingSender};
 use crate::error::StartError;
 use crate::handle::{Register, Shared};
+use crate::integrations;
 use crate::monitor::{self, AlertSink, Inbox, Settings, Stacks};
 use crate::schedule::Schedule;
 use crate::stack::capture::Capturer;
@@ -270,7 +271,7 @@ impl Builder {
                 stacks,
             },
             schedule.clone(),
-            AlertSink::new(alert_sender, alerts.clone()),
+            AlertSink::new(alert_sender, alerts.clone()).observed_by(integrations::observers()),
             stack_stages,
         )
         .map_err(StartError::Spawn)?;

@@ -134,6 +134,108 @@ fn a_blocking_http_handler_is_caught_in_its_stack_while_other_workers_serve() {
     assert_eq!(control.stats().unwrap().threads_exited, 0);
 }
 
+/// Spins on the calling thread for `length`, every signal blocked: a running
+/// thread that never answers the sampling signal, so that its stack can come
+/// no sooner than the capture timeout.
+fn spin_deaf_to_signals(length: Duration) {
+    // SAFETY: a zeroed `sigset_t` is a valid value, filled by `sigfillset`
+    // before it is used; `pthread_sigmask` changes only this thread's mask,
+    // which is put back below.
+    let old = unsafe {
+        let mut all = std::mem::zeroed::<libc::sigset_t>();
+        let mut old = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigfillset(&mut all);
+        assert_eq!(libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old), 0);
+        old
+    };
+    let started = Instant::now();
+    while started.elapsed() < length {
+        std::hint::spin_loop();
+    }
+    // SAFETY: puts back the mask the thread had.
+    let result = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    assert_eq!(result, 0);
+}
+
+#[test]
+fn the_driver_is_handed_off_when_the_alert_is_raised_not_when_its_stack_is_ready() {
+    // The transient alert carries a stack, and waits for it (the deadline is
+    // generous); the blocked worker does not answer the sampling signal, so
+    // its stack is given up only after `HOLD`. Whatever reacts to the alert
+    // when it leaves the monitor reacts `HOLD` after it was raised.
+    let hold = ms(1_000);
+    let block = ms(1_500);
+    let Monitor {
+        register, alerts, ..
+    } = Monitor::builder()
+        .stack_on_transient(true)
+        .capture_timeout(hold)
+        .symbolicate_deadline(GENEROUS)
+        .start()
+        .unwrap();
+    let workers = WorkerMonitor::new(&register, "handed-off", ms(100), GENEROUS).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .watch_workers(&workers)
+        .build()
+        .unwrap();
+    assert!(tokio_http::wait_for_workers(&workers, 2));
+
+    // A ticker on the runtime's timers notes when each tick fires. At its
+    // tenth it spawns the blocking task: spawned from the worker that the
+    // timer woke, which is the one that polled the driver, it takes that
+    // worker's next-task slot, and no other worker is woken for it. So the
+    // driver stays with the blocked worker: until the hand-off wakes the
+    // other one, no timer fires.
+    let ticks = Arc::new(Mutex::new(Vec::new()));
+    let (blocked_sender, blocked) = mpsc::channel();
+    runtime.spawn({
+        let ticks = ticks.clone();
+        async move {
+            for tick in 0.. {
+                tokio::time::sleep(ms(5)).await;
+                ticks.lock().unwrap().push(Instant::now());
+                if tick == 10 {
+                    let blocked_sender = blocked_sender.clone();
+                    tokio::spawn(async move {
+                        let started = Instant::now();
+                        spin_deaf_to_signals(block);
+                        let _ = blocked_sender.send((started, Instant::now()));
+                    });
+                }
+            }
+        }
+    });
+
+    let transient = next_matching(
+        &alerts,
+        "a transient alert of the blocked worker",
+        |alert| alert.kind == AlertKind::Transient && alert.component.name == "handed-off",
+    );
+    let (started, ended) = blocked.recv_timeout(GENEROUS).unwrap();
+    // The monitor raised the alert when the worker had been busy for
+    // `transient.duration`, and the worker became busy before the block
+    // began: the alert was raised by `started + duration`.
+    let raised_by = started + transient.duration;
+    let first_tick = ticks
+        .lock()
+        .unwrap()
+        .iter()
+        .copied()
+        .find(|tick| *tick > started)
+        .expect("the ticker goes on after the block");
+    assert!(
+        first_tick < raised_by + hold / 2,
+        "the first timer fired {:?} after the block began ({:?} long) and {:?} after the \
+         alert was raised, not within half of the {hold:?} its stack was waited for: \
+         {transient}",
+        first_tick - started,
+        ended - started,
+        first_tick.saturating_duration_since(raised_by),
+    );
+    runtime.shutdown_timeout(GENEROUS);
+}
 #[inline(never)]
 fn blocked_on_a_lock(lock: &Mutex<()>) {
     drop(std::hint::black_box(lock).lock());

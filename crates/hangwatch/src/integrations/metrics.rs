@@ -1,9 +1,10 @@
 //! The monitor's figures through the `metrics` facade (feature `metrics`).
 //!
 //! With the feature on, the monitor records these through whatever recorder
-//! the program installed (`metrics-exporter-prometheus`, say), from the
-//! single places where alerts leave it, components join and leave it, and
-//! stacks are sampled:
+//! the program installed (`metrics-exporter-prometheus`, say): this module
+//! is one of the monitor's observers (see `monitor/observer.rs`), told when
+//! alerts leave the monitor or are dropped, components join and leave it,
+//! stacks are sampled and looks come late:
 //!
 //! | name | type | labels | what |
 //! |---|---|---|---|
@@ -71,6 +72,7 @@ use ::metrics::{
 
 use crate::alert::{Alert, AlertKind};
 use crate::component::ComponentId;
+use crate::monitor::Observer;
 
 /// Counter of hang alerts, labelled [`COMPONENT_LABEL`] and [`LEVEL_LABEL`].
 pub const HANGS_TOTAL: &str = "hangwatch_hangs_total";
@@ -149,7 +151,8 @@ pub fn describe() {
     gauge!(MONITORED_COMPONENTS).increment(0.0);
 }
 
-/// The series of one component name.
+/// The series of one component name, made when the first component of
+/// that name registers.
 struct Series {
     transient: Counter,
     permanent: Counter,
@@ -161,69 +164,66 @@ thread_local! {
     static SERIES: RefCell<HashMap<String, Series>> = RefCell::new(HashMap::new());
 }
 
-/// Makes the series of `id`'s name, if none of that name exists yet: done
-/// when a component registers, so that [`record_alert`] allocates nothing.
-pub(crate) fn component_registered(id: &ComponentId) {
-    let _ = SERIES.try_with(|series| {
-        let mut series = series.borrow_mut();
-        if !series.contains_key(id.name.as_ref()) {
-            let component = id.name.to_string();
-            let level = |level: &'static str| {
-                counter!(HANGS_TOTAL, COMPONENT_LABEL => component.clone(), LEVEL_LABEL => level)
+/// The monitor's observer that records these figures.
+pub(crate) struct Figures;
+
+impl Observer for Figures {
+    /// Counts the component, and makes the series of its name if none of
+    /// that name exists yet, so that counting its alerts allocates nothing.
+    fn component_added(&self, id: &ComponentId) {
+        gauge!(MONITORED_COMPONENTS).increment(1.0);
+        let _ = SERIES.try_with(|series| {
+            let mut series = series.borrow_mut();
+            if !series.contains_key(id.name.as_ref()) {
+                let component = id.name.to_string();
+                let level = |level: &'static str| {
+                    counter!(HANGS_TOTAL, COMPONENT_LABEL => component.clone(), LEVEL_LABEL => level)
+                };
+                let made = Series {
+                    transient: level("transient"),
+                    permanent: level("permanent"),
+                    durations: histogram!(HANG_DURATION_SECONDS, COMPONENT_LABEL => component.clone()),
+                };
+                series.insert(component, made);
+            }
+        });
+    }
+
+    fn component_removed(&self, _id: &ComponentId) {
+        gauge!(MONITORED_COMPONENTS).decrement(1.0);
+    }
+
+    /// Counts a hang alert, or records an ended hang's duration, through the
+    /// series made when its component registered. Counted as it leaves the
+    /// monitor, as the alert channel's reader sees it.
+    fn alert_delivered(&self, alert: &Alert) {
+        let _ = SERIES.try_with(|series| {
+            let series = series.borrow();
+            let Some(series) = series.get(alert.component.name.as_ref()) else {
+                return;
             };
-            let made = Series {
-                transient: level("transient"),
-                permanent: level("permanent"),
-                durations: histogram!(HANG_DURATION_SECONDS, COMPONENT_LABEL => component.clone()),
-            };
-            series.insert(component, made);
-        }
-    });
-}
+            match alert.kind {
+                AlertKind::Transient => series.transient.increment(1),
+                AlertKind::Permanent => series.permanent.increment(1),
+                AlertKind::Ended { .. } => series.durations.record(alert.duration.as_secs_f64()),
+                AlertKind::ThreadExited | AlertKind::Stack { .. } => {}
+            }
+        });
+    }
 
-/// Counts a hang alert, or records an ended hang's duration, through the
-/// series made when its component registered.
-pub(crate) fn record_alert(alert: &Alert) {
-    let _ = SERIES.try_with(|series| {
-        let series = series.borrow();
-        let Some(series) = series.get(alert.component.name.as_ref()) else {
-            return;
-        };
-        match alert.kind {
-            AlertKind::Transient => series.transient.increment(1),
-            AlertKind::Permanent => series.permanent.increment(1),
-            AlertKind::Ended { .. } => series.durations.record(alert.duration.as_secs_f64()),
-            AlertKind::ThreadExited | AlertKind::Stack { .. } => {}
-        }
-    });
-}
+    fn alert_dropped(&self, _alert: &Alert) {
+        counter!(ALERTS_DROPPED_TOTAL).increment(1);
+    }
 
-/// An alert was dropped from the full alert channel.
-pub(crate) fn alert_dropped() {
-    counter!(ALERTS_DROPPED_TOTAL).increment(1);
-}
+    fn sample_taken(&self) {
+        counter!(SAMPLES_TOTAL).increment(1);
+    }
 
-/// `count` components joined the monitor.
-pub(crate) fn components_added(count: usize) {
-    gauge!(MONITORED_COMPONENTS).increment(count as f64);
-}
+    fn look_starved(&self) {
+        counter!(STARVED_LOOKS_TOTAL).increment(1);
+    }
 
-/// `count` components left the monitor.
-pub(crate) fn components_removed(count: usize) {
-    gauge!(MONITORED_COMPONENTS).decrement(count as f64);
-}
-
-/// A stack was sampled.
-pub(crate) fn sample_taken() {
-    counter!(SAMPLES_TOTAL).increment(1);
-}
-
-/// A look was late although the process could run.
-pub(crate) fn starved_look() {
-    counter!(STARVED_LOOKS_TOTAL).increment(1);
-}
-
-/// A look was late because the process could not run.
-pub(crate) fn pause() {
-    counter!(PAUSES_TOTAL).increment(1);
+    fn paused(&self) {
+        counter!(PAUSES_TOTAL).increment(1);
+    }
 }

@@ -16,12 +16,18 @@
 //! | `tracing` | [`tracing`] | every alert is also a `tracing` event with structured fields | one event per alert, on the monitor's thread; the `tracing` crate |
 //! | `metrics` | [`metrics`] | hang counters, a hang-duration histogram, the number of monitored components, dropped alerts and stack samples, through the `metrics` facade | a few recorder calls per alert, registration and stack sample, on the monitor's thread; the `metrics` crate |
 //!
-//! The `tracing` and `metrics` integrations need no call at all: with the
-//! feature on, the monitor reports through them from the point where every
-//! alert leaves it (its alert sink), where components join and leave it,
-//! and where it samples a stack. The `crossbeam`, `tokio` and `tower`
-//! integrations are one line where the loop, the runtime or the router is
-//! made:
+//! The `tracing` and `metrics` integrations need no call at all, nor does
+//! the tokio integration's driver hand-off: the monitor reports what it does
+//! to a list of observers (`monitor/observer.rs`) made once when it starts,
+//! and `integrations::observers` puts in that list what the enabled features
+//! provide.
+//! The monitor names none of them: it tells its observers when a component
+//! joins or leaves, when it raises an alert (tokio hands the blocked
+//! worker's driver off here, without waiting for the alert's stack), when an
+//! alert leaves it or is dropped (`tracing` emits its event, with the
+//! stack, and `metrics` counts here), when it samples a stack, and when a
+//! look comes late. The `crossbeam`, `tokio` and `tower` integrations are one
+//! line where the loop, the runtime or the router is made:
 //!
 //! ```text
 //! // crossbeam: `for msg in &inbox` becomes
@@ -34,6 +40,8 @@
 //! let app = Router::new().route("/users/{id}", get(user)).route_layer(RequestLayer::new());
 //! ```
 
+use crate::monitor::{Observer, Observers};
+
 #[cfg(feature = "crossbeam")]
 pub mod crossbeam;
 #[cfg(feature = "metrics")]
@@ -45,14 +53,19 @@ pub mod tower;
 #[cfg(feature = "tracing")]
 pub mod tracing;
 
-/// Called by the alert sink with every alert as it leaves the monitor, on
-/// the monitor's thread.
-#[cfg(any(feature = "tracing", feature = "metrics", feature = "tokio"))]
-pub(crate) fn on_alert(alert: &crate::Alert) {
-    #[cfg(feature = "tracing")]
-    self::tracing::emit(alert);
-    #[cfg(feature = "metrics")]
-    self::metrics::record_alert(alert);
-    #[cfg(feature = "tokio")]
-    self::tokio::on_alert(alert);
+/// The observers the enabled features provide, in the order they hear of
+/// each event: the one place that decides which integrations watch the
+/// monitor (see `monitor/observer.rs`). A new integration that reacts to the
+/// monitor's events is its module, with a type implementing
+/// [`Observer`](crate::monitor::Observer), and one line here.
+pub(crate) fn observers() -> Observers {
+    let observers: Vec<Box<dyn Observer>> = vec![
+        #[cfg(feature = "tracing")]
+        Box::new(self::tracing::AlertEvents),
+        #[cfg(feature = "metrics")]
+        Box::new(self::metrics::Figures),
+        #[cfg(feature = "tokio")]
+        Box::new(self::tokio::DriverHandOff),
+    ];
+    Observers::new(observers)
 }

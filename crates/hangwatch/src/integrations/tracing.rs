@@ -38,13 +38,25 @@
 use ::tracing::field::display;
 
 use crate::alert::{Alert, AlertKind, HangLevel};
+use crate::monitor::Observer;
 use crate::stack::{Frame, Stack};
 
 /// The target of hangwatch's events.
 pub const TARGET: &str = "hangwatch";
 
+/// The monitor's observer that emits every alert it delivers as an event.
+pub(crate) struct AlertEvents;
+
+impl Observer for AlertEvents {
+    /// Emits `alert` as an event when it leaves the monitor, with its stack
+    /// (the `top_frame` field) if it carries one.
+    fn alert_delivered(&self, alert: &Alert) {
+        emit(alert);
+    }
+}
+
 /// Emits `alert` as an event.
-pub(crate) fn emit(alert: &Alert) {
+fn emit(alert: &Alert) {
     let component = display(&alert.component);
     let annotation = alert.annotation.as_deref();
     let duration_ms = alert.duration.as_secs_f64() * 1e3;

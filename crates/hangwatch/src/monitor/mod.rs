@@ -19,6 +19,7 @@
 
 mod alert_sink;
 mod components;
+mod observer;
 mod outbox;
 mod pauses;
 mod profiler;
@@ -34,8 +35,9 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 pub(crate) use self::alert_sink::AlertSink;
 use self::components::{Components, LookAt};
+pub(crate) use self::observer::{Observer, Observers};
 use self::outbox::Outbox;
-use self::pauses::{Evidence, Pauses};
+use self::pauses::{Evidence, Pauses, Verdict};
 use self::profiler::Profiler;
 pub use self::profiler::ProfilingOptions;
 use self::run_time::{RunTimeSource, RunTimes};
@@ -256,8 +258,8 @@ impl Monitor {
                 Ok(RegistryMsg::Register(registration)) => self.register(registration),
                 Ok(RegistryMsg::Unregister { key }) => {
                     if let Some(component) = self.components.remove(key) {
-                        #[cfg(feature = "metrics")]
-                        crate::integrations::metrics::components_removed(1);
+                        self.observers()
+                            .report(|observer| observer.component_removed(&component.id));
                         let at = LookAt {
                             now: self.clock.now(),
                             pauses: &self.pauses,
@@ -277,11 +279,8 @@ impl Monitor {
     }
 
     fn register(&mut self, registration: Registration) {
-        #[cfg(feature = "metrics")]
-        {
-            crate::integrations::metrics::components_added(1);
-            crate::integrations::metrics::component_registered(&registration.id);
-        }
+        self.observers()
+            .report(|observer| observer.component_added(&registration.id));
         // Room for its alerts first, so that raising one never allocates.
         self.outbox.add(registration.key);
         let component = self
@@ -423,8 +422,7 @@ impl Monitor {
     /// A sample arrived from the capture thread, by way of a worker.
     fn count_sample(&mut self) {
         self.samples += 1;
-        #[cfg(feature = "metrics")]
-        crate::integrations::metrics::sample_taken();
+        self.observers().report(|observer| observer.sample_taken());
     }
 
     fn start_profiling(&mut self, options: ProfilingOptions) -> Result<(), ProfilingError> {
@@ -487,14 +485,11 @@ impl Monitor {
             });
         self.last_run_times = run_times;
         let verdict = self.pauses.observe(self.last_look, due, now, evidence);
-        #[cfg(feature = "metrics")]
         match verdict {
-            pauses::Verdict::Starved => crate::integrations::metrics::starved_look(),
-            pauses::Verdict::Paused => crate::integrations::metrics::pause(),
-            pauses::Verdict::OnTime => {}
+            Verdict::Starved => self.observers().report(|observer| observer.look_starved()),
+            Verdict::Paused => self.observers().report(|observer| observer.paused()),
+            Verdict::OnTime => {}
         }
-        #[cfg(not(feature = "metrics"))]
-        let _ = verdict;
         self.last_look = now;
         self.looks += 1;
         self.retire_exited_threads(now);
@@ -564,8 +559,8 @@ impl Monitor {
     fn retire_exited_threads(&mut self, now: u64) {
         for key in self.components.exited_threads() {
             if let Some(component) = self.components.remove(key) {
-                #[cfg(feature = "metrics")]
-                crate::integrations::metrics::components_removed(1);
+                self.observers()
+                    .report(|observer| observer.component_removed(&component.id));
                 self.threads_exited += 1;
                 let at = LookAt {
                     now,
@@ -576,6 +571,11 @@ impl Monitor {
                 component.report_thread_exited(&at, &mut self.outbox);
             }
         }
+    }
+
+    /// Whoever watches the monitor (kept by its alert sink).
+    fn observers(&self) -> &Observers {
+        self.outbox.sink().observers()
     }
 
     fn answer_stats(&mut self) {
@@ -608,11 +608,14 @@ impl Monitor {
     }
 }
 
-/// The components still registered when the monitor ends leave the gauge.
-#[cfg(feature = "metrics")]
+/// The components still registered when the monitor ends leave it too: its
+/// observers hear of each.
 impl Drop for Monitor {
     fn drop(&mut self) {
-        crate::integrations::metrics::components_removed(self.components.iter().count());
+        let observers = self.outbox.sink().observers();
+        for component in self.components.iter() {
+            observers.report(|observer| observer.component_removed(&component.id));
+        }
     }
 }
 

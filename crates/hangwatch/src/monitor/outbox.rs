@@ -166,6 +166,9 @@ impl Outbox {
     /// Sends `alert` for component `key`, after its stack if `capture` asks
     /// for one.
     pub(crate) fn raise(&mut self, key: u64, mut alert: Alert, capture: Capture, now: u64) {
+        self.sink
+            .observers()
+            .report(|observer| observer.alert_raised(&alert));
         if let (Some(ended), AlertKind::Ended { .. }) = (&mut self.ended_hangs, alert.kind) {
             ended.push((key, alert.clone()));
         }

@@ -54,7 +54,7 @@
 //! a worker is active from the moment it wakes until it parks again. The
 //! monitor also reads the worker's progress from tokio's own per-worker
 //! counters (its published busy time and parks, see
-//! [`Handle::watch_progress`]): a worker that keeps finishing polls is busy,
+//! [`Handle::watch_progress`](crate::Handle::watch_progress)): a worker that keeps finishing polls is busy,
 //! not hung, however long it goes without parking.
 //!
 //! - *Catches* a poll that does not return for longer than the timeout, in
@@ -128,12 +128,17 @@
 //! task blocks, nobody polls the driver any more: no socket is read, no
 //! timer fires, and requests that other workers could serve wait for the
 //! blocked one (tokio's unstable `enable_eager_driver_handoff` exists for
-//! this). So when a monitored worker raises a transient alert, the monitor
-//! also spawns an empty task on that worker's runtime, which wakes an idle
-//! worker; that worker runs it, parks again, and takes the driver over. A
+//! this). So the moment the monitor raises a transient alert for a
+//! monitored worker, it also spawns an empty task on that worker's runtime,
+//! which wakes an idle worker; that worker runs it, parks again, and takes
+//! the driver over. The monitor does this when it decides the alert, before
+//! it asks for the worker's stack: the alert itself may wait for that stack
+//! up to [`Builder::symbolicate_deadline`](crate::Builder::symbolicate_deadline)
+//! before it is delivered, and the runtime does not wait with it. A
 //! blocking task then costs the rest of the runtime at most the transient
-//! timeout, not the whole hang, for the price of one task spawned from the
-//! monitor's thread per transient alert of a worker.
+//! timeout (and however late the monitor looks), not the whole hang, for
+//! the price of one task spawned from the monitor's thread per transient
+//! alert of a worker.
 //! [`WorkerMonitor::hand_off_on_hang`] turns this off.
 //!
 //! A runtime made by `#[tokio::main]` cannot be given hooks: write `main`
@@ -147,25 +152,35 @@
 //! keeps one of each), call [`WorkerMonitor::on_thread_park`],
 //! [`WorkerMonitor::on_thread_unpark`] and [`WorkerMonitor::on_thread_stop`]
 //! from them instead of calling `install`.
+//!
+//! # Layout
+//!
+//! This file holds [`WorkerMonitor`], what a runtime is given; `workers.rs`
+//! what each worker thread keeps (its component, registered by its first
+//! hook); `progress.rs` how tokio's counters show a worker's progress;
+//! `hand_off.rs` the runtimes to wake on a hang, and the monitor's observer
+//! that wakes them; `instrumented.rs` the instrumented futures and spawns.
+
+mod hand_off;
+mod instrumented;
+mod progress;
+mod workers;
 
 use std::borrow::Cow;
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::future::Future;
-use std::panic::Location;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use ::tokio::runtime::{Builder, RuntimeFlavor};
-use ::tokio::task::JoinHandle;
+use ::tokio::runtime::Builder;
 
+pub(crate) use self::hand_off::DriverHandOff;
+pub use self::instrumented::{instrument, instrument_named, spawn, spawn_named, Instrumented};
+use self::workers::Worker;
 use crate::annotation::Annotation;
-use crate::component::{ComponentId, Timeouts};
+use crate::component::Timeouts;
 use crate::error::RegisterError;
-use crate::handle::{Handle, Register};
+use crate::handle::Register;
 
 /// The annotation of a worker's activity while it runs tasks that are not
 /// instrumented.
@@ -192,7 +207,7 @@ struct Shared {
     runtimes: Mutex<Vec<SeenRuntime>>,
     registered: AtomicU64,
     errors: Mutex<Vec<RegisterError>>,
-    hand_off: std::sync::atomic::AtomicBool,
+    hand_off: AtomicBool,
 }
 
 impl WorkerMonitor {
@@ -221,7 +236,7 @@ impl WorkerMonitor {
                 runtimes: Mutex::new(Vec::new()),
                 registered: AtomicU64::new(0),
                 errors: Mutex::new(Vec::new()),
-                hand_off: std::sync::atomic::AtomicBool::new(true),
+                hand_off: AtomicBool::new(true),
             }),
         })
     }
@@ -267,12 +282,7 @@ impl WorkerMonitor {
     /// What the stop hook does: unregisters the calling thread, if it was a
     /// monitored worker.
     pub fn on_thread_stop() {
-        let _ = WORKER.try_with(|slot| {
-            if let Ok(mut slot) = slot.try_borrow_mut() {
-                // Dropping the handle unregisters the component.
-                *slot = Slot::Unmonitored;
-            }
-        });
+        workers::unwatch_this_thread();
     }
 
     /// What the before-poll hook does (`--cfg tokio_unstable`): the poll is
@@ -280,14 +290,16 @@ impl WorkerMonitor {
     #[cfg(tokio_unstable)]
     pub fn on_before_task_poll(meta: &::tokio::runtime::TaskMeta<'_>) {
         let spawned_at = meta.spawned_at();
-        with_registered_worker(|worker| worker.set(location_label(spawned_at)));
+        workers::with_registered_worker(|worker| {
+            worker.set(instrumented::location_label(spawned_at))
+        });
     }
 
     /// What the after-poll hook does (`--cfg tokio_unstable`): the worker's
     /// activity goes back to [`RUNNING_TASKS`].
     #[cfg(tokio_unstable)]
     pub fn on_after_task_poll(_meta: &::tokio::runtime::TaskMeta<'_>) {
-        with_registered_worker(|worker| worker.set(RUNNING_TASKS));
+        workers::with_registered_worker(|worker| worker.set(RUNNING_TASKS));
     }
 
     /// How many times worker threads have registered so far (a worker
@@ -332,83 +344,6 @@ impl WorkerMonitor {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-    }
-
-    /// Runs `f` on the calling thread's worker, registering the thread first
-    /// if it was never seen, or if it now runs another worker than the one
-    /// it registered as, or its worker was taken over by another thread
-    /// (tokio's `block_in_place` hands a worker to a new thread, and a thread
-    /// of the blocking pool may later be handed another worker).
-    fn with_worker(&self, f: impl FnOnce(&Worker)) {
-        let _ = WORKER.try_with(|slot| {
-            let stale = slot.try_borrow().is_ok_and(|slot| match &*slot {
-                Slot::Unseen => true,
-                Slot::Worker(worker) => {
-                    worker.handle.is_taken_over()
-                        || ::tokio::runtime::worker_index() != Some(worker.index)
-                }
-                Slot::Unmonitored => false,
-            });
-            if stale {
-                let found = self.register_this_thread();
-                if let Ok(mut slot) = slot.try_borrow_mut() {
-                    *slot = found;
-                }
-            }
-            if let Ok(slot) = slot.try_borrow() {
-                if let Slot::Worker(worker) = &*slot {
-                    f(worker);
-                }
-            }
-        });
-    }
-
-    fn register_this_thread(&self) -> Slot {
-        // Park hooks run on workers only, within the runtime's context; a
-        // current-thread runtime's "worker" is whichever thread calls
-        // `block_on`, which is not ours to watch.
-        let runtime = match ::tokio::runtime::Handle::try_current() {
-            Ok(runtime) if runtime.runtime_flavor() != RuntimeFlavor::CurrentThread => runtime,
-            _ => return Slot::Unmonitored,
-        };
-        let Some(index) = ::tokio::runtime::worker_index() else {
-            return Slot::Unmonitored;
-        };
-        let shared = &self.shared;
-        let number = self.first_number(&runtime) + index as u64;
-        let id = ComponentId::new(shared.name.clone(), number);
-        // Taken over: the thread that held this worker before handed it on
-        // (`block_in_place`) and is no longer the one to watch.
-        match shared.register.take_over_component(
-            id.clone(),
-            shared.timeouts.transient(),
-            shared.timeouts.permanent(),
-            None,
-        ) {
-            Ok(handle) => {
-                shared.registered.fetch_add(1, Ordering::Relaxed);
-                let progress = Progress::new(runtime.metrics(), index);
-                handle.watch_progress(progress.probe());
-                let hand_off = shared
-                    .hand_off
-                    .load(Ordering::Relaxed)
-                    .then(|| HandOff::watch(id, runtime));
-                Slot::Worker(Box::new(Worker {
-                    handle,
-                    index,
-                    progress,
-                    current: Cell::new(RUNNING_TASKS),
-                    _hand_off: hand_off,
-                }))
-            }
-            Err(error) => {
-                let mut errors = shared.errors.lock().unwrap_or_else(PoisonError::into_inner);
-                if errors.len() < KEPT_ERRORS {
-                    errors.push(error);
-                }
-                Slot::Unmonitored
-            }
-        }
     }
 }
 
@@ -461,348 +396,5 @@ pub trait BuilderExt {
 impl BuilderExt for Builder {
     fn watch_workers(&mut self, workers: &WorkerMonitor) -> &mut Self {
         workers.install(self)
-    }
-}
-
-/// What the calling thread is to us.
-enum Slot {
-    /// Not yet seen by a park hook.
-    Unseen,
-    /// A monitored worker (boxed: it is large, and made once per thread).
-    Worker(Box<Worker>),
-    /// Not a worker of a multi-thread runtime, a worker that could not
-    /// register, or a worker that stopped.
-    Unmonitored,
-}
-
-thread_local! {
-    static WORKER: RefCell<Slot> = const { RefCell::new(Slot::Unseen) };
-}
-
-/// A monitored worker thread.
-struct Worker {
-    handle: Handle,
-    /// Its tokio worker index.
-    index: usize,
-    progress: Progress,
-    /// The annotation of the activity under way, to go back to when a nested
-    /// (instrumented) poll ends.
-    current: Cell<Annotation>,
-    /// Its entry in the runtimes to wake on a hang, while it lives.
-    _hand_off: Option<HandOff>,
-}
-
-impl Worker {
-    fn park(&self) {
-        self.current.set(RUNNING_TASKS);
-        self.handle.notify_wait();
-    }
-
-    fn unpark(&self) {
-        self.set(RUNNING_TASKS);
-    }
-
-    /// A new activity, annotated `label`; returns the one it replaces.
-    fn set(&self, label: Annotation) -> Annotation {
-        // Before the activity's word is stored: the monitor, reading that
-        // word, reads this start or a later one.
-        self.progress.start_activity();
-        self.handle.notify_activity(label);
-        self.current.replace(label)
-    }
-}
-
-/// A worker's progress, as tokio's own counters show it: the busy time it
-/// has published and its parks. Tokio publishes a worker's counters each
-/// time it parks and every `event_interval` polls (61 unless the runtime's
-/// builder says otherwise), from the worker's own thread, so the monitor
-/// sees a busy worker's count move, and a worker stuck in one poll's count
-/// stand still, without the worker doing anything more per poll.
-struct Progress {
-    metrics: ::tokio::runtime::RuntimeMetrics,
-    index: usize,
-    /// The count when the current activity began.
-    at_start: Arc<AtomicU64>,
-}
-
-impl Progress {
-    fn new(metrics: ::tokio::runtime::RuntimeMetrics, index: usize) -> Progress {
-        Progress {
-            metrics,
-            index,
-            at_start: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    fn start_activity(&self) {
-        self.at_start
-            .store(count(&self.metrics, self.index), Ordering::Relaxed);
-    }
-
-    /// What the monitor calls: the count's change since the activity began.
-    fn probe(&self) -> impl Fn() -> u64 + Send + 'static {
-        let (metrics, index, at_start) = (self.metrics.clone(), self.index, self.at_start.clone());
-        move || count(&metrics, index).wrapping_sub(at_start.load(Ordering::Relaxed))
-    }
-}
-
-/// Worker `index`'s published busy nanoseconds plus its parks: it moves
-/// whenever the worker publishes after doing anything.
-fn count(metrics: &::tokio::runtime::RuntimeMetrics, index: usize) -> u64 {
-    (metrics.worker_total_busy_duration(index).as_nanos() as u64)
-        .wrapping_add(metrics.worker_park_unpark_count(index))
-}
-
-/// The runtime of each monitored worker (by component id, with a token
-/// telling registrations of the same id apart), for the driver hand-off.
-type Runtimes = HashMap<ComponentId, (u64, ::tokio::runtime::Handle)>;
-
-fn runtimes() -> &'static Mutex<Runtimes> {
-    static RUNTIMES: OnceLock<Mutex<Runtimes>> = OnceLock::new();
-    RUNTIMES.get_or_init(Mutex::default)
-}
-
-/// A worker's entry in [`runtimes`], removed when the worker goes.
-struct HandOff {
-    id: ComponentId,
-    token: u64,
-}
-
-impl HandOff {
-    fn watch(id: ComponentId, runtime: ::tokio::runtime::Handle) -> HandOff {
-        static TOKENS: AtomicU64 = AtomicU64::new(0);
-        let token = TOKENS.fetch_add(1, Ordering::Relaxed);
-        runtimes()
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id.clone(), (token, runtime));
-        HandOff { id, token }
-    }
-}
-
-impl Drop for HandOff {
-    fn drop(&mut self) {
-        let mut runtimes = runtimes().lock().unwrap_or_else(PoisonError::into_inner);
-        if runtimes
-            .get(&self.id)
-            .is_some_and(|(token, _)| *token == self.token)
-        {
-            runtimes.remove(&self.id);
-        }
-    }
-}
-
-/// Called on the monitor's thread with every alert: a transient alert of a
-/// monitored worker wakes an idle worker of its runtime, which then takes
-/// over the I/O and timer driver (see the module docs).
-pub(crate) fn on_alert(alert: &crate::Alert) {
-    if alert.kind != crate::AlertKind::Transient {
-        return;
-    }
-    let runtime = runtimes()
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(&alert.component)
-        .map(|(_, runtime)| runtime.clone());
-    if let Some(runtime) = runtime {
-        // A task spawned from outside the runtime wakes a parked worker. If
-        // the runtime is shutting down, the task is dropped unrun.
-        drop(runtime.spawn(async {}));
-    }
-}
-
-/// Runs `f` on the calling thread's worker, if it is a monitored one.
-fn with_registered_worker<R>(f: impl FnOnce(&Worker) -> R) -> Option<R> {
-    WORKER
-        .try_with(|slot| match &*slot.try_borrow().ok()? {
-            Slot::Worker(worker) => Some(f(worker)),
-            _ => None,
-        })
-        .ok()
-        .flatten()
-}
-
-/// One poll of an instrumented future: an activity with its label, and when
-/// it ends, the worker's previous activity again (its clock restarted).
-struct PollScope {
-    previous: Option<Annotation>,
-}
-
-impl PollScope {
-    #[inline]
-    fn enter(label: Annotation) -> PollScope {
-        PollScope {
-            previous: with_registered_worker(|worker| worker.set(label)),
-        }
-    }
-}
-
-impl Drop for PollScope {
-    #[inline]
-    fn drop(&mut self) {
-        if let Some(previous) = self.previous {
-            with_registered_worker(|worker| worker.set(previous));
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A future whose every poll, on a monitored worker, is an activity
-    /// annotated with its label. Made by [`instrument`] and
-    /// [`instrument_named`].
-    #[must_use = "futures do nothing unless polled"]
-    pub struct Instrumented<F> {
-        #[pin]
-        future: F,
-        label: Annotation,
-    }
-}
-
-impl<F> Instrumented<F> {
-    /// The annotation of this future's polls.
-    pub fn label(&self) -> Annotation {
-        self.label
-    }
-
-    /// The wrapped future.
-    pub fn into_inner(self) -> F {
-        self.future
-    }
-}
-
-impl<F: Future> Future for Instrumented<F> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.project();
-        let _scope = PollScope::enter(*this.label);
-        this.future.poll(cx)
-    }
-}
-
-impl<F> std::fmt::Debug for Instrumented<F> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Instrumented")
-            .field("label", &self.label)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Wraps `future` so that its polls are annotated with the caller's location
-/// (`file:line:column`).
-#[track_caller]
-pub fn instrument<F: Future>(future: F) -> Instrumented<F> {
-    Instrumented {
-        future,
-        label: location_label(Location::caller()),
-    }
-}
-
-/// Wraps `future` so that its polls are annotated `name`.
-pub fn instrument_named<F: Future>(name: impl Into<Annotation>, future: F) -> Instrumented<F> {
-    Instrumented {
-        future,
-        label: name.into(),
-    }
-}
-
-/// `tokio::spawn`, with the task's polls annotated with the caller's location.
-///
-/// Like `tokio::spawn`, it must be called within a runtime.
-#[track_caller]
-pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    ::tokio::spawn(instrument(future))
-}
-
-/// `tokio::spawn`, with the task's polls annotated `name`.
-///
-/// Like `tokio::spawn`, it must be called within a runtime.
-#[track_caller]
-pub fn spawn_named<F>(name: impl Into<Annotation>, future: F) -> JoinHandle<F::Output>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    ::tokio::spawn(instrument_named(name, future))
-}
-
-/// The annotation `file:line:column` for a location: interned once per
-/// location in the program (`Annotation::intern`), then looked up in a
-/// per-thread cache.
-fn location_label(location: &'static Location<'static>) -> Annotation {
-    type Key = (usize, usize, u32, u32);
-    thread_local! {
-        static SEEN: RefCell<HashMap<Key, Annotation>> = RefCell::new(HashMap::new());
-    }
-    let file = location.file();
-    let key = (
-        file.as_ptr() as usize,
-        file.len(),
-        location.line(),
-        location.column(),
-    );
-    let seen = SEEN
-        .try_with(|seen| seen.try_borrow().ok()?.get(&key).copied())
-        .ok()
-        .flatten();
-    if let Some(label) = seen {
-        return label;
-    }
-    let label = Annotation::intern(&location.to_string());
-    let _ = SEEN.try_with(|seen| {
-        if let Ok(mut seen) = seen.try_borrow_mut() {
-            seen.insert(key, label);
-        }
-    });
-    label
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_location_label_is_made_once_and_reads_file_line_column() {
-        let here = Location::caller();
-        let first = location_label(here);
-        let second = location_label(here);
-        assert!(std::ptr::eq(first.as_str(), second.as_str()));
-        assert_eq!(
-            first.as_str(),
-            format!("{}:{}:{}", here.file(), here.line(), here.column())
-        );
-        let other = std::thread::spawn(move || location_label(here))
-            .join()
-            .unwrap();
-        assert!(std::ptr::eq(first.as_str(), other.as_str()));
-    }
-
-    #[test]
-    fn instrument_labels_with_the_callers_location() {
-        let future = instrument(async {});
-        let line = line!() - 1;
-        assert!(
-            future
-                .label()
-                .as_str()
-                .starts_with(&format!("{}:{line}:", file!())),
-            "{:?}",
-            future.label()
-        );
-        assert_eq!(
-            instrument_named("named", async {}).label().as_str(),
-            "named"
-        );
-    }
-
-    #[test]
-    fn polls_off_a_worker_thread_do_nothing() {
-        // Not a tokio worker: the scope finds no worker and restores nothing.
-        let scope = PollScope::enter(Annotation::new("not a worker"));
-        assert!(scope.previous.is_none());
     }
 }
