@@ -135,8 +135,8 @@
 //! # Integrations
 //!
 //! Cargo features, all off by default, fit hangwatch to what a program
-//! already uses; see the `integrations` module (present when one of them is
-//! on) for each one's API and cost:
+//! already uses; see the `integrations` module for each one's API and
+//! cost:
 //!
 //! - `crossbeam`: a loop over crossbeam-channel receivers is monitored by
 //!   changing one line, `for msg in handle.event_loop(annotate).iter(&inbox)`.
@@ -161,12 +161,6 @@ mod control;
 mod doorbell;
 mod error;
 mod handle;
-#[cfg(any(
-    feature = "crossbeam",
-    feature = "tokio",
-    feature = "tracing",
-    feature = "metrics"
-))]
 pub mod integrations;
 mod messages;
 mod monitor;

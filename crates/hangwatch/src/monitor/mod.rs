@@ -16,6 +16,13 @@
 //!
 //! Why no activity slips through between two looks is argued in
 //! `schedule.rs` and at each step of `look` and `promise` below.
+//!
+//! The monitor tells what it does, as it happens, to its observers
+//! (`observer.rs`): components joining and leaving, alerts raised (in the
+//! outbox), delivered and dropped (in the alert sink), stacks sampled, and
+//! looks that came late. It does not know who they are: the builder gives
+//! it the ones the enabled features provide (`integrations::observers`),
+//! and no integration is named here.
 
 mod alert_sink;
 mod components;
