@@ -6,15 +6,16 @@
 //! and none of its dependencies is built, and the hot path
 //! ([`Handle::notify_activity`](crate::Handle::notify_activity) and
 //! [`Handle::notify_wait`](crate::Handle::notify_wait)) is the same with or
-//! without any of them.
+//! without any of them. The module of each feature that is on is listed at
+//! the end of this page; without any, this module holds nothing public.
 //!
 //! | feature | module | what it does | what it costs when on |
 //! |---|---|---|---|
-//! | `crossbeam` | [`crossbeam`] | a loop over crossbeam-channel receivers (`recv`, `select!`) notifies wait before it blocks and activity when a message arrives | one notify pair and one call of your annotate function per message; no dependency beyond crossbeam-channel, which hangwatch uses anyway |
-//! | `tokio` | [`tokio`] | every worker thread of a multi-thread runtime becomes a component; a task that blocks its worker raises alerts with the worker's stack and the task's name or spawn location, and an idle worker takes over the blocked one's I/O driver | a notify per worker park and unpark; with instrumented tasks, a notify pair per poll; with `--cfg tokio_unstable`, a notify pair per poll of every task; tokio (`rt`, `rt-multi-thread`) and pin-project-lite |
-//! | `tower` | [`tower`] | a `tower::Layer` (axum, hyper, tonic) that makes every request's handler an instrumented task annotated `"{METHOD} {route}"` (`GET /users/{id}`), the route taken from axum's matched path or a function of yours, bounded in number | per request a thread-local lookup of the label, per poll two notifications; once per label, one lock and one small string never freed; tower-layer, tower-service, http and axum's router core (implies `tokio`) |
-//! | `tracing` | [`tracing`] | every alert is also a `tracing` event with structured fields | one event per alert, on the monitor's thread; the `tracing` crate |
-//! | `metrics` | [`metrics`] | hang counters, a hang-duration histogram, the number of monitored components, dropped alerts and stack samples, through the `metrics` facade | a few recorder calls per alert, registration and stack sample, on the monitor's thread; the `metrics` crate |
+//! | `crossbeam` | `crossbeam` | a loop over crossbeam-channel receivers (`recv`, `select!`) notifies wait before it blocks and activity when a message arrives | one notify pair and one call of your annotate function per message; no dependency beyond crossbeam-channel, which hangwatch uses anyway |
+//! | `tokio` | `tokio` | every worker thread of a multi-thread runtime becomes a component; a task that blocks its worker raises alerts with the worker's stack and the task's name or spawn location, and an idle worker takes over the blocked one's I/O driver | a notify per worker park and unpark; with instrumented tasks, a notify pair per poll; with `--cfg tokio_unstable`, a notify pair per poll of every task; tokio (`rt`, `rt-multi-thread`) and pin-project-lite |
+//! | `tower` | `tower` | a `tower::Layer` (axum, hyper, tonic) that makes every request's handler an instrumented task annotated `"{METHOD} {route}"` (`GET /users/{id}`), the route taken from axum's matched path or a function of yours, bounded in number | per request a thread-local lookup of the label, per poll two notifications; once per label, one lock and one small string never freed; tower-layer, tower-service, http and axum's router core (implies `tokio`) |
+//! | `tracing` | `tracing` | every alert is also a `tracing` event with structured fields | one event per alert, on the monitor's thread; the `tracing` crate |
+//! | `metrics` | `metrics` | hang counters, a hang-duration histogram, the number of monitored components, dropped alerts and stack samples, through the `metrics` facade | a few recorder calls per alert, registration and stack sample, on the monitor's thread; the `metrics` crate |
 //!
 //! The `tracing` and `metrics` integrations need no call at all, nor does
 //! the tokio integration's driver hand-off: the monitor reports what it does
