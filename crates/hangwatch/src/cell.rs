@@ -133,6 +133,24 @@ impl ActivityCell {
         self.state.load(Ordering::SeqCst)
     }
 
+    /// Called by the component as the activity in `last` (its previous
+    /// word) ends: if the monitor marked that activity (it alerted on it, or
+    /// saw it under way), records `now()` as its end, for the exact length
+    /// of the hang; returns whether the monitor wants waking (it alerted).
+    /// The load hits a line the component's thread owns unless the monitor
+    /// just wrote it, and the clock is read only for a marked activity.
+    #[inline(always)]
+    pub(crate) fn record_end(&self, last: u64, now: impl FnOnce() -> u64) -> bool {
+        let mark = self.alerted.load(Ordering::Relaxed);
+        match marked(mark, last) {
+            Some(wake) => {
+                self.ended.store(now(), Ordering::Relaxed);
+                wake
+            }
+            None => false,
+        }
+    }
+
     /// Whether the monitor should stop watching this cell.
     pub(crate) fn is_retired(&self) -> bool {
         self.unregistered.load(Ordering::Acquire) || self.thread_exited.load(Ordering::Acquire)

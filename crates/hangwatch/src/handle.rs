@@ -242,7 +242,7 @@ impl Handle {
         }
         let label = self.labels.id_of(annotation.into());
         let now = self.clock.now();
-        let hang_ended = self.end_alerted_activity(|| now);
+        let hang_ended = self.cell.record_end(self.last_word.get(), || now);
         let word = cell::active_word(now, label);
         // SeqCst: pairs with the monitor's promise, see schedule.rs.
         self.cell.state.store(word, Ordering::SeqCst);
@@ -259,7 +259,7 @@ impl Handle {
         if !cell::is_active(last) {
             return;
         }
-        let hang_ended = self.end_alerted_activity(|| self.clock.now());
+        let hang_ended = self.cell.record_end(last, || self.clock.now());
         self.cell
             .state
             .store(cell::waiting_word(last), Ordering::Release);
@@ -315,22 +315,6 @@ impl Handle {
     /// this handle's notifications.
     pub fn is_taken_over(&self) -> bool {
         self.cell.unregistered.load(Ordering::Acquire)
-    }
-
-    /// If the monitor marked the activity that is ending (it alerted on it,
-    /// or saw it under way), records when it ended, for the exact length of
-    /// the hang; returns whether the monitor wants waking (it alerted). The
-    /// load hits a line this thread owns unless the monitor just wrote it.
-    #[inline(always)]
-    fn end_alerted_activity(&self, now: impl FnOnce() -> u64) -> bool {
-        let mark = self.cell.alerted.load(Ordering::Relaxed);
-        match cell::marked(mark, self.last_word.get()) {
-            Some(wake) => {
-                self.cell.ended.store(now(), Ordering::Relaxed);
-                wake
-            }
-            None => false,
-        }
     }
 
     #[cold]
