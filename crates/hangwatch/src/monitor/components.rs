@@ -545,4 +545,4 @@ impl Component {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

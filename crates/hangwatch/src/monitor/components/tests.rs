@@ -36,6 +36,28 @@ struct Rig {
     last: u64,
 }
 
+/// The registration of component `key` ("render", on "render-thread")
+/// with a transient timeout of 100 ms and a permanent one of 300 ms.
+pub(crate) fn registration(
+    key: u64,
+    cell: Arc<ActivityCell>,
+    stack_target: Option<Result<Arc<SampleTarget>, NoStack>>,
+) -> Registration {
+    Registration {
+        key,
+        id: ComponentId::new("render", key),
+        cell,
+        timeouts: Timeouts::new(
+            Duration::from_millis(TRANSIENT),
+            Duration::from_millis(PERMANENT),
+        )
+        .expect("valid timeouts"),
+        exit_signal: None,
+        thread: Some("render-thread".to_owned()),
+        stack_target,
+    }
+}
+
 impl Rig {
     fn new() -> Rig {
         let clock = Clock::with_ns_per_stamp(MS);
@@ -44,23 +66,7 @@ impl Rig {
         outbox.add(KEY);
         let cell = Arc::new(ActivityCell::default());
         let mut components = Components::default();
-        components.add(
-            Registration {
-                key: KEY,
-                id: ComponentId::new("render", 1),
-                cell: cell.clone(),
-                timeouts: Timeouts::new(
-                    Duration::from_millis(TRANSIENT),
-                    Duration::from_millis(PERMANENT),
-                )
-                .expect("valid timeouts"),
-                exit_signal: None,
-                thread: Some("render-thread".to_owned()),
-                stack_target: None,
-            },
-            &clock,
-            false,
-        );
+        components.add(registration(KEY, cell.clone(), None), &clock, false);
         Rig {
             clock,
             pauses: Pauses::new(LATE_AFTER),
@@ -156,7 +162,10 @@ fn a_busy_component_raises_transient_then_permanent_once_each_then_ended_with_it
     rig.look(1_350);
     assert!(rig.sent().is_empty(), "the permanent level is raised once");
 
-    assert!(rig.notify_wait(1_400), "the end of an alerted hang wakes the monitor");
+    assert!(
+        rig.notify_wait(1_400),
+        "the end of an alerted hang wakes the monitor"
+    );
     let after = rig.look(1_450);
     assert_eq!(after.deadline, None);
     let ended = AlertKind::Ended {
@@ -168,7 +177,11 @@ fn a_busy_component_raises_transient_then_permanent_once_each_then_ended_with_it
 
     let stats = rig.stats(1_450);
     assert_eq!(
-        (stats.transient_alerts, stats.permanent_alerts, stats.ended_hangs),
+        (
+            stats.transient_alerts,
+            stats.permanent_alerts,
+            stats.ended_hangs
+        ),
         (1, 1, 1)
     );
     assert_eq!(stats.longest_hang, ms(400));
@@ -181,7 +194,10 @@ fn a_new_activity_ends_the_hang_and_starts_afresh() {
     rig.notify_activity(0);
     rig.look(0);
     rig.look(100);
-    assert_eq!(summary(&rig.sent()), [(AlertKind::Transient, ms(100), false)]);
+    assert_eq!(
+        summary(&rig.sent()),
+        [(AlertKind::Transient, ms(100), false)]
+    );
 
     assert!(rig.notify_activity(150));
     let look = rig.look(160);
@@ -205,7 +221,10 @@ fn a_short_activity_raises_nothing_and_its_end_wakes_nobody() {
     let mut rig = Rig::new();
     rig.notify_activity(0);
     rig.look(0);
-    assert!(!rig.notify_wait(60), "a watched activity's end is recorded quietly");
+    assert!(
+        !rig.notify_wait(60),
+        "a watched activity's end is recorded quietly"
+    );
     let look = rig.look(100);
     assert!(look.changed);
     assert_eq!((look.deadline, look.active_since), (None, None));
@@ -287,9 +306,16 @@ fn time_the_process_was_paused_is_not_hang_time() {
     );
     let look = rig.look(1_000);
     assert!(rig.sent().is_empty());
-    assert_eq!(look.deadline, Some(1_000 + TRANSIENT), "deadlines move back");
+    assert_eq!(
+        look.deadline,
+        Some(1_000 + TRANSIENT),
+        "deadlines move back"
+    );
     rig.look(1_100);
-    assert_eq!(summary(&rig.sent()), [(AlertKind::Transient, ms(100), false)]);
+    assert_eq!(
+        summary(&rig.sent()),
+        [(AlertKind::Transient, ms(100), false)]
+    );
 }
 
 #[test]
@@ -388,5 +414,8 @@ fn work_done_before_the_first_look_starts_the_stretch_at_that_look() {
     assert!(rig.sent().is_empty());
     assert_eq!(look.active_since, Some(500));
     rig.look(600);
-    assert_eq!(summary(&rig.sent()), [(AlertKind::Transient, ms(100), false)]);
+    assert_eq!(
+        summary(&rig.sent()),
+        [(AlertKind::Transient, ms(100), false)]
+    );
 }
