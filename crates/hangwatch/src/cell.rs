@@ -37,9 +37,14 @@
 //! activity per component per look, so the clock read this costs the
 //! component is rare. `alerted` is the only field the monitor writes.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use crossbeam_utils::CachePadded;
+#[cfg(hangwatch_loom)]
+use loom::sync::atomic::{AtomicBool, AtomicU64};
+// `loom`'s atomics when the wake rule is modelled (`schedule.rs`).
+#[cfg(not(hangwatch_loom))]
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use crate::annotation::LabelId;
 
@@ -149,6 +154,17 @@ impl ActivityCell {
             }
             None => false,
         }
+    }
+
+    /// Called by the component as it goes back to waiting after the
+    /// activity in `last`, as `Handle::notify_wait` runs it: records the
+    /// end if it was marked, publishes the waiting word, and returns
+    /// whether to wake the monitor (it alerted on that activity).
+    #[inline(always)]
+    pub(crate) fn publish_wait(&self, last: u64, now: impl FnOnce() -> u64) -> bool {
+        let hang_ended = self.record_end(last, now);
+        self.state.store(waiting_word(last), Ordering::Release);
+        hang_ended
     }
 
     /// Whether the monitor should stop watching this cell.

@@ -242,12 +242,12 @@ impl Handle {
         }
         let label = self.labels.id_of(annotation.into());
         let now = self.clock.now();
-        let hang_ended = self.cell.record_end(self.last_word.get(), || now);
         let word = cell::active_word(now, label);
-        // SeqCst: pairs with the monitor's promise, see schedule.rs.
-        self.cell.state.store(word, Ordering::SeqCst);
-        self.last_word.set(word);
-        if hang_ended || self.schedule.looks_after(now + self.transient) {
+        let last = self.last_word.replace(word);
+        if self
+            .schedule
+            .publish_activity(&self.cell, last, word, now, self.transient)
+        {
             self.wake_monitor();
         }
     }
@@ -259,12 +259,8 @@ impl Handle {
         if !cell::is_active(last) {
             return;
         }
-        let hang_ended = self.cell.record_end(last, || self.clock.now());
-        self.cell
-            .state
-            .store(cell::waiting_word(last), Ordering::Release);
         self.last_word.set(cell::waiting_word(last));
-        if hang_ended {
+        if self.cell.publish_wait(last, || self.clock.now()) {
             self.wake_monitor();
         }
     }

@@ -13,6 +13,7 @@ use crate::annotation::{Annotation, LabelCache, LabelId};
 use crate::component::Timeouts;
 use crate::monitor::pauses::Verdict;
 use crate::monitor::AlertSink;
+use crate::schedule::Schedule;
 
 /// Nanoseconds per stamp: one stamp is a millisecond.
 const MS: f64 = 1_000_000.0;
@@ -82,18 +83,20 @@ impl Rig {
     /// The component starts an activity at `now`, as `notify_activity`
     /// does; returns whether it would ring for the end of a hang.
     fn notify_activity(&mut self, now: u64) -> bool {
-        let hang_ended = self.cell.record_end(self.last, || now);
-        self.last = cell::active_word(now, self.label);
-        self.cell.state.store(self.last, Ordering::SeqCst);
-        hang_ended
+        let word = cell::active_word(now, self.label);
+        let last = std::mem::replace(&mut self.last, word);
+        // A monitor that promised to look at once is never woken for a
+        // deadline: what this returns is whether a hang's end wakes it.
+        let schedule = Schedule::new(true);
+        schedule.promise(0);
+        schedule.publish_activity(&self.cell, last, word, now, TRANSIENT)
     }
 
     /// The component goes back to waiting at `now`, as `notify_wait` does.
     fn notify_wait(&mut self, now: u64) -> bool {
-        let hang_ended = self.cell.record_end(self.last, || now);
-        self.last = cell::waiting_word(self.last);
-        self.cell.state.store(self.last, Ordering::Release);
-        hang_ended
+        let last = self.last;
+        self.last = cell::waiting_word(last);
+        self.cell.publish_wait(last, || now)
     }
 
     /// The monitor looks at `now`.
