@@ -20,6 +20,13 @@
 //!
 //! On x86-64 the component's side costs one `xchg` (the `SeqCst` store) and a
 //! plain load; the monitor pays nothing extra for its loads.
+//!
+//! `loom` checks the rule over every interleaving of a component that starts
+//! an activity and a monitor that looks, then plans to sleep for ever or
+//! past the activity's deadline: the look sees the activity, or the check
+//! after the second promise does, or the component rings; and the end of a
+//! hang the monitor alerted on rings too (`loom_models` below, run by
+//! `.ci/run`).
 
 use std::sync::atomic::Ordering;
 
@@ -50,9 +57,11 @@ impl Schedule {
         }
     }
 
-    /// The monitor promises to look again by `stamp`.
+    /// The monitor promises to look again by `stamp`. It then loads the
+    /// state words.
     pub(crate) fn promise(&self, stamp: u64) {
         self.next_look.store(stamp, Ordering::SeqCst);
+        store_then_load();
     }
 
     /// A component's side of the rule, as `Handle::notify_activity` runs it:
@@ -73,6 +82,7 @@ impl Schedule {
         let hang_ended = cell.record_end(last, || now);
         // SeqCst: pairs with the monitor's promise (see the module docs).
         cell.state.store(word, Ordering::SeqCst);
+        store_then_load();
         hang_ended || self.looks_after(now + transient)
     }
 
@@ -91,6 +101,18 @@ impl Schedule {
     pub(crate) fn set_enabled(&self, enabled: bool) {
         self.enabled.store(enabled, Ordering::SeqCst);
     }
+}
+
+/// Between a `SeqCst` store and a `SeqCst` load of another word, on either
+/// side of the rule: nothing at all, except in a loom model. Loom regards
+/// `SeqCst` loads and stores as `AcqRel` (its README; loom#180), which
+/// drops the single total order the argument above relies on, and reports
+/// lost wake-ups that cannot happen; a `SeqCst` fence, which loom does
+/// model, restores that order there.
+#[inline(always)]
+fn store_then_load() {
+    #[cfg(hangwatch_loom)]
+    loom::sync::atomic::fence(Ordering::SeqCst);
 }
 
 #[cfg(hangwatch_loom)]
@@ -189,7 +211,10 @@ mod loom_models {
                 return;
             }
             assert!(bell.wait(None));
-            assert!(!cell::is_active(cell.load_state()), "a ring without the end");
+            assert!(
+                !cell::is_active(cell.load_state()),
+                "a ring without the end"
+            );
             assert_eq!(cell.ended.load(Ordering::Relaxed), 400);
         });
     }

@@ -74,6 +74,12 @@
 //!   thread that exits returns [`NoStack::ThreadGone`] at once, and no
 //!   signal is sent to a tid the system may give to a new thread.
 //!
+//! `loom` checks the handshake's state word (`loom_models` below, run by
+//! `.ci/run`): a sampler that waits gets its own request's complete sample;
+//! one that gives up leaves the slot to a handler that claimed, and a
+//! handler that comes after it gave up claims nothing and writes nothing,
+//! so the next request's sample is that request's alone.
+//!
 //! # Why the copy reads only mapped memory
 //!
 //! The handler copies from the interrupted stack pointer upward, clipped to
@@ -989,7 +995,10 @@ mod loom_models {
         let claims = thread.join().unwrap();
         assert!(claims[1], "the outstanding request is claimed");
         if !hasty {
-            assert!(claims[0] && taken == Some(1), "a patient sampler gets its answer");
+            assert!(
+                claims[0] && taken == Some(1),
+                "a patient sampler gets its answer"
+            );
         }
     }
 
