@@ -86,7 +86,7 @@ pub(crate) fn watch_mark(word: u64) -> u64 {
 /// record the end: it was alerted on (`Some(true)`: wake the monitor too) or
 /// watched (`Some(false)`).
 #[inline(always)]
-pub(crate) fn marked(mark: u64, word: u64) -> Option<bool> {
+fn marked(mark: u64, word: u64) -> Option<bool> {
     (is_active(word) && mark | ACTIVE == word).then_some(mark == word)
 }
 

@@ -1,6 +1,7 @@
 //! Looks at one component with time stepped by hand: a test clock of one
 //! millisecond per stamp, every `now` passed in, the component's side played
-//! by writing its cell as `Handle` does. No thread, no sleep, no wall clock.
+//! by the very calls `Handle` makes on its cell. No thread, no sleep, no wall
+//! clock.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
