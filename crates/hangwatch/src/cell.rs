@@ -37,9 +37,14 @@
 //! activity per component per look, so the clock read this costs the
 //! component is rare. `alerted` is the only field the monitor writes.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use crossbeam_utils::CachePadded;
+#[cfg(hangwatch_loom)]
+use loom::sync::atomic::{AtomicBool, AtomicU64};
+// `loom`'s atomics when the wake rule is modelled (`schedule.rs`).
+#[cfg(not(hangwatch_loom))]
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use crate::annotation::LabelId;
 
@@ -81,7 +86,7 @@ pub(crate) fn watch_mark(word: u64) -> u64 {
 /// record the end: it was alerted on (`Some(true)`: wake the monitor too) or
 /// watched (`Some(false)`).
 #[inline(always)]
-pub(crate) fn marked(mark: u64, word: u64) -> Option<bool> {
+fn marked(mark: u64, word: u64) -> Option<bool> {
     (is_active(word) && mark | ACTIVE == word).then_some(mark == word)
 }
 
@@ -131,6 +136,35 @@ impl ActivityCell {
     /// this is sequentially consistent).
     pub(crate) fn load_state(&self) -> u64 {
         self.state.load(Ordering::SeqCst)
+    }
+
+    /// Called by the component as the activity in `last` (its previous
+    /// word) ends: if the monitor marked that activity (it alerted on it, or
+    /// saw it under way), records `now()` as its end, for the exact length
+    /// of the hang; returns whether the monitor wants waking (it alerted).
+    /// The load hits a line the component's thread owns unless the monitor
+    /// just wrote it, and the clock is read only for a marked activity.
+    #[inline(always)]
+    pub(crate) fn record_end(&self, last: u64, now: impl FnOnce() -> u64) -> bool {
+        let mark = self.alerted.load(Ordering::Relaxed);
+        match marked(mark, last) {
+            Some(wake) => {
+                self.ended.store(now(), Ordering::Relaxed);
+                wake
+            }
+            None => false,
+        }
+    }
+
+    /// Called by the component as it goes back to waiting after the
+    /// activity in `last`, as `Handle::notify_wait` runs it: records the
+    /// end if it was marked, publishes the waiting word, and returns
+    /// whether to wake the monitor (it alerted on that activity).
+    #[inline(always)]
+    pub(crate) fn publish_wait(&self, last: u64, now: impl FnOnce() -> u64) -> bool {
+        let hang_ended = self.record_end(last, now);
+        self.state.store(waiting_word(last), Ordering::Release);
+        hang_ended
     }
 
     /// Whether the monitor should stop watching this cell.

@@ -48,6 +48,18 @@ impl Clock {
         })
     }
 
+    /// A clock of `ns_per_stamp` nanoseconds per stamp counting from stamp 0,
+    /// for tests that step time by hand: they pass every stamp in, so its
+    /// source (quanta's mock, stopped at zero) is never meant to be read.
+    #[cfg(test)]
+    pub(crate) fn with_ns_per_stamp(ns_per_stamp: f64) -> Clock {
+        Clock {
+            source: quanta::Clock::mock().0,
+            ns_per_stamp,
+            origin: 0,
+        }
+    }
+
     /// Now, in stamps. This is the one clock read of the hot path.
     #[inline(always)]
     pub(crate) fn now(&self) -> u64 {

@@ -242,12 +242,12 @@ impl Handle {
         }
         let label = self.labels.id_of(annotation.into());
         let now = self.clock.now();
-        let hang_ended = self.end_alerted_activity(|| now);
         let word = cell::active_word(now, label);
-        // SeqCst: pairs with the monitor's promise, see schedule.rs.
-        self.cell.state.store(word, Ordering::SeqCst);
-        self.last_word.set(word);
-        if hang_ended || self.schedule.looks_after(now + self.transient) {
+        let last = self.last_word.replace(word);
+        if self
+            .schedule
+            .publish_activity(&self.cell, last, word, now, self.transient)
+        {
             self.wake_monitor();
         }
     }
@@ -259,12 +259,8 @@ impl Handle {
         if !cell::is_active(last) {
             return;
         }
-        let hang_ended = self.end_alerted_activity(|| self.clock.now());
-        self.cell
-            .state
-            .store(cell::waiting_word(last), Ordering::Release);
         self.last_word.set(cell::waiting_word(last));
-        if hang_ended {
+        if self.cell.publish_wait(last, || self.clock.now()) {
             self.wake_monitor();
         }
     }
@@ -315,22 +311,6 @@ impl Handle {
     /// this handle's notifications.
     pub fn is_taken_over(&self) -> bool {
         self.cell.unregistered.load(Ordering::Acquire)
-    }
-
-    /// If the monitor marked the activity that is ending (it alerted on it,
-    /// or saw it under way), records when it ended, for the exact length of
-    /// the hang; returns whether the monitor wants waking (it alerted). The
-    /// load hits a line this thread owns unless the monitor just wrote it.
-    #[inline(always)]
-    fn end_alerted_activity(&self, now: impl FnOnce() -> u64) -> bool {
-        let mark = self.cell.alerted.load(Ordering::Relaxed);
-        match cell::marked(mark, self.last_word.get()) {
-            Some(wake) => {
-                self.cell.ended.store(now(), Ordering::Relaxed);
-                wake
-            }
-            None => false,
-        }
     }
 
     #[cold]

@@ -543,3 +543,6 @@ impl Component {
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests;

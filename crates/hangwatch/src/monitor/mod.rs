@@ -479,17 +479,7 @@ impl Monitor {
         let in_exit_signals = std::mem::take(&mut self.in_exit_signals);
         let evidence = run_times
             .zip(self.last_run_times)
-            .map(|(now, then)| Evidence {
-                // Time in exit signals is accounted for too: the program
-                // held us, the process was not stopped.
-                runnable: self
-                    .clock
-                    .to_stamps(now.thread_runnable.saturating_sub(then.thread_runnable))
-                    + in_exit_signals,
-                process_cpu: self
-                    .clock
-                    .to_stamps(now.process_cpu.saturating_sub(then.process_cpu)),
-            });
+            .map(|(now, then)| Evidence::between(then, now, in_exit_signals, self.clock));
         self.last_run_times = run_times;
         let verdict = self.pauses.observe(self.last_look, due, now, evidence);
         match verdict {

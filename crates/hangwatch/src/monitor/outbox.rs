@@ -360,3 +360,204 @@ fn send_ready(held: &mut VecDeque<Held>, sink: &mut AlertSink) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use crossbeam_channel::Receiver;
+
+    use super::*;
+    use crate::component::ComponentId;
+    use crate::messages::CaptureJob;
+    use crate::stack::capture::Capturer;
+    use crate::stack::workers::StackWorkers;
+    use crate::stack::Frame;
+
+    /// How long an alert waits for its stack, and how long after that the
+    /// stack may still follow, in stamps.
+    const HOLD: u64 = 5;
+    const FOLLOW_FOR: u64 = 1_000;
+
+    /// An outbox whose capture requests nobody serves: the test answers them.
+    struct Rig {
+        outbox: Outbox,
+        alerts: Receiver<Alert>,
+        captures: Receiver<CaptureJob>,
+        target: Arc<SampleTarget>,
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            let (sender, alerts) = crossbeam_channel::bounded(64);
+            let (capturer, captures, _) = Capturer::unserved();
+            let (workers, _, _) = StackWorkers::unserved();
+            let stacks = Stacks::new(capturer, workers, HOLD, FOLLOW_FOR);
+            let mut outbox = Outbox::new(AlertSink::new(sender, alerts.clone()), Some(stacks));
+            outbox.add(1);
+            outbox.add(2);
+            let target = SampleTarget::current_thread(4096).expect("a target for this thread");
+            Rig {
+                outbox,
+                alerts,
+                captures,
+                target: Arc::new(target),
+            }
+        }
+
+        /// Raises a `kind` alert of component `key` at `now` that waits for
+        /// its stack; returns the capture job's id.
+        fn raise_with_stack(&mut self, key: u64, kind: AlertKind, now: u64) -> u64 {
+            let capture = Capture::Thread(self.target.clone());
+            self.outbox.raise(key, alert(key, kind), capture, now);
+            self.captures.try_recv().expect("a capture was asked").id
+        }
+
+        fn sent(&self) -> Vec<Alert> {
+            self.alerts.try_iter().collect()
+        }
+    }
+
+    fn alert(key: u64, kind: AlertKind) -> Alert {
+        Alert {
+            component: ComponentId::new("render", key),
+            kind,
+            annotation: None,
+            duration: Duration::from_millis(300),
+            thread: None,
+            time: SystemTime::UNIX_EPOCH,
+            started_ns: Some(1_000),
+            raised_ns: 2_000,
+            late: false,
+            stack: None,
+            no_stack: None,
+        }
+    }
+
+    fn stack(address: u64) -> Stack {
+        Stack {
+            frames: vec![Frame {
+                address,
+                ..Frame::default()
+            }],
+            ..Stack::default()
+        }
+    }
+
+    #[test]
+    fn an_alert_waits_for_its_stack_until_the_deadline_then_leaves_and_its_stack_follows() {
+        let mut rig = Rig::new();
+        let job = rig.raise_with_stack(1, AlertKind::Permanent, 100);
+        assert_eq!(rig.outbox.next_deadline(), Some(100 + HOLD));
+        rig.outbox.expire(100 + HOLD - 1);
+        assert!(rig.sent().is_empty(), "held until its deadline");
+
+        rig.outbox.expire(100 + HOLD);
+        let sent = rig.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].kind, AlertKind::Permanent);
+        assert_eq!(sent[0].no_stack, Some(NoStack::Follows));
+        assert_eq!(rig.outbox.next_deadline(), None);
+        assert!(rig.outbox.owns(job), "its stack may still follow");
+
+        rig.outbox.stack_done(job, stack(0xabc), true);
+        let follows = rig.sent();
+        assert_eq!(follows.len(), 1);
+        let expected = Alert {
+            kind: AlertKind::Stack {
+                of: HangLevel::Permanent,
+            },
+            stack: Some(stack(0xabc)),
+            no_stack: None,
+            ..sent[0].clone()
+        };
+        assert_eq!(follows[0], expected, "the delivered alert, with its stack");
+        assert!(!rig.outbox.owns(job));
+    }
+
+    #[test]
+    fn an_alert_whose_stack_comes_in_time_leaves_with_it() {
+        let mut rig = Rig::new();
+        let job = rig.raise_with_stack(1, AlertKind::Permanent, 100);
+        rig.outbox.stack_done(job, stack(0x1), false);
+        assert!(rig.sent().is_empty(), "an unwound stack is kept, not sent");
+        rig.outbox.stack_done(job, stack(0x2), true);
+        let sent = rig.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].stack, Some(stack(0x2)));
+        rig.outbox.expire(u64::MAX);
+        assert!(rig.sent().is_empty(), "nothing follows");
+    }
+
+    #[test]
+    fn at_the_deadline_an_unwound_stack_leaves_raw_and_the_symbolicated_one_follows() {
+        let mut rig = Rig::new();
+        let job = rig.raise_with_stack(1, AlertKind::Transient, 100);
+        rig.outbox.stack_done(job, stack(0x1), false);
+        rig.outbox.expire(100 + HOLD);
+        let sent = rig.sent();
+        assert_eq!(
+            (sent[0].stack.clone(), sent[0].no_stack.clone()),
+            (Some(stack(0x1)), None)
+        );
+        rig.outbox.stack_missing(job, NoStack::Timeout);
+        let follows = rig.sent();
+        let of = HangLevel::Transient;
+        assert_eq!(follows[0].kind, AlertKind::Stack { of });
+        assert_eq!(follows[0].no_stack, Some(NoStack::Timeout));
+    }
+
+    #[test]
+    fn a_missing_stack_lets_the_alert_leave_at_once_with_the_reason() {
+        let mut rig = Rig::new();
+        let job = rig.raise_with_stack(1, AlertKind::Permanent, 100);
+        rig.outbox.stack_missing(job, NoStack::ThreadGone);
+        let sent = rig.sent();
+        assert_eq!(sent[0].no_stack, Some(NoStack::ThreadGone));
+        assert_eq!(rig.outbox.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_components_alerts_leave_in_order_and_other_components_do_not_wait() {
+        let mut rig = Rig::new();
+        let job = rig.raise_with_stack(1, AlertKind::Permanent, 100);
+        let ended = AlertKind::Ended {
+            worst: HangLevel::Permanent,
+        };
+        rig.outbox.raise(1, alert(1, ended), Capture::No, 101);
+        rig.outbox
+            .raise(2, alert(2, AlertKind::Transient), Capture::No, 101);
+        let sent = rig.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].component, ComponentId::new("render", 2));
+
+        rig.outbox.stack_done(job, stack(0x3), true);
+        let kinds: Vec<AlertKind> = rig.sent().iter().map(|a| a.kind).collect();
+        assert_eq!(kinds, [AlertKind::Permanent, ended]);
+    }
+
+    #[test]
+    fn a_stack_that_never_comes_is_given_up_after_its_follow_window() {
+        let mut rig = Rig::new();
+        let job = rig.raise_with_stack(1, AlertKind::Permanent, 100);
+        rig.outbox.expire(100 + HOLD);
+        assert_eq!(rig.sent().len(), 1);
+        rig.outbox.expire(100 + HOLD + FOLLOW_FOR - 1);
+        assert!(rig.outbox.owns(job));
+        rig.outbox.expire(100 + HOLD + FOLLOW_FOR);
+        assert!(!rig.outbox.owns(job));
+        rig.outbox.stack_done(job, stack(0x4), true);
+        assert!(rig.sent().is_empty(), "too late to follow");
+    }
+
+    #[test]
+    fn a_retired_components_queue_goes_once_its_alerts_have_left() {
+        let mut rig = Rig::new();
+        let job = rig.raise_with_stack(1, AlertKind::Permanent, 100);
+        rig.outbox.forget(1);
+        assert!(rig.outbox.queues.contains_key(&1), "an alert still waits");
+        rig.outbox.stack_done(job, stack(0x5), true);
+        assert_eq!(rig.sent().len(), 1);
+        assert!(!rig.outbox.queues.contains_key(&1));
+    }
+}

@@ -44,6 +44,9 @@
 //! Spans are kept only while some activity that began before their end is
 //! still being watched, so the log stays a handful of entries long.
 
+use crate::clock::Clock;
+use crate::monitor::run_time::RunTimes;
+
 /// What the kernel says the monitor's thread and its process did since the
 /// previous look, in stamps.
 #[derive(Clone, Copy, Debug, Default)]
@@ -52,6 +55,20 @@ pub(crate) struct Evidence {
     pub(crate) runnable: u64,
     /// Every thread of the process together was on a CPU.
     pub(crate) process_cpu: u64,
+}
+
+impl Evidence {
+    /// The evidence between the kernel's accounting at the previous look
+    /// (`then`) and at this one (`now`). `held` is the stamps the monitor's
+    /// thread spent in exit signals meanwhile: it counts as runnable, since
+    /// the program held the thread; the process was not stopped.
+    pub(crate) fn between(then: RunTimes, now: RunTimes, held: u64, clock: &Clock) -> Evidence {
+        Evidence {
+            runnable: clock.to_stamps(now.thread_runnable.saturating_sub(then.thread_runnable))
+                + held,
+            process_cpu: clock.to_stamps(now.process_cpu.saturating_sub(then.process_cpu)),
+        }
+    }
 }
 
 /// What the rule made of one look.
@@ -157,6 +174,8 @@ impl Pauses {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -233,6 +252,51 @@ mod tests {
             }),
         );
         assert_eq!(verdict, Verdict::Starved);
+    }
+
+    /// The kernel's figures as the monitor reads them, in milliseconds.
+    fn run_times(thread_runnable: u64, process_cpu: u64) -> RunTimes {
+        RunTimes {
+            thread_runnable: Duration::from_millis(thread_runnable),
+            process_cpu: Duration::from_millis(process_cpu),
+        }
+    }
+
+    /// The verdict on a look planned at 200 ms and made at `now` (ms), after
+    /// one at 100 ms, given the figures read at both looks and the time
+    /// spent in exit signals between them.
+    fn verdict(now: u64, then: RunTimes, at_now: RunTimes, held: u64) -> (Verdict, Pauses) {
+        // One stamp is a millisecond; 20 ms late is still on time.
+        let clock = Clock::with_ns_per_stamp(1_000_000.0);
+        let mut pauses = Pauses::new(20);
+        let evidence = Evidence::between(then, at_now, held, &clock);
+        (pauses.observe(100, Some(200), now, Some(evidence)), pauses)
+    }
+
+    #[test]
+    fn the_kernels_figures_tell_a_stopped_process_from_a_starved_monitor_and_an_on_time_look() {
+        let then = run_times(5_000, 9_000);
+        // On time: 15 ms late, whatever the figures say.
+        let (on_time, _) = verdict(215, then, then, 0);
+        assert_eq!(on_time, Verdict::OnTime);
+        // 800 ms late, of which the monitor's thread was runnable (waiting
+        // on the run queue) for 790: starved, nothing forgiven.
+        let (starved, pauses) = verdict(1_000, then, run_times(5_790, 9_000), 0);
+        assert_eq!(starved, Verdict::Starved);
+        assert_eq!((pauses.starved_count, pauses.starved_total), (1, 800));
+        assert_eq!(pauses.active_between(0, 1_000), 1_000);
+        // 800 ms late, the thread not runnable, no CPU used by the process:
+        // stopped. The whole gap since the previous look is paused.
+        let (paused, pauses) = verdict(1_000, then, then, 0);
+        assert_eq!(paused, Verdict::Paused);
+        assert_eq!((pauses.count, pauses.total), (1, 900));
+        assert_eq!(pauses.active_between(0, 1_000), 100);
+        // The same gap, but the monitor was held in exit signals for it.
+        let (held, _) = verdict(1_000, then, then, 790);
+        assert_eq!(held, Verdict::Starved);
+        // The same gap while the process's other threads ran.
+        let (busy, _) = verdict(1_000, then, run_times(5_000, 9_400), 0);
+        assert_eq!(busy, Verdict::Starved);
     }
 
     #[test]

@@ -143,8 +143,7 @@ impl Profiler {
         if self.stopping.is_some() || now < self.next_tick {
             return;
         }
-        // Ticks missed while the monitor was busy are skipped, not bunched.
-        self.next_tick = (self.next_tick + self.interval).max(now + self.interval / 2);
+        self.next_tick = tick_after(self.next_tick, self.interval, now);
         let time = now - self.started;
         for component in components.iter() {
             let Some(target) = component.sample_target() else {
@@ -335,6 +334,14 @@ impl Profiler {
     }
 }
 
+/// When the tick after one due at `due` and taken at `now` is due: one
+/// `interval` on, or, for a tick taken late, no sooner than half an interval
+/// after it. Ticks missed while the monitor was busy are skipped, not
+/// bunched.
+fn tick_after(due: u64, interval: u64, now: u64) -> u64 {
+    (due + interval).max(now + interval / 2)
+}
+
 /// Adds `walked` and drops the samples older than `keep` before it.
 fn push_bounded(samples: &mut VecDeque<Walked>, walked: Walked, keep: u64, dropped: &mut u64) {
     let oldest = walked.time.saturating_sub(keep);
@@ -391,4 +398,69 @@ fn fill(
             .collect();
     }
     profile
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::cell::ActivityCell;
+    use crate::monitor::components::tests::registration;
+    use crate::stack::capture::Capturer;
+    use crate::stack::sampler::SampleTarget;
+    use crate::stack::workers::StackWorkers;
+
+    #[test]
+    fn ticks_come_one_interval_apart_and_missed_ones_are_skipped_not_bunched() {
+        assert_eq!(tick_after(100, 10, 100), 110);
+        assert_eq!(
+            tick_after(110, 10, 113),
+            120,
+            "a little late keeps the beat"
+        );
+        assert_eq!(tick_after(120, 10, 175), 180, "five missed ticks are one");
+    }
+
+    #[test]
+    fn a_tick_asks_for_each_thread_once_and_repeats_a_waiting_threads_stack() {
+        // One stamp is a millisecond; 100 Hz is a tick every 10 stamps.
+        let clock = Clock::with_ns_per_stamp(1_000_000.0);
+        let (capturer, _hangs, profile_jobs) = Capturer::unserved();
+        let (workers, _, _) = StackWorkers::unserved();
+        let mut stacks = Stacks::new(capturer, workers, 5, 1_000);
+        let target = SampleTarget::current_thread(4096).expect("a target for this thread");
+        let mut components = Components::default();
+        let cell = Arc::new(ActivityCell::default());
+        components.add(
+            registration(1, cell, Some(Ok(Arc::new(target)))),
+            &clock,
+            false,
+        );
+        let mut profiler = Profiler::start(ProfilingOptions::default(), 1_000, &clock);
+        assert_eq!(profiler.next_tick(), Some(1_000));
+
+        profiler.tick(999, &components, &mut stacks);
+        assert!(profile_jobs.is_empty(), "not due yet");
+        profiler.tick(1_000, &components, &mut stacks);
+        let job = profile_jobs.try_recv().expect("the thread is asked");
+        assert_eq!(job.max_bytes, ProfilingOptions::default().stack_bytes);
+        assert_eq!(profiler.next_tick(), Some(1_010));
+
+        profiler.tick(1_010, &components, &mut stacks);
+        assert!(profile_jobs.is_empty(), "not asked again while asked");
+        assert!(profiler.missing(job.id));
+        profiler.tick(1_020, &components, &mut stacks);
+        let job = profile_jobs.try_recv().expect("asked again once answered");
+        assert!(profiler.walked(job.id, vec![0x1000, 0x2000], false));
+        assert!(!profiler.walked(job.id, Vec::new(), false), "answered once");
+
+        // Still waiting, as at the tick before: its stack is repeated.
+        profiler.tick(1_030, &components, &mut stacks);
+        assert!(profile_jobs.is_empty());
+        let thread = &profiler.threads[&1];
+        let times: Vec<u64> = thread.samples.iter().map(|s| s.time).collect();
+        assert_eq!(times, [20, 30]);
+        assert_eq!(profiler.dropped, 1);
+    }
 }

@@ -95,6 +95,20 @@ impl Capturer {
         })
     }
 
+    /// A capturer no thread serves, for unit tests of the monitor's side:
+    /// the jobs it queues wait in the returned receivers (hangs, profiles).
+    #[cfg(test)]
+    pub(crate) fn unserved() -> (Capturer, Receiver<CaptureJob>, Receiver<CaptureJob>) {
+        let bell = Doorbell::new();
+        let (hangs, hang_jobs) = bounded(HANG_QUEUE);
+        let (profiles, profile_jobs) = bounded(PROFILE_QUEUE);
+        let capturer = Capturer {
+            hangs: RingingSender::new(hangs, bell.clone()),
+            profiles: RingingSender::new(profiles, bell),
+        };
+        (capturer, hang_jobs, profile_jobs)
+    }
+
     /// Queues a hung thread's capture, or hands it back if the queue is full.
     pub(crate) fn hang(&self, job: CaptureJob) -> Result<(), CaptureJob> {
         self.hangs.try_send(job).map_err(|error| error.into_inner())

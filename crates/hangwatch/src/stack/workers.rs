@@ -89,6 +89,15 @@ impl StackWorkers {
         Ok(StackWorkers { hangs, profiling })
     }
 
+    /// Workers that never run, for unit tests of the monitor's side: the
+    /// jobs submitted wait in the returned receivers (hangs, profiling).
+    #[cfg(test)]
+    pub(crate) fn unserved() -> (StackWorkers, Receiver<StackJob>, Receiver<StackJob>) {
+        let (hangs, hang_queue) = bounded(HANG_QUEUE);
+        let (profiling, profile_queue) = bounded(PROFILE_QUEUE);
+        (StackWorkers { hangs, profiling }, hang_queue, profile_queue)
+    }
+
     /// Queues `job` (a hang's in the hang queue, profiling's in the other),
     /// or hands it back if that queue is full.
     pub(crate) fn submit(&self, job: StackJob) -> Result<(), StackJob> {

@@ -74,6 +74,12 @@
 //!   thread that exits returns [`NoStack::ThreadGone`] at once, and no
 //!   signal is sent to a tid the system may give to a new thread.
 //!
+//! `loom` checks the handshake's state word (`loom_models` below, run by
+//! `.ci/run`): a sampler that waits gets its own request's complete sample;
+//! one that gives up leaves the slot to a handler that claimed, and a
+//! handler that comes after it gave up claims nothing and writes nothing,
+//! so the next request's sample is that request's alone.
+//!
 //! # Why the copy reads only mapped memory
 //!
 //! The handler copies from the interrupted stack pointer upward, clipped to
@@ -833,5 +839,180 @@ mod tests {
         let sample = received.recv().unwrap().unwrap();
         assert_eq!(sample.tid, sys::gettid());
         assert!(!sample.stack.is_empty());
+    }
+}
+
+#[cfg(hangwatch_loom)]
+mod loom_models {
+    //! The handshake over every interleaving of a sampler and the sampled
+    //! thread's handlers. The slot table is a static of `const`-made `std`
+    //! atomics, which loom's cannot be, and its waits are futex calls and
+    //! clock deadlines; so this is the smallest faithful extraction of the
+    //! state-word protocol: each step below is the real one's atomic
+    //! operation on the real word layout ([`word`], the phases), with its
+    //! orderings, and names the function it copies. The buffer and result
+    //! fields are one `loom` cell, so that loom reports any access that is
+    //! not ordered by the handshake. Left out: the [`WAITING`] bit and the
+    //! futex (a read-modify-write of the same word either way), the turn
+    //! (one sampler here), leases and the delivery count.
+
+    use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+
+    use loom::cell::UnsafeCell;
+    use loom::sync::atomic::AtomicU32;
+    use loom::sync::Arc;
+    use loom::thread::yield_now;
+
+    use super::{word, CLAIMED, DONE, IDLE, PHASE_MASK, REQUESTED, TICKET_SHIFT, WAITING};
+
+    struct Slot {
+        state: AtomicU32,
+        /// The buffer and the result fields: the ticket of the request
+        /// whose sample they hold.
+        sample: UnsafeCell<u32>,
+        /// The signals queued to the sampled thread: each request's word,
+        /// 0 until it is sent.
+        signals: [AtomicU32; 2],
+    }
+
+    impl Slot {
+        /// `Slot::take_back`.
+        fn take_back(&self, requested: u32) -> Result<u32, u32> {
+            let idle = requested & !PHASE_MASK | IDLE;
+            self.state.fetch_update(AcqRel, Acquire, |state| {
+                (state & !WAITING == requested).then_some(idle)
+            })
+        }
+
+        /// `Slot::quiesce`.
+        fn quiesce(&self) -> Option<u32> {
+            let mut state = self.state.load(Acquire);
+            loop {
+                let ticket = state >> TICKET_SHIFT;
+                if state & PHASE_MASK == IDLE {
+                    return Some(ticket);
+                }
+                if state & PHASE_MASK == CLAIMED {
+                    return None;
+                }
+                match self
+                    .state
+                    .compare_exchange(state, word(ticket, IDLE), AcqRel, Acquire)
+                {
+                    Ok(_) => return Some(ticket),
+                    Err(now) => state = now,
+                }
+            }
+        }
+
+        /// `request_with`, from its wait for a handler still busy with an
+        /// abandoned request: returns the request's word.
+        fn request(&self, n: usize) -> u32 {
+            while self.state.load(Acquire) & PHASE_MASK == CLAIMED {
+                yield_now();
+            }
+            let idle = self
+                .quiesce()
+                .expect("with no request out, no handler can claim");
+            let requested = word(idle + 1, REQUESTED);
+            self.state.store(requested, Release);
+            // `queue_signal`: the signal carries the request's word.
+            self.signals[n].store(requested, Release);
+            requested
+        }
+
+        /// `Request::finish` with a deadline that passes at its first look
+        /// (`patient`: one that does not pass): the sample if it was
+        /// taken, `None` on a timeout.
+        fn finish(&self, requested: u32, patient: bool) -> Option<u32> {
+            let ticket = requested >> TICKET_SHIFT;
+            let (claimed, done) = (word(ticket, CLAIMED), word(ticket, DONE));
+            let mut state = self.state.load(Acquire);
+            while patient && (state == requested || state == claimed) {
+                yield_now();
+                state = self.state.load(Acquire);
+            }
+            if state != done && self.take_back(requested) != Err(done) {
+                return None;
+            }
+            // SAFETY (of the real read): the slot is `DONE`; loom checks it.
+            let sample = self.sample.with(|sample| unsafe { *sample });
+            self.state.store(word(ticket, IDLE), Release);
+            Some(sample)
+        }
+
+        /// The handler for the signal carrying `requested`: `Claim::accept`,
+        /// the copy, `Claim::finish`. Returns whether it claimed.
+        fn handle(&self, requested: u32) -> bool {
+            let claimed = requested & !PHASE_MASK | CLAIMED;
+            let claim = self.state.fetch_update(Acquire, Relaxed, |state| {
+                (state & !WAITING == requested).then_some(state & WAITING | claimed)
+            });
+            if claim.is_err() {
+                return false;
+            }
+            // SAFETY (of the real copy): claimed, the buffer is ours; loom
+            // checks it.
+            self.sample
+                .with_mut(|sample| unsafe { *sample = requested >> TICKET_SHIFT });
+            self.state.swap(claimed | DONE, Release);
+            true
+        }
+    }
+
+    /// The sampler asks, gives up at once if `hasty` (else waits for the
+    /// answer), then asks again and waits for that answer; the sampled
+    /// thread answers each signal in turn, the first perhaps after the
+    /// sampler gave up on it. Each sample the sampler reads is complete and
+    /// its own request's; a handler claims only the request outstanding.
+    fn each_sample_is_its_own_requests(hasty: bool) {
+        let slot = Arc::new(Slot {
+            state: AtomicU32::new(word(0, IDLE)),
+            sample: UnsafeCell::new(0),
+            signals: [AtomicU32::new(0), AtomicU32::new(0)],
+        });
+        let thread = {
+            let slot = slot.clone();
+            loom::thread::spawn(move || {
+                let mut claims = [false; 2];
+                for (n, claim) in claims.iter_mut().enumerate() {
+                    let requested = loop {
+                        match slot.signals[n].load(Acquire) {
+                            0 => yield_now(),
+                            requested => break requested,
+                        }
+                    };
+                    *claim = slot.handle(requested);
+                }
+                claims
+            })
+        };
+        let first = slot.request(0);
+        let taken = slot.finish(first, !hasty);
+        assert!(taken.is_none_or(|ticket| ticket == 1));
+        let second = slot.request(1);
+        assert_eq!(slot.finish(second, true), Some(2), "the second answer");
+        let claims = thread.join().unwrap();
+        assert!(claims[1], "the outstanding request is claimed");
+        if !hasty {
+            assert!(
+                claims[0] && taken == Some(1),
+                "a patient sampler gets its answer"
+            );
+        }
+    }
+
+    #[test]
+    fn a_late_handler_never_writes_into_the_next_request() {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(3);
+        builder.check(|| each_sample_is_its_own_requests(true));
+    }
+
+    #[test]
+    fn an_answered_request_hands_its_sample_to_its_sampler_only() {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(3);
+        builder.check(|| each_sample_is_its_own_requests(false));
     }
 }
