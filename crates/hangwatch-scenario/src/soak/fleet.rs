@@ -12,17 +12,13 @@
 //! ([`Member::warm`]), so that its first reading is its start and its last
 //! its end.
 
-use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::Sender;
 use hangwatch::Stats;
-use hangwatch_hub::Hub;
 
-use crate::demo::check::Check;
-use crate::demo::lines::{self, Line};
-use crate::demo::plan::Script;
+use crate::error::ScenarioError;
+use crate::plan::Script;
 
 /// How long after its start a child has injected a hang of each kind and
 /// been through a profiling window.
@@ -102,19 +98,9 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Starts a child with `script` (under `hub`, its lines to `lines`) and
-    /// tells `check` its plan.
-    pub fn spawn(
-        &mut self,
-        hub: &Hub,
-        program: &Path,
-        script: Script,
-        lines: &Sender<(u32, Line)>,
-        check: &mut Check,
-    ) -> Result<&Member, String> {
-        let process = lines::spawn(hub, program, &script, lines)?;
+    /// Takes in `process`, just started with `script`.
+    pub fn add(&mut self, script: Script, process: Child) -> &Member {
         let pid = process.id();
-        check.process(pid, script.index, script.hangs());
         self.members.push(Member {
             script,
             pid,
@@ -131,7 +117,7 @@ impl Fleet {
             notifications: 0,
             rss: None,
         });
-        Ok(&self.members[self.members.len() - 1])
+        &self.members[self.members.len() - 1]
     }
 
     pub fn get(&mut self, pid: u32) -> Option<&mut Member> {
@@ -142,24 +128,24 @@ impl Fleet {
         self.members.iter().filter(|m| m.live())
     }
 
-    /// Kills process `pid` with SIGKILL and reaps it; returns when.
-    pub fn kill(&mut self, pid: u32) -> Result<SystemTime, String> {
-        let member = self
-            .get(pid)
-            .ok_or_else(|| format!("no child with pid {pid}"))?;
-        let name = member.name();
-        let process = member
-            .process
-            .as_mut()
-            .ok_or_else(|| format!("{name} is already reaped"))?;
+    /// Kills process `pid` with SIGKILL and reaps it; returns when (none
+    /// if it is not a process of the fleet not yet reaped).
+    pub fn kill(&mut self, pid: u32) -> Result<Option<SystemTime>, ScenarioError> {
+        let Some(member) = self.get(pid) else {
+            return Ok(None);
+        };
+        let Some(process) = member.process.as_mut() else {
+            return Ok(None);
+        };
         let at = SystemTime::now();
-        process
-            .kill()
-            .map_err(|e| format!("cannot kill {name}: {e}"))?;
+        if let Err(source) = process.kill() {
+            let name = member.name();
+            return Err(ScenarioError::Kill { name, source });
+        }
         let _ = process.wait();
         member.process = None;
         member.killed = true;
-        Ok(at)
+        Ok(Some(at))
     }
 
     /// Reads the memory of every live child that has warmed up.

@@ -33,8 +33,8 @@ use hangwatch::stack::NoStack;
 use hangwatch::{AlertKind, HangLevel};
 use hangwatch_hub::ChildAlert;
 
-use super::child::SYMBOLICATE_DEADLINE;
-use super::plan::{InjectedHang, Timeouts};
+use crate::child::SYMBOLICATE_DEADLINE;
+use crate::plan::{InjectedHang, Timeouts};
 
 /// How much earlier than planned a hang may seem to start: the child's
 /// start line and its alerts' times are read from the same clock, a few
@@ -376,7 +376,7 @@ mod tests {
     use hangwatch_hub::ChildInfo;
 
     use super::*;
-    use crate::demo::plan::{Mode, Script};
+    use crate::plan::{Mode, Script};
 
     const PID: u32 = 4242;
 

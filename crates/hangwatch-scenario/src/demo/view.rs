@@ -11,7 +11,7 @@ use hangwatch::AlertKind;
 use hangwatch_hub::{ChildAlert, ChildInfo};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::plan::LOOPS;
+use crate::plan::LOOPS;
 
 /// What the view knows of one child.
 struct ChildView {
@@ -24,6 +24,7 @@ struct ChildView {
     gone: Option<&'static str>,
 }
 
+/// The view of every child of the demo.
 pub struct View {
     started: Instant,
     bars: MultiProgress,
