@@ -26,14 +26,18 @@ pub const WARM_UP: Duration = Duration::from_secs(8);
 
 /// One child process.
 pub struct Member {
+    /// What it runs.
     pub script: Script,
+    /// Its process.
     pub pid: u32,
     /// Until it is reaped.
     process: Option<Child>,
     spawned: Instant,
+    /// It connected to the hub.
     pub connected: bool,
     /// It said when its clock started.
     pub clock_started: bool,
+    /// The soak killed it.
     pub killed: bool,
     /// `ProcessGone` events the hub sent about it.
     pub gone_reports: u32,
@@ -46,7 +50,9 @@ pub struct Member {
     /// window open while a cold start keeps its stack workers busy may
     /// give an empty one).
     pub profiled: bool,
+    /// Its monitor's last stats.
     pub stats: Option<Stats>,
+    /// Its loops' notifications, as of its last line.
     pub notifications: u64,
     /// Resident set size in KiB: the first reading after warm-up, the latest,
     /// and how far apart they were taken.
@@ -56,19 +62,24 @@ pub struct Member {
 /// A process's memory, read twice or more.
 #[derive(Clone, Copy, Debug)]
 pub struct Rss {
+    /// The first reading.
     pub start_kib: u64,
+    /// The latest.
     pub end_kib: u64,
     first: Instant,
+    /// How far apart they were taken.
     pub span: Duration,
 }
 
 impl Rss {
+    /// How much it grew (or shrank) between them.
     pub fn growth_kib(&self) -> i64 {
         self.end_kib as i64 - self.start_kib as i64
     }
 }
 
 impl Member {
+    /// `child-<index> (pid <pid>)`.
     pub fn name(&self) -> String {
         format!("child-{} (pid {})", self.script.index, self.pid)
     }
@@ -78,6 +89,7 @@ impl Member {
         !self.killed && self.gone_reports == 0 && !self.left
     }
 
+    /// How long since it was started.
     pub fn age(&self) -> Duration {
         self.spawned.elapsed()
     }
@@ -94,6 +106,7 @@ impl Member {
 /// Every child process the soak started, in the order it started them.
 #[derive(Default)]
 pub struct Fleet {
+    /// Every child started, in order.
     pub members: Vec<Member>,
 }
 
@@ -120,10 +133,12 @@ impl Fleet {
         &self.members[self.members.len() - 1]
     }
 
+    /// The child of process `pid`.
     pub fn get(&mut self, pid: u32) -> Option<&mut Member> {
         self.members.iter_mut().find(|m| m.pid == pid)
     }
 
+    /// The children running, as far as the soak knows.
     pub fn live(&self) -> impl Iterator<Item = &Member> {
         self.members.iter().filter(|m| m.live())
     }

@@ -82,11 +82,17 @@ pub struct Summary {
 
 /// The soak's own counts, beside the fleet and the check.
 pub(super) struct Counts {
+    /// How long the soak ran, until every child had exited.
     pub ran_for: Duration,
+    /// Children running at any time.
     pub processes: u32,
+    /// Alerts that reached the hub.
     pub alerts: u64,
+    /// Events the hub dropped.
     pub hub_events_dropped: u64,
+    /// Profiling windows opened.
     pub profiling_windows: u64,
+    /// Profiles that came back.
     pub profiles: u64,
     /// Children that died unkilled, or did not confirm their exit and leave.
     pub unexpected_exits: usize,
