@@ -1,10 +1,11 @@
-//! The `hangwatch` command: a thin layer over the library.
+//! The `hangwatch` command: a thin layer over the libraries. It parses the
+//! arguments, calls `hangwatch_scenario` (demo, soak), `hangwatch_bench` or
+//! the exporters, prints what they give back and sets the exit status.
 
 mod args;
 mod demo;
 mod interrupt;
 mod output;
-mod procfs;
 mod report;
 mod soak;
 mod symbolicate;
@@ -33,7 +34,7 @@ enum Command {
     Demo(demo::Options),
     /// One child process of the demo (started by `hangwatch demo`).
     #[command(hide = true)]
-    DemoChild(demo::plan::Script),
+    DemoChild(hangwatch_scenario::Script),
     /// The demo's processes under a heavy mix for a while (load, hangs,
     /// profiling windows, kills and restarts); prints one JSON object of
     /// figures.
@@ -108,7 +109,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Demo(options) => demo::run(&options),
-        Command::DemoChild(script) => demo::run_child(&script),
+        Command::DemoChild(script) => demo::child(&script),
         Command::Soak(options) => soak::run(&options),
         Command::Report(args) => report::run(&args),
         Command::Symbolicate(args) => symbolicate::run(&args),

@@ -2,17 +2,63 @@
 //! `profile.json` (Firefox Profiler) and `trace.json` (Perfetto UI,
 //! chrome://tracing, speedscope).
 
-use std::io::Write;
-use std::path::Path;
+use std::fmt;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 
 use hangwatch::{Alert, Profile};
 use hangwatch_export::collapsed::{self, Collapsed, Prefix};
 use hangwatch_export::report::Report;
-use hangwatch_export::{firefox, flamegraph, trace_event, ExportError};
+use hangwatch_export::{firefox, flamegraph, trace_event, write_file, ExportError};
 use hangwatch_hub::ChildAlert;
 use serde::Serialize;
 
-use crate::output::save;
+/// A file the demo wrote.
+#[derive(Debug)]
+pub struct Written {
+    what: &'static str,
+    path: PathBuf,
+}
+
+impl fmt::Display for Written {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "wrote {} to {}", self.what, self.path.display())
+    }
+}
+
+/// A file the demo could not write.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// Writing it failed.
+    #[error("{what} not written: {source}")]
+    Write {
+        /// What the file holds.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: ExportError,
+    },
+    /// No child gave a profile, so the files made from profiles are not
+    /// there.
+    #[error("no profile came back: hangs.svg, profile.json and trace.json are missing")]
+    NoProfile,
+}
+
+/// Writes `what` to `path`.
+fn save(
+    path: &Path,
+    what: &'static str,
+    write: impl FnOnce(&mut BufWriter<File>) -> Result<(), ExportError>,
+) -> Result<Written, OutputError> {
+    match write_file(path, write) {
+        Ok(()) => Ok(Written {
+            what,
+            path: path.to_owned(),
+        }),
+        Err(source) => Err(OutputError::Write { what, source }),
+    }
+}
 
 /// An alert line with the process that raised it: the fields of an alert
 /// (see README, "Alert JSON lines"), plus `pid` and `process`.
@@ -24,13 +70,12 @@ struct AlertLine<'a> {
     alert: &'a Alert,
 }
 
-/// Writes the five files; returns the lines saying where (or what failed),
-/// and whether all were written.
+/// Writes the five files into `out`; says where each went, or why not.
 pub fn write(
     out: &Path,
     alerts: &[ChildAlert],
     profiles: &[(String, u32, Profile)],
-) -> (Vec<String>, bool) {
+) -> Vec<Result<Written, OutputError>> {
     let plain: Vec<Alert> = alerts.iter().map(|a| a.alert.clone()).collect();
     let mut saved = vec![
         save(&out.join("alerts.jsonl"), "alerts", |file| {
@@ -50,9 +95,7 @@ pub fn write(
         }),
     ];
     if profiles.is_empty() {
-        saved.push(Err(
-            "no profile came back: hangs.svg, profile.json and trace.json are missing".into(),
-        ));
+        saved.push(Err(OutputError::NoProfile));
     } else {
         // Where the threads were while they hung: the samples inside the
         // profiles' hang markers, under process and component.
@@ -85,12 +128,5 @@ pub fn write(
             |file| trace.build().write(file),
         ));
     }
-    let ok = saved.iter().all(Result::is_ok);
-    (
-        saved
-            .into_iter()
-            .map(|line| line.unwrap_or_else(|e| e))
-            .collect(),
-        ok,
-    )
+    saved
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::fleet::{Fleet, WARM_UP};
-use crate::demo::check::Outcome;
+use crate::check::Outcome;
 
 /// A process's memory may grow at most this much over a soak.
 pub const RSS_GROWTH_LIMIT_KIB: i64 = 1024;
@@ -20,52 +20,87 @@ pub const RSS_GROWTH_LIMIT_KIB: i64 = 1024;
 /// The soak's figures. See README, "Reliability".
 #[derive(Debug, Serialize)]
 pub struct Summary {
+    /// How long the soak ran, until every child had exited.
     pub seconds: f64,
+    /// Children running at any time.
     pub processes: u32,
+    /// Child processes started, replacements included.
     pub processes_started: usize,
+    /// Notifications made by every child's loops (a killed child's as of its last report).
     pub notifications: u64,
+    /// Stacks the children's monitors sampled (each child's last stats).
     pub samples: u64,
+    /// Alerts that reached the hub.
     pub alerts: u64,
+    /// Alerts the children's monitors dropped, plus events the hub dropped.
     pub alerts_dropped: u64,
+    /// Times a child's monitor judged its process paused and charged no hang.
     pub monitor_pauses: u64,
+    /// Hangs that ran their course and had to be reported in full.
     pub hangs_injected: usize,
+    /// Of those, the ones reported in full and on time.
     pub hangs_detected: usize,
+    /// Hangs a kill interrupted: neither detected nor missed.
     pub hangs_cut_short: usize,
+    /// `hangs_injected` − `hangs_detected`.
     pub missed_hangs: usize,
+    /// Alerts that belong to no injected hang.
     pub false_alerts: usize,
+    /// Detected hangs with an alert whose stack does not name the hang's function.
     pub missing_stacks: usize,
+    /// The median detection latency (transient deadline to the alert at the hub).
     pub detection_latency_p50_ms: Option<f64>,
+    /// The worst detection latency.
     pub worst_detection_latency_ms: Option<f64>,
+    /// The worst over hangs that began once their process had warmed up.
     pub worst_warm_detection_latency_ms: Option<f64>,
+    /// Profiling windows opened.
     pub profiling_windows: u64,
+    /// Profiles that came back.
     pub profiles: u64,
+    /// Children killed with SIGKILL.
     pub child_kills: usize,
+    /// Kills the hub reported once as a process gone, the replacement connected.
     pub child_crashes_survived: usize,
+    /// Children that died unkilled, or did not confirm their exit and leave.
     pub unexpected_exits: usize,
+    /// The child whose resident memory grew most after its warm-up.
     pub monitor_rss_process: Option<String>,
+    /// Its resident memory at its first reading after warm-up...
     pub monitor_rss_start_kib: Option<u64>,
+    /// ...at its last...
     pub monitor_rss_end_kib: Option<u64>,
+    /// ...and the difference.
     pub monitor_rss_growth_kib: Option<i64>,
+    /// How far apart those readings were.
     pub monitor_rss_seconds: Option<f64>,
     /// Ended early by Ctrl-C: the figures are what was gathered, not judged.
     pub interrupted: bool,
+    /// Every condition met (see the soak's module docs).
     pub passed: bool,
 }
 
 /// The soak's own counts, beside the fleet and the check.
-pub struct Counts {
+pub(super) struct Counts {
+    /// How long the soak ran, until every child had exited.
     pub ran_for: Duration,
+    /// Children running at any time.
     pub processes: u32,
+    /// Alerts that reached the hub.
     pub alerts: u64,
+    /// Events the hub dropped.
     pub hub_events_dropped: u64,
+    /// Profiling windows opened.
     pub profiling_windows: u64,
+    /// Profiles that came back.
     pub profiles: u64,
     /// Children that died unkilled, or did not confirm their exit and leave.
     pub unexpected_exits: usize,
 }
 
 impl Summary {
-    pub fn new(counts: &Counts, fleet: &Fleet, outcome: &Outcome) -> Summary {
+    /// The figures of a soak that ran to its end, judged.
+    pub(super) fn new(counts: &Counts, fleet: &Fleet, outcome: &Outcome) -> Summary {
         let members = &fleet.members;
         let stats = || members.iter().filter_map(|m| m.stats.as_ref());
         let killed: Vec<_> = members.iter().filter(|m| m.killed).collect();

@@ -33,8 +33,8 @@ use hangwatch::stack::NoStack;
 use hangwatch::{AlertKind, HangLevel};
 use hangwatch_hub::ChildAlert;
 
-use super::child::SYMBOLICATE_DEADLINE;
-use super::plan::{InjectedHang, Timeouts};
+use crate::child::SYMBOLICATE_DEADLINE;
+use crate::plan::{InjectedHang, Timeouts};
 
 /// How much earlier than planned a hang may seem to start: the child's
 /// start line and its alerts' times are read from the same clock, a few
@@ -51,10 +51,13 @@ pub const IN_FLIGHT: Duration = SYMBOLICATE_DEADLINE.saturating_add(Duration::fr
 pub struct Outcome {
     /// Hangs that had to be reported in full.
     pub injected: usize,
+    /// Of those, the ones reported in full: right process, component, alerts and length.
     pub detected: usize,
     /// Hangs of killed processes that the kill interrupted.
     pub cut_short: usize,
+    /// Alerts that belong to no injected hang.
     pub false_alerts: usize,
+    /// Detected hangs with an alert whose stack does not name the hang's function.
     pub missing_stacks: usize,
     /// How late each detected hang was reported.
     pub detections: Vec<Detection>,
@@ -63,10 +66,13 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Whether every hang was detected, with no false alert and no missing
+    /// stack.
     pub fn ok(&self) -> bool {
         self.injected == self.detected && self.false_alerts == 0 && self.missing_stacks == 0
     }
 
+    /// Hangs that had to be reported in full and were not.
     pub fn missed(&self) -> usize {
         self.injected - self.detected
     }
@@ -87,7 +93,9 @@ impl fmt::Display for Outcome {
 pub struct Detection {
     /// Its process, and its child's role.
     pub pid: u32,
+    /// Its child's role.
     pub index: u32,
+    /// The event loop that hung.
     pub component: &'static str,
     /// When it was planned to start, on its process's plan clock.
     pub at: Duration,
@@ -174,6 +182,7 @@ pub struct Check {
 }
 
 impl Check {
+    /// A check of children whose loops run under `timeouts`.
     pub fn new(timeouts: Timeouts) -> Check {
         Check {
             timeouts,
@@ -376,7 +385,7 @@ mod tests {
     use hangwatch_hub::ChildInfo;
 
     use super::*;
-    use crate::demo::plan::{Mode, Script};
+    use crate::plan::{Mode, Script};
 
     const PID: u32 = 4242;
 

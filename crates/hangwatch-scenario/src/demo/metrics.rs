@@ -23,8 +23,10 @@ use hangwatch::{AlertKind, Stats};
 use hangwatch_hub::{ChildAlert, ChildInfo};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
+use crate::error::ScenarioError;
+
 /// Starts the Prometheus endpoint on `address`.
-pub fn serve(address: SocketAddr) -> Result<(), String> {
+pub fn serve(address: SocketAddr) -> Result<(), ScenarioError> {
     PrometheusBuilder::new()
         .with_http_listener(address)
         .set_buckets_for_metric(
@@ -32,7 +34,7 @@ pub fn serve(address: SocketAddr) -> Result<(), String> {
             HANG_DURATION_BUCKETS,
         )
         .and_then(|builder| builder.install())
-        .map_err(|error| format!("cannot serve metrics on {address}: {error}"))
+        .map_err(|source| ScenarioError::Metrics { address, source })
 }
 
 /// The hang counter of a process's component at `level`.

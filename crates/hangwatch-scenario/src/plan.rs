@@ -46,6 +46,7 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// The timeouts of every loop of a child of this plan.
     pub fn timeouts(self) -> Timeouts {
         match self {
             Mode::Demo => Timeouts {
@@ -122,6 +123,7 @@ impl Script {
         ]
     }
 
+    /// The timeouts of every loop of this child.
     pub fn timeouts(&self) -> Timeouts {
         self.mode.timeouts()
     }

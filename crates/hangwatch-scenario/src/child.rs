@@ -12,7 +12,6 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -21,8 +20,9 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 use hangwatch::{Annotation, ComponentId, Monitor, Register};
 use hangwatch_hub::Bridge;
 
-use super::lines::{self, Line};
-use super::plan::{self, InjectedHang, Script, Timeouts, LOOPS};
+use crate::error::ChildError;
+use crate::lines::{self, Line};
+use crate::plan::{self, InjectedHang, Script, Timeouts, LOOPS};
 
 /// How long an alert may wait for its stack (capture and unwinding: the hub
 /// names the frames) before it goes out without it: long enough for a
@@ -64,8 +64,9 @@ impl Task {
 struct Handled(AtomicU64);
 
 /// Runs the child `script` describes; returns when the hub has asked it to
-/// exit (or, if the hub is gone, some time after the plan is done).
-pub fn run(script: &Script) -> ExitCode {
+/// exit (or, if the hub is gone, some time after the plan is done), or at
+/// once if it has no monitor or no hub.
+pub fn run(script: &Script) -> Result<(), ChildError> {
     let index = script.index;
     // Symbolication is the hub's (it starts the children with
     // `HANGWATCH_SYMBOLICATION=elsewhere`): the child only normalizes.
@@ -75,26 +76,13 @@ pub fn run(script: &Script) -> ExitCode {
     if let Some(threshold) = script.mode.pause_threshold() {
         builder = builder.pause_threshold(threshold);
     }
-    let monitor = builder.start();
     let Monitor {
         register,
         alerts,
         control,
         thread,
-    } = match monitor {
-        Ok(monitor) => monitor,
-        Err(error) => {
-            eprintln!("demo child {index}: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let bridge = match Bridge::connect_from_env(alerts, control) {
-        Ok(bridge) => bridge,
-        Err(error) => {
-            eprintln!("demo child {index}: not started by a hub: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
+    } = builder.start()?;
+    let bridge = Bridge::connect_from_env(alerts, control).map_err(ChildError::NoHub)?;
 
     let stopping = Arc::new(AtomicBool::new(false));
     let mut inboxes = Vec::new();
@@ -137,7 +125,7 @@ pub fn run(script: &Script) -> ExitCode {
     // bridge says goodbye.
     let _ = thread.join();
     bridge.close();
-    ExitCode::SUCCESS
+    Ok(())
 }
 
 /// The notifications the loops have made so far: two per message handled.

@@ -11,7 +11,7 @@ use hangwatch::AlertKind;
 use hangwatch_hub::{ChildAlert, ChildInfo};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::plan::LOOPS;
+use crate::plan::LOOPS;
 
 /// What the view knows of one child.
 struct ChildView {
@@ -24,6 +24,7 @@ struct ChildView {
     gone: Option<&'static str>,
 }
 
+/// The view of every child of the demo.
 pub struct View {
     started: Instant,
     bars: MultiProgress,
@@ -32,6 +33,7 @@ pub struct View {
 }
 
 impl View {
+    /// A view with no child yet, drawn only on a terminal.
     pub fn new() -> View {
         let terminal = std::io::stderr().is_terminal();
         let target = if terminal {
@@ -57,6 +59,7 @@ impl View {
         }
     }
 
+    /// A child connected: a line of its own.
     pub fn connected(&mut self, child: &ChildInfo) {
         let bar = self.bars.add(ProgressBar::new_spinner());
         bar.set_style(
@@ -75,6 +78,7 @@ impl View {
         self.redraw();
     }
 
+    /// Prints an alert, and follows its loop's hang.
     pub fn alert(&mut self, alert: &ChildAlert) {
         self.say(&alert.to_string());
         if let Some(child) = self.children.iter_mut().find(|c| c.pid == alert.child.pid) {
@@ -100,6 +104,7 @@ impl View {
         self.redraw();
     }
 
+    /// Child `pid` left or died (`how`).
     pub fn gone(&mut self, pid: u32, how: &'static str) {
         if let Some(child) = self.children.iter_mut().find(|c| c.pid == pid) {
             child.gone = Some(how);
@@ -108,6 +113,7 @@ impl View {
         self.redraw();
     }
 
+    /// Redraws every child's line.
     pub fn redraw(&self) {
         for child in &self.children {
             let loops: Vec<String> = LOOPS
@@ -133,6 +139,7 @@ impl View {
         }
     }
 
+    /// Leaves the lines as they are.
     pub fn finish(&self) {
         for child in &self.children {
             child.bar.finish();

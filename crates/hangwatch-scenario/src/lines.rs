@@ -18,7 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::Sender;
 use hangwatch_hub::Hub;
 
-use super::plan::Script;
+use crate::error::ScenarioError;
+use crate::plan::Script;
 
 /// One line from a child.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -41,11 +42,16 @@ impl fmt::Display for Line {
     }
 }
 
-impl FromStr for Line {
-    type Err = String;
+/// A line on a child's stdout that is none of [`Line`]'s.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("not a child's line: {0:?}; is the child built from this hangwatch?")]
+pub struct BadLine(String);
 
-    fn from_str(line: &str) -> Result<Line, String> {
-        let bad = || format!("not a child's line: {line:?}");
+impl FromStr for Line {
+    type Err = BadLine;
+
+    fn from_str(line: &str) -> Result<Line, BadLine> {
+        let bad = || BadLine(line.to_owned());
         let (what, value) = line.split_once(' ').ok_or_else(bad)?;
         match what {
             "started" => {
@@ -76,7 +82,7 @@ pub fn spawn(
     program: &Path,
     script: &Script,
     lines: &Sender<(u32, Line)>,
-) -> Result<Child, String> {
+) -> Result<Child, ScenarioError> {
     let mut command = Command::new(program);
     command
         .arg("demo-child")
@@ -88,16 +94,19 @@ pub fn spawn(
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let mut process = hub
         .spawn(format!("child-{}", script.index), &mut command)
-        .map_err(|e| format!("cannot start child {}: {e}", script.index))?;
+        .map_err(|source| ScenarioError::Spawn {
+            index: script.index,
+            source,
+        })?;
     let pid = process.id();
     let reader = match process.stdout.take() {
-        Some(stdout) => read(pid, stdout, lines.clone()).map_err(|e| e.to_string()),
-        None => Err("no pipe".to_owned()),
+        Some(stdout) => read(pid, stdout, lines.clone()),
+        None => Err(std::io::Error::other("its standard output is not a pipe")),
     };
-    if let Err(error) = reader {
+    if let Err(source) = reader {
         let _ = process.kill();
         let _ = process.wait();
-        return Err(format!("cannot read child {pid}'s output: {error}"));
+        return Err(ScenarioError::ChildOutput { pid, source });
     }
     Ok(process)
 }

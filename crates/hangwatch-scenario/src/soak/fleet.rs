@@ -12,17 +12,13 @@
 //! ([`Member::warm`]), so that its first reading is its start and its last
 //! its end.
 
-use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::Sender;
 use hangwatch::Stats;
-use hangwatch_hub::Hub;
 
-use crate::demo::check::Check;
-use crate::demo::lines::{self, Line};
-use crate::demo::plan::Script;
+use crate::error::ScenarioError;
+use crate::plan::Script;
 
 /// How long after its start a child has injected a hang of each kind and
 /// been through a profiling window.
@@ -30,14 +26,18 @@ pub const WARM_UP: Duration = Duration::from_secs(8);
 
 /// One child process.
 pub struct Member {
+    /// What it runs.
     pub script: Script,
+    /// Its process.
     pub pid: u32,
     /// Until it is reaped.
     process: Option<Child>,
     spawned: Instant,
+    /// It connected to the hub.
     pub connected: bool,
     /// It said when its clock started.
     pub clock_started: bool,
+    /// The soak killed it.
     pub killed: bool,
     /// `ProcessGone` events the hub sent about it.
     pub gone_reports: u32,
@@ -50,7 +50,9 @@ pub struct Member {
     /// window open while a cold start keeps its stack workers busy may
     /// give an empty one).
     pub profiled: bool,
+    /// Its monitor's last stats.
     pub stats: Option<Stats>,
+    /// Its loops' notifications, as of its last line.
     pub notifications: u64,
     /// Resident set size in KiB: the first reading after warm-up, the latest,
     /// and how far apart they were taken.
@@ -60,19 +62,24 @@ pub struct Member {
 /// A process's memory, read twice or more.
 #[derive(Clone, Copy, Debug)]
 pub struct Rss {
+    /// The first reading.
     pub start_kib: u64,
+    /// The latest.
     pub end_kib: u64,
     first: Instant,
+    /// How far apart they were taken.
     pub span: Duration,
 }
 
 impl Rss {
+    /// How much it grew (or shrank) between them.
     pub fn growth_kib(&self) -> i64 {
         self.end_kib as i64 - self.start_kib as i64
     }
 }
 
 impl Member {
+    /// `child-<index> (pid <pid>)`.
     pub fn name(&self) -> String {
         format!("child-{} (pid {})", self.script.index, self.pid)
     }
@@ -82,6 +89,7 @@ impl Member {
         !self.killed && self.gone_reports == 0 && !self.left
     }
 
+    /// How long since it was started.
     pub fn age(&self) -> Duration {
         self.spawned.elapsed()
     }
@@ -98,23 +106,14 @@ impl Member {
 /// Every child process the soak started, in the order it started them.
 #[derive(Default)]
 pub struct Fleet {
+    /// Every child started, in order.
     pub members: Vec<Member>,
 }
 
 impl Fleet {
-    /// Starts a child with `script` (under `hub`, its lines to `lines`) and
-    /// tells `check` its plan.
-    pub fn spawn(
-        &mut self,
-        hub: &Hub,
-        program: &Path,
-        script: Script,
-        lines: &Sender<(u32, Line)>,
-        check: &mut Check,
-    ) -> Result<&Member, String> {
-        let process = lines::spawn(hub, program, &script, lines)?;
+    /// Takes in `process`, just started with `script`.
+    pub fn add(&mut self, script: Script, process: Child) -> &Member {
         let pid = process.id();
-        check.process(pid, script.index, script.hangs());
         self.members.push(Member {
             script,
             pid,
@@ -131,35 +130,37 @@ impl Fleet {
             notifications: 0,
             rss: None,
         });
-        Ok(&self.members[self.members.len() - 1])
+        &self.members[self.members.len() - 1]
     }
 
+    /// The child of process `pid`.
     pub fn get(&mut self, pid: u32) -> Option<&mut Member> {
         self.members.iter_mut().find(|m| m.pid == pid)
     }
 
+    /// The children running, as far as the soak knows.
     pub fn live(&self) -> impl Iterator<Item = &Member> {
         self.members.iter().filter(|m| m.live())
     }
 
-    /// Kills process `pid` with SIGKILL and reaps it; returns when.
-    pub fn kill(&mut self, pid: u32) -> Result<SystemTime, String> {
-        let member = self
-            .get(pid)
-            .ok_or_else(|| format!("no child with pid {pid}"))?;
-        let name = member.name();
-        let process = member
-            .process
-            .as_mut()
-            .ok_or_else(|| format!("{name} is already reaped"))?;
+    /// Kills process `pid` with SIGKILL and reaps it; returns when (none
+    /// if it is not a process of the fleet not yet reaped).
+    pub fn kill(&mut self, pid: u32) -> Result<Option<SystemTime>, ScenarioError> {
+        let Some(member) = self.get(pid) else {
+            return Ok(None);
+        };
+        let Some(process) = member.process.as_mut() else {
+            return Ok(None);
+        };
         let at = SystemTime::now();
-        process
-            .kill()
-            .map_err(|e| format!("cannot kill {name}: {e}"))?;
+        if let Err(source) = process.kill() {
+            let name = member.name();
+            return Err(ScenarioError::Kill { name, source });
+        }
         let _ = process.wait();
         member.process = None;
         member.killed = true;
-        Ok(at)
+        Ok(Some(at))
     }
 
     /// Reads the memory of every live child that has warmed up.
