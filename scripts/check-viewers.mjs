@@ -25,7 +25,7 @@ if (!base || !traceName || !screenshot) {
   process.exit(2)
 }
 
-// What the demo injects (crates/hangwatch-cli/src/demo/plan.rs): the loop,
+// What the demo injects (crates/hangwatch-scenario/src/plan.rs): the loop,
 // the function it hangs in, and the hang's slice.
 const HUNG = {
   script: { fn: 'run_long_script_task', hang: 'Hang: transient in "run script"' },
