@@ -50,6 +50,7 @@ use hangwatch::stack::{CaptureMethod, NoStack, Stack};
 use hangwatch::{
     Alert, AlertKind, ComponentId, Handle, HangLevel, Monitor, Profile, ProfilingOptions,
 };
+use hangwatch_test_support::eventually;
 
 // ---------------------------------------------------------------------------
 // Shared helpers
@@ -1636,11 +1637,12 @@ fn a_thread_that_consumes_our_signals_is_sampled_again() {
     await_alert(&alerts, &mut seen, name, "ended alert", |a| {
         matches!(a.kind, AlertKind::Ended { .. })
     });
-    let started = Instant::now();
-    while worked.load(Ordering::Relaxed) < 20 {
-        assert!(started.elapsed() < GENEROUS, "the thread does not work");
-        thread::sleep(ms(1));
-    }
+    eventually(
+        GENEROUS,
+        "the thread to work (20 rounds)",
+        || worked.load(Ordering::Relaxed),
+        |&rounds| rounds >= 20,
+    );
     control.start_profiling(at_1khz()).unwrap();
     thread::sleep(Duration::from_secs(1));
     let unblocked = control.stop_profiling().unwrap();
