@@ -4,8 +4,8 @@
 //!
 //! Invariants: a refresh that fails keeps the current snapshot;
 //! [`LiveModules::generation`] changes exactly when the snapshot is
-//! replaced; the maps are read at most twice per lookup (once when stale,
-//! once on a miss, never both).
+//! replaced; a lookup reads the maps at most once (when the snapshot is
+//! stale, else on a miss).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
