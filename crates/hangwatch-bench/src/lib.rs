@@ -17,6 +17,9 @@
 
 mod children;
 mod detect;
+// Makes its timed calls with raw libc (`nanosleep`, `poll`, `recv`...),
+// so that an `EINTR` shows.
+#[allow(unsafe_code)]
 mod eintr;
 mod idle;
 mod loaded;

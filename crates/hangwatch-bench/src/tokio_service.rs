@@ -477,14 +477,25 @@ pub fn unwatched(handler: Handler) -> Server {
     Server::start(runtime, handler).expect("serve on loopback")
 }
 
-/// The step's figures.
+/// The step's figures, reported as the `tokio_*` fields of
+/// [`crate::Report`] (whose docs say how each is measured).
 pub struct Results {
+    /// Alerts raised while a runtime watched by its worker hooks only was
+    /// saturated (target 0).
     pub false_alerts_saturated: u64,
+    /// Requests per second with the worker hooks, over stock tokio's.
     pub rps_ratio_hooks: f64,
+    /// Requests per second with the worker hooks and the request layer,
+    /// over stock tokio's.
     pub rps_ratio_layer: f64,
+    /// Requests per second of stock tokio, median of the rounds.
     pub rps_unwatched: f64,
+    /// p99 latency of `/fast` while `/block` sleeps its worker, with the
+    /// driver hand-off on, ms.
     pub fast_p99_during_block_ms: f64,
+    /// The same with the hand-off off, ms.
     pub fast_p99_during_block_ms_no_handoff: f64,
+    /// The same with stock tokio (no hangwatch), ms.
     pub fast_p99_during_block_ms_unwatched: f64,
 }
 

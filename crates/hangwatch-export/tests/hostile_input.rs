@@ -1,8 +1,8 @@
 //! Hostile input, without libFuzzer: every seed of the `alert_jsonl` and
 //! `collapsed_lines` fuzz corpora (`fuzz/corpus/`), and deterministic
-//! mutants of them, go through the fuzz targets' own checks
-//! (`fuzz/checks/`, driven by `smoke.rs`); none may panic, and the well-formed seeds must read
-//! without an error.
+//! mutants of them, go through the fuzz targets' own checks (the
+//! `hangwatch-fuzz-checks` crate, driven by its `smoke` module); none may
+//! panic, and the well-formed seeds must read without an error.
 //!
 //! The seeds are made here, with the real serializers, by the ignored test
 //! `write_the_corpus` (`cargo test -p hangwatch-export --test hostile_input
@@ -12,15 +12,6 @@
 
 mod common;
 
-#[path = "../../../fuzz/checks/alerts.rs"]
-mod alerts;
-#[path = "../../../fuzz/checks/collapsed.rs"]
-mod collapsed;
-#[path = "../../../fuzz/checks/round_trip.rs"]
-mod round_trip;
-#[path = "../../../fuzz/checks/smoke.rs"]
-mod smoke;
-
 use std::time::{Duration, UNIX_EPOCH};
 
 use common::*;
@@ -28,6 +19,7 @@ use hangwatch::stack::{Frame, NoStack};
 use hangwatch::{Alert, AlertKind};
 use hangwatch_export::collapsed::{Collapsed, Prefix};
 use hangwatch_export::jsonl;
+use hangwatch_fuzz_checks::{alerts, collapsed, smoke};
 
 /// Mutants of the alert lines: about 3 s in a debug build (each goes
 /// through reading, the round trip, the report, the Firefox profile and the

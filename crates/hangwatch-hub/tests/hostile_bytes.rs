@@ -1,6 +1,6 @@
 //! Hostile bytes from a child, without libFuzzer: every seed of the
 //! `hub_child_bytes` fuzz corpus (`fuzz/corpus/`), and deterministic mutants
-//! of them, go through the fuzz target's own check (`fuzz/checks/hub.rs`),
+//! of them, go through the fuzz target's own check (`hangwatch_fuzz_checks::hub`),
 //! which feeds them to the hub's [`Inbox`] message by message; none may
 //! panic, and the well-formed seeds must decode without an error.
 //!
@@ -11,19 +11,13 @@
 //! what earlier versions sent still decodes. Other files in the corpus
 //! (inputs found by fuzzing) are fed as they are.
 
-#[path = "../../../fuzz/checks/hub.rs"]
-mod hub;
-#[path = "../../../fuzz/checks/round_trip.rs"]
-mod round_trip;
-#[path = "../../../fuzz/checks/smoke.rs"]
-mod smoke;
-
 use std::time::{Duration, SystemTime};
 
 use hangwatch::stack::{Frame, NoStack, Stack};
 use hangwatch::{
     Alert, AlertKind, ComponentId, HangLevel, HangMarker, Profile, ProfiledThread, Stats,
 };
+use hangwatch_fuzz_checks::{hub, smoke};
 use hangwatch_hub::ipc_channel::ipc::IpcMessage;
 use hangwatch_hub::protocol::{
     ChildMsg, ExitSummary, Hello, Json, RemoteError, Reply, PROTOCOL_VERSION,

@@ -12,6 +12,7 @@ use std::time::Instant;
 use common::*;
 use hangwatch::{AlertKind, HangLevel, ProfilingOptions};
 use hangwatch_hub::{ControlError, Hub, HubEvent};
+use hangwatch_test_support::eventually;
 
 /// Not a test: the entry point of the child processes.
 #[test]
@@ -252,11 +253,12 @@ fn exit_is_confirmed_across_processes() {
     // A child connects as soon as its monitor runs; wait until its
     // components have registered too.
     for pid in [one.id(), two.id()] {
-        let deadline = Instant::now() + GENEROUS;
-        while hub.stats(pid).unwrap().components.len() < 3 {
-            assert!(Instant::now() < deadline, "child {pid} never registered");
-            std::thread::sleep(ms(20));
-        }
+        eventually(
+            GENEROUS,
+            &format!("child {pid} to register its 3 components"),
+            || hub.stats(pid).unwrap().components.len(),
+            |&registered| registered >= 3,
+        );
     }
 
     // One child by pid: its three exit signals ran, and it says so.
@@ -426,10 +428,13 @@ fn a_stopped_child_times_out_without_stalling_the_others() {
 
     signal("-CONT", stopped_pid);
     // Its late answer is dropped; a new request is answered.
-    let deadline = Instant::now() + GENEROUS;
-    while hub.stats(stopped_pid).is_err() {
-        assert!(Instant::now() < deadline, "the child never answered again");
-    }
+    eventually(
+        GENEROUS,
+        "the resumed child to answer again",
+        || hub.stats(stopped_pid),
+        Result::is_ok,
+    )
+    .expect("the child answered");
     hub.exit_all().unwrap();
     assert!(wait_exit(&mut stopped).success());
     assert!(wait_exit(&mut running).success());
@@ -438,22 +443,24 @@ fn a_stopped_child_times_out_without_stalling_the_others() {
 /// Waits until every thread of `pid` is stopped (state `T` in its
 /// `/proc/PID/task/TID/stat`).
 fn wait_stopped(pid: u32) {
-    let deadline = Instant::now() + ms(10_000);
-    loop {
+    // Each thread's state, `None` where it cannot be read.
+    let states = || -> Vec<Option<String>> {
         let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the child's threads");
-        let all_stopped = tasks.filter_map(Result::ok).all(|task| {
-            std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
-                stat.rfind(')')
-                    .and_then(|end| stat[end + 1..].split_whitespace().next())
-                    == Some("T")
+        tasks
+            .filter_map(Result::ok)
+            .map(|task| {
+                let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+                let end = stat.rfind(')')?;
+                stat[end + 1..].split_whitespace().next().map(str::to_owned)
             })
-        });
-        if all_stopped {
-            return;
-        }
-        assert!(Instant::now() < deadline, "child {pid} did not stop");
-        std::thread::sleep(ms(1));
-    }
+            .collect()
+    };
+    eventually(
+        ms(10_000),
+        &format!("every thread of child {pid} to stop (state T)"),
+        states,
+        |states| states.iter().all(|state| state.as_deref() == Some("T")),
+    );
 }
 
 fn signal(which: &str, pid: u32) {
@@ -496,17 +503,13 @@ fn a_dead_hub_leaves_its_children_working() {
     hub.kill().unwrap(); // SIGKILL: no goodbye to anyone
     hub.wait().unwrap();
 
-    let deadline = Instant::now() + GENEROUS;
-    let verdict = loop {
-        if let Ok(text) = std::fs::read_to_string(&result) {
-            break text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the child never wrote its verdict"
-        );
-        std::thread::sleep(ms(50));
-    };
+    let verdict = eventually(
+        GENEROUS,
+        "the surviving child to write its verdict",
+        || std::fs::read_to_string(&result),
+        Result::is_ok,
+    )
+    .expect("the verdict was read");
     let _ = std::fs::remove_file(&result);
     assert!(verdict.starts_with("ok "), "{verdict}");
     eprintln!("the survivor: {verdict}");

@@ -5,10 +5,11 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::{expect_alert, ms, Puppet, Step};
+use common::{expect_alert, ms, Puppet, Step, GENEROUS};
 use hangwatch::{
     AlertKind, ComponentId, HangLevel, Monitor, MonitorGone, RegisterError, StartError,
 };
+use hangwatch_test_support::eventually;
 
 #[test]
 fn bad_timeouts_are_refused() {
@@ -116,14 +117,20 @@ fn an_unread_alert_channel_drops_the_oldest_and_counts() {
     for _ in 0..10 {
         let before = control.stats().unwrap().alerts_sent;
         puppet.step(Step::Activity("hang"));
-        while control.stats().unwrap().alerts_sent == before {
-            std::thread::sleep(ms(5));
-        }
+        eventually(
+            GENEROUS,
+            "the hang's first alert to be sent",
+            || control.stats().unwrap().alerts_sent,
+            |&sent| sent != before,
+        );
         puppet.step(Step::Wait);
     }
-    while control.stats().unwrap().alerts_sent < 20 {
-        std::thread::sleep(ms(5));
-    }
+    eventually(
+        GENEROUS,
+        "all 20 alerts to be sent",
+        || control.stats().unwrap().alerts_sent,
+        |&sent| sent >= 20,
+    );
     let stats = control.stats().unwrap();
     assert_eq!((stats.alerts_sent, stats.alerts_dropped), (20, 16));
     // What is left are the newest four, in order.
@@ -155,13 +162,19 @@ fn a_dropped_alert_receiver_does_not_stop_the_monitor() {
     )
     .unwrap();
     puppet.step(Step::Activity("hang"));
-    while control.stats().unwrap().alerts_sent < 2 {
-        std::thread::sleep(ms(5));
-    }
+    eventually(
+        GENEROUS,
+        "the transient and permanent alerts to be sent",
+        || control.stats().unwrap().alerts_sent,
+        |&sent| sent >= 2,
+    );
     puppet.step(Step::Wait);
-    while control.stats().unwrap().alerts_sent < 3 {
-        std::thread::sleep(ms(5));
-    }
+    eventually(
+        GENEROUS,
+        "the ended alert to be sent",
+        || control.stats().unwrap().alerts_sent,
+        |&sent| sent >= 3,
+    );
     assert_eq!(control.stats().unwrap().alerts_dropped, 1);
 }
 

@@ -37,6 +37,7 @@ use hangwatch::{
     monotonic_ns, Alert, AlertKind, ComponentId, ComponentState, Control, HangLevel, Monitor,
     Register,
 };
+use hangwatch_test_support::eventually;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -262,37 +263,26 @@ impl Round {
     /// the activity under way (and marked it). `false` if it was already
     /// past a timeout or over (the round does not count).
     fn seen_active(&self) -> bool {
-        let until = Instant::now() + GENEROUS;
-        loop {
-            let stats = self.control.stats().unwrap();
-            let state = &stats
-                .components
-                .iter()
-                .find(|c| c.id == self.id)
-                .unwrap()
-                .state;
-            match state {
-                ComponentState::Active { .. } => return true,
-                ComponentState::Hung { .. } => return false,
-                ComponentState::Waiting => {}
-            }
-            assert!(
-                Instant::now() < until,
-                "the activity never showed as active"
-            );
-        }
+        let state = eventually(
+            GENEROUS,
+            "the activity to show as active",
+            || {
+                let stats = self.control.stats().unwrap();
+                let component = stats.components.iter().find(|c| c.id == self.id);
+                component.unwrap().state.clone()
+            },
+            |state| !matches!(state, ComponentState::Waiting),
+        );
+        matches!(state, ComponentState::Active { .. })
     }
 
     fn hang_started_ns(&self) -> u64 {
-        let until = Instant::now() + GENEROUS;
-        loop {
-            let started = self.hold.hang_started_ns.load(Ordering::SeqCst);
-            if started != 0 {
-                return started;
-            }
-            assert!(Instant::now() < until);
-            std::thread::sleep(ms(1));
-        }
+        eventually(
+            GENEROUS,
+            "the hung component to mark its hang's start",
+            || self.hold.hang_started_ns.load(Ordering::SeqCst),
+            |&started| started != 0,
+        )
     }
 
     fn exit(&self) {

@@ -9,6 +9,9 @@
 //! test makes one do so for real, in a child process whose threads all share
 //! one malloc arena, and checks that the monitor still raises its alerts.
 #![cfg(target_os = "linux")]
+// A counting global allocator, and libc calls (malloc, pipes, `gettid`)
+// made where nothing may allocate.
+#![allow(unsafe_code)]
 
 mod common;
 

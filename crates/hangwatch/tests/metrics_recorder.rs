@@ -13,6 +13,7 @@ use hangwatch::integrations::metrics::{
     ALERTS_DROPPED_TOTAL, HANGS_TOTAL, HANG_DURATION_SECONDS, MONITORED_COMPONENTS, SAMPLES_TOTAL,
 };
 use hangwatch::{AlertKind, ComponentId, HangLevel, Monitor};
+use hangwatch_test_support::eventually;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 
 /// Everything recorded so far, summed over snapshots (a snapshot hands out
@@ -195,15 +196,12 @@ fn dropped_alerts_exited_threads_and_an_ended_monitor_are_counted() {
     vanished.step(Step::ForgetAndExit);
     vanished.join();
     // Wait for the monitor to retire the exited thread.
-    let deadline = std::time::Instant::now() + common::GENEROUS;
-    let stats = loop {
-        let stats = control.stats().unwrap();
-        if stats.threads_exited == 1 || std::time::Instant::now() > deadline {
-            break stats;
-        }
-        std::thread::sleep(ms(5));
-    };
-    assert_eq!(stats.threads_exited, 1);
+    let stats = eventually(
+        common::GENEROUS,
+        "the monitor to retire the exited thread",
+        || control.stats().unwrap(),
+        |stats| stats.threads_exited == 1,
+    );
     assert!(stats.alerts_dropped >= 1, "{stats:?}");
     let totals = recorded.update();
     assert_eq!(

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{expect_alert, expect_hang_alert, ms, Puppet, Step, GENEROUS};
 use hangwatch::{AlertKind, ComponentId, ComponentState, HangLevel, Monitor};
+use hangwatch_test_support::eventually;
 
 #[test]
 fn a_monitor_held_by_an_exit_signal_reports_the_task_across_the_hold() {
@@ -32,14 +33,12 @@ fn a_monitor_held_by_an_exit_signal_reports_the_task_across_the_hold() {
 
     // The worker's task is under way and the monitor has seen it.
     worker.step(Step::Activity("task across the stall"));
-    let seen = Instant::now() + GENEROUS;
-    while !matches!(
-        control.stats().unwrap().components[0].state,
-        ComponentState::Active { .. }
-    ) {
-        assert!(Instant::now() < seen);
-        std::thread::sleep(ms(5));
-    }
+    eventually(
+        GENEROUS,
+        "the monitor to see the task under way",
+        || control.stats().unwrap().components[0].state.clone(),
+        |state| matches!(state, ComponentState::Active { .. }),
+    );
     // The stall; the task ends as soon as the exit returns, and lasted at
     // least the 3 s the monitor was held.
     let task_began = Instant::now();

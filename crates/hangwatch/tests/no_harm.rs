@@ -30,6 +30,9 @@
     target_os = "linux",
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
+// The blocking calls under test are made with raw libc, so that what they
+// return (`EINTR` above all) is seen as the kernel gives it.
+#![allow(unsafe_code)]
 
 mod common;
 
@@ -50,6 +53,7 @@ use hangwatch::stack::{CaptureMethod, NoStack, Stack};
 use hangwatch::{
     Alert, AlertKind, ComponentId, Handle, HangLevel, Monitor, Profile, ProfilingOptions,
 };
+use hangwatch_test_support::eventually;
 
 // ---------------------------------------------------------------------------
 // Shared helpers
@@ -992,11 +996,10 @@ fn current_alt_stack() -> AltStack {
         ss_flags: 0,
         ss_size: 0,
     };
-    // SAFETY: only reads the current alternate stack into `current`.
-    assert_eq!(
-        unsafe { libc::sigaltstack(std::ptr::null(), &mut current) },
-        0
-    );
+    // SAFETY: a null new stack only reads the current one, into `current`,
+    // a valid `stack_t` of ours.
+    let read = unsafe { libc::sigaltstack(std::ptr::null(), &mut current) };
+    assert_eq!(read, 0);
     AltStack {
         start: current.ss_sp as usize,
         size: current.ss_size,
@@ -1636,11 +1639,12 @@ fn a_thread_that_consumes_our_signals_is_sampled_again() {
     await_alert(&alerts, &mut seen, name, "ended alert", |a| {
         matches!(a.kind, AlertKind::Ended { .. })
     });
-    let started = Instant::now();
-    while worked.load(Ordering::Relaxed) < 20 {
-        assert!(started.elapsed() < GENEROUS, "the thread does not work");
-        thread::sleep(ms(1));
-    }
+    eventually(
+        GENEROUS,
+        "the thread to work (20 rounds)",
+        || worked.load(Ordering::Relaxed),
+        |&rounds| rounds >= 20,
+    );
     control.start_profiling(at_1khz()).unwrap();
     thread::sleep(Duration::from_secs(1));
     let unblocked = control.stop_profiling().unwrap();

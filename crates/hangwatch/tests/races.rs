@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hangwatch::{ComponentId, Monitor};
+use hangwatch_test_support::eventually;
 
 const INTERLEAVINGS: u64 = 10_000;
 const COMPONENTS: usize = 3;
@@ -109,19 +110,18 @@ fn one_interleaving(seed: u64) {
     // Let every component finish registering or dropping, then have the
     // monitor take in everything sent so far (registrations are drained
     // before control requests).
-    let deadline = std::time::Instant::now() + common::GENEROUS;
-    while lives
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|l| l.registered == 0 && l.dropped.is_none())
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "seed {seed}: a component never registered"
-        );
-        std::thread::yield_now();
-    }
+    eventually(
+        common::GENEROUS,
+        &format!("seed {seed}: every component to register or drop (count of those pending)"),
+        || {
+            let lives = lives.lock().unwrap();
+            let pending = lives
+                .iter()
+                .filter(|l| l.registered == 0 && l.dropped.is_none());
+            pending.count()
+        },
+        |&pending| pending == 0,
+    );
     control.stats().expect("monitor running");
 
     let lives = lives.lock().unwrap().clone();

@@ -21,6 +21,7 @@ use hangwatch::stack::sampler::{
     unblock_sample_signal_on_this_thread, SampleSignal, SampleTarget, Sampler, SamplerError,
 };
 use hangwatch::stack::{CaptureMethod, NoStack, RawSample};
+use hangwatch_test_support::eventually;
 
 /// The timeout of a sample that should succeed: far more than it takes.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -97,11 +98,12 @@ fn a_thread_that_allocates_keeps_working_through_10_000_samples() {
     assert!(samples.iter().all(|sample| sample.pause_ns < 1_000_000_000));
 
     let before = rounds.load(Ordering::Relaxed);
-    let started = Instant::now();
-    while rounds.load(Ordering::Relaxed) < before + 100 {
-        assert!(started.elapsed() < GENEROUS, "the thread stopped working");
-        thread::yield_now();
-    }
+    eventually(
+        GENEROUS,
+        "the sampled thread to go on working (100 more rounds)",
+        || rounds.load(Ordering::Relaxed),
+        |&done| done >= before + 100,
+    );
     stop.store(true, Ordering::Relaxed);
     thread.join().unwrap();
 }
@@ -168,11 +170,12 @@ fn a_thread_waiting_on_a_condvar_wakes_when_notified_after_10_000_samples() {
     assert!(!thread.is_finished());
     *ready.0.lock().unwrap() = true;
     ready.1.notify_one();
-    let started = Instant::now();
-    while !thread.is_finished() {
-        assert!(started.elapsed() < GENEROUS, "the waiter did not wake");
-        thread::sleep(Duration::from_millis(1));
-    }
+    eventually(
+        GENEROUS,
+        "the waiter to wake and finish",
+        || thread.is_finished(),
+        |&finished| finished,
+    );
     thread.join().unwrap();
 }
 
@@ -359,15 +362,12 @@ fn a_stack_deeper_than_the_limit_is_truncated_and_a_shallow_one_is_not() {
 
     // Until the deep thread reaches the bottom (and blocks there), its
     // stack may still be short, or still growing.
-    let started = Instant::now();
-    let deep_sample = loop {
-        let sample = sampler.sample(&deep_target, TIMEOUT).unwrap();
-        if sample.truncated && sample.method == CaptureMethod::Blocked {
-            break sample;
-        }
-        assert!(started.elapsed() < GENEROUS, "the stack never grew deep");
-        thread::sleep(Duration::from_millis(1));
-    };
+    let deep_sample = eventually(
+        GENEROUS,
+        "the deep thread to block with a stack past the copy's limit",
+        || sampler.sample(&deep_target, TIMEOUT).unwrap(),
+        |sample| sample.truncated && sample.method == CaptureMethod::Blocked,
+    );
     assert_eq!(deep_sample.stack.len(), 16 * 1024);
 
     let shallow_sample = sampler.sample(&shallow_target, TIMEOUT).unwrap();
@@ -410,12 +410,12 @@ fn the_copy_is_the_real_stack_of_the_thread() {
     let signalled = sampler.signal_only().sample(&target, TIMEOUT).unwrap();
     assert_eq!(signalled.method, CaptureMethod::Signal);
     assert!(signalled.pause_ns > 0);
-    let read = loop {
-        let sample = sampler.sample(&target, TIMEOUT).unwrap();
-        if sample.method == CaptureMethod::Blocked {
-            break sample;
-        }
-    };
+    let read = eventually(
+        GENEROUS,
+        "a sample of the thread read while blocked",
+        || sampler.sample(&target, TIMEOUT).unwrap(),
+        |sample| sample.method == CaptureMethod::Blocked,
+    );
     assert_eq!(read.pause_ns, 0);
     assert!(read.syscall.is_some());
     for sample in [signalled, read] {

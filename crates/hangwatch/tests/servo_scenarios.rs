@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::{expect_alert, expect_silence, ms, Puppet, Step, GENEROUS};
 use hangwatch::{AlertKind, ComponentId, HangLevel, Monitor};
+use hangwatch_test_support::eventually;
 
 fn script() -> ComponentId {
     ComponentId::new("script", 1)
@@ -155,14 +156,12 @@ fn exit_signal_race(ordering: fn(register: &(dyn Fn() + Sync), exit: &(dyn Fn() 
         };
         ordering(&register_component, &exit);
 
-        let deadline = std::time::Instant::now() + GENEROUS;
-        while signals.load(Ordering::SeqCst) == 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "exit signal never came"
-            );
-            std::thread::yield_now();
-        }
+        eventually(
+            GENEROUS,
+            "the exit signal",
+            || signals.load(Ordering::SeqCst),
+            |&signalled| signalled != 0,
+        );
         // One more round trip through the monitor, then check it was not
         // called twice.
         control.stats().expect("monitor running");

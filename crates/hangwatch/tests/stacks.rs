@@ -14,6 +14,7 @@ use std::time::Duration;
 use common::{expect_alert, ms, GENEROUS};
 use hangwatch::stack::NoStack;
 use hangwatch::{AlertKind, ComponentId, HangLevel, Monitor, Register};
+use hangwatch_test_support::eventually;
 
 /// Runs a component whose single activity blocks in `stuck_in_a_test_function`
 /// until `release` is dropped.
@@ -198,9 +199,12 @@ fn the_ended_alert_waits_behind_the_permanent_one() {
         handle.notify_activity("short hang");
         // End the hang as soon as the monitor has raised the permanent
         // alert, typically while its stack is still being symbolicated.
-        while control.stats().unwrap().components[0].permanent_alerts < round {
-            std::thread::sleep(ms(1));
-        }
+        eventually(
+            GENEROUS,
+            &format!("the permanent alert of round {round}"),
+            || control.stats().unwrap().components[0].permanent_alerts,
+            |&raised| raised >= round,
+        );
         handle.notify_wait();
         // A permanent alert held past its symbolication deadline leaves
         // with its raw stack and the symbolicated one follows, possibly

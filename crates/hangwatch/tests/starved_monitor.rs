@@ -19,6 +19,8 @@
 //! Its counterpart, a process stopped with SIGSTOP (no alert for the stop),
 //! is `pause.rs`.
 #![cfg(target_os = "linux")]
+// CPU affinity and priorities are set with libc, which has no safe wrapper.
+#![allow(unsafe_code)]
 
 mod common;
 

@@ -26,6 +26,7 @@ use hangwatch::integrations::tokio::{
     spawn, spawn_named, BuilderExt, WorkerMonitor, RUNNING_TASKS,
 };
 use hangwatch::{Alert, AlertKind, ComponentId, Control, HangLevel, Monitor};
+use hangwatch_test_support::eventually;
 
 fn stack_names(alert: &Alert, function: &str) -> bool {
     alert.stack.as_ref().is_some_and(|stack| {
@@ -40,18 +41,12 @@ fn stack_names(alert: &Alert, function: &str) -> bool {
 
 /// Waits until no component named `name` is registered.
 fn wait_until_unregistered(control: &Control, name: &str) {
-    let deadline = Instant::now() + GENEROUS;
-    loop {
-        let stats = control.stats().unwrap();
-        if !stats.components.iter().any(|c| c.id.name == name) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "workers still registered: {stats:?}"
-        );
-        std::thread::sleep(ms(10));
-    }
+    eventually(
+        GENEROUS,
+        &format!("every {name} worker to unregister"),
+        || control.stats().unwrap(),
+        |stats| !stats.components.iter().any(|c| c.id.name == name),
+    );
 }
 
 #[test]

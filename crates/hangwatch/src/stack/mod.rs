@@ -29,6 +29,9 @@ pub(crate) mod capture;
 #[cfg(feature = "debuginfod")]
 mod debuginfod;
 pub mod modules;
+// The crate's one place for `unsafe`: a signal handler, its alternate
+// stacks, and system calls that libc does not wrap.
+#[allow(unsafe_code)]
 pub mod sampler;
 pub mod symbolize;
 pub mod unwind;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 use hangwatch::{Alert, AlertKind, ComponentId, ExitSignal, Register, RegisterError};
+use hangwatch_test_support::eventually;
 
 /// How long a test waits for something that should happen: long enough for a
 /// loaded two-core machine.
@@ -146,8 +147,7 @@ pub fn ms(n: u64) -> Duration {
 #[cfg(target_os = "linux")]
 pub fn thread_id_named(name: &str) -> u32 {
     let comm = &name.as_bytes()[..name.len().min(15)];
-    let until = std::time::Instant::now() + GENEROUS;
-    loop {
+    let find = || {
         for task in std::fs::read_dir("/proc/self/task").expect("read /proc/self/task") {
             let Ok(task) = task else { continue };
             let Ok(found) = std::fs::read(task.path().join("comm")) else {
@@ -155,16 +155,14 @@ pub fn thread_id_named(name: &str) -> u32 {
             };
             if found.strip_suffix(b"\n").unwrap_or(&found) == comm {
                 if let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) {
-                    return tid;
+                    return Some(tid);
                 }
             }
         }
-        assert!(
-            std::time::Instant::now() < until,
-            "no thread named {name:?} within {GENEROUS:?}"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+        None
+    };
+    let awaited = format!("a thread named {name:?}");
+    eventually(GENEROUS, &awaited, find, Option::is_some).expect("a thread was found")
 }
 
 /// Whether `alert` only completes an earlier one (its stack, which followed

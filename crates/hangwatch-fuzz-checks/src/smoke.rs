@@ -1,7 +1,6 @@
 //! The driver of the hostile-input tests, which run in `cargo test` without
-//! libFuzzer (the crates include this file with `#[path]`): every file of a
-//! fuzz target's committed corpus, then deterministic mutants of them, go to
-//! the target's check. The mutations are bit flips, odd bytes, truncation,
+//! libFuzzer: every file of a fuzz target's committed corpus, then
+//! deterministic mutants of them, go to the target's check. The mutations are bit flips, odd bytes, truncation,
 //! cut ranges, random insertions, repeats, splices of two inputs, huge and
 //! odd numbers in place of digits, deep nesting, and plain random bytes; the
 //! same corpus and seed give the same inputs.
