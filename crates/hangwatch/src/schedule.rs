@@ -190,12 +190,14 @@ mod loom_models {
     /// promises never to look and sleeps until woken. The component ending
     /// that activity must be seen by the monitor's check or wake it.
     ///
-    /// Not covered, because it does not hold: a mark stored by the very
-    /// look that plans no further look (a late look that raises both levels
-    /// at once on an activity an earlier look watched). A component that
-    /// read the older watch mark just before, and publishes its wait just
-    /// after the monitor's check, records the end but does not ring, and the
-    /// `Ended` alert waits for the monitor's next wake-up.
+    /// Not covered, because the wake rule alone does not hold there: a mark
+    /// stored by the very look that raises the last level (a late look that
+    /// raises both levels at once on an activity an earlier look watched).
+    /// A component that read the older watch mark just before, and publishes
+    /// its wait just after the monitor's check, records the end but does not
+    /// ring. This model found it; the monitor therefore keeps looking, once
+    /// per transient timeout, at a hang past its last level
+    /// (`Component::look`), and that look reports the end.
     #[test]
     fn the_end_of_an_alerted_hang_is_seen_or_wakes_the_monitor() {
         loom::model(|| {

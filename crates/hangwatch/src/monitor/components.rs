@@ -294,12 +294,18 @@ impl Component {
         if level.is_some() {
             self.longest_hang = self.longest_hang.max(busy);
         }
-        let timeout = match level {
-            None => Some(self.transient),
-            Some(HangLevel::Transient) => Some(self.permanent),
-            Some(HangLevel::Permanent) => None,
-        };
-        let mut deadline = timeout.map(|t| start + t + paused);
+        let mut deadline = Some(match level {
+            None => start + self.transient + paused,
+            Some(HangLevel::Transient) => start + self.permanent + paused,
+            // Past its last level a hang has no deadline left, but its end
+            // must still be seen. The component rings when it ends (cell.rs),
+            // unless it read the mark before this look stored it and
+            // publishes its wait after our re-check (a thread preempted
+            // between the two, or a late look that raised both levels at
+            // once): then a look every transient timeout finds the end,
+            // timed exactly by the component all the same.
+            Some(HangLevel::Permanent) => now + self.transient,
+        });
         if self.progress.is_some() {
             // Often enough to see a stretch without progress begin and end
             // within a tenth of the transient timeout.

@@ -161,7 +161,11 @@ fn a_busy_component_raises_transient_then_permanent_once_each_then_ended_with_it
     let alerts = rig.sent();
     assert_eq!(summary(&alerts), [(AlertKind::Permanent, ms(300), false)]);
     assert!(matches!(alerts[0].no_stack, Some(NoStack::Disabled(_))));
-    assert_eq!(at_permanent.deadline, None, "nothing more to raise");
+    assert_eq!(
+        at_permanent.deadline,
+        Some(1_300 + TRANSIENT),
+        "nothing more to raise, but the end is still looked for"
+    );
 
     rig.look(1_350);
     assert!(rig.sent().is_empty(), "the permanent level is raised once");
@@ -250,7 +254,44 @@ fn a_late_look_marks_its_alerts_late_and_raises_every_level_due() {
             (AlertKind::Permanent, ms(400), true),
         ]
     );
-    assert_eq!(look.deadline, None);
+    assert_eq!(look.deadline, Some(400 + TRANSIENT));
+}
+
+#[test]
+fn the_end_of_a_hang_past_its_last_level_is_found_by_a_look_if_its_ring_was_lost() {
+    // The wake rule's one gap (found by the loom model in schedule.rs): the
+    // component reads the monitor's older watch mark, the monitor's late
+    // look then stores the alert mark and raises both levels at once, and
+    // only after that does the component publish its wait, without a ring.
+    let mut rig = Rig::new();
+    rig.notify_activity(0);
+    rig.look(50);
+    let last = rig.last;
+    assert!(
+        !rig.cell.record_end(last, || 380),
+        "a watch mark times the end but does not ring"
+    );
+    let look = rig.look(400);
+    assert_eq!(rig.sent().len(), 2, "transient and permanent, late");
+    rig.cell
+        .state
+        .store(cell::waiting_word(last), Ordering::Release);
+    let next = look
+        .deadline
+        .expect("a hang past its last level is still looked at");
+    assert!(next <= 400 + TRANSIENT);
+    rig.look(next);
+    assert_eq!(
+        summary(&rig.sent()),
+        [(
+            AlertKind::Ended {
+                worst: HangLevel::Permanent
+            },
+            ms(380),
+            false
+        )],
+        "the end the component timed, found without a ring"
+    );
 }
 
 #[test]
