@@ -24,6 +24,7 @@ mod notify;
 mod procfs;
 mod profiling;
 mod profiling_1khz;
+pub mod reference_sampler;
 pub mod reference_symbolizer;
 mod sample_stop;
 mod scale;

@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
-use hangwatch::stack::{Frame, Stack};
-use hangwatch::{Alert, AlertKind, ComponentId, HangLevel};
+use hangwatch::{Alert, AlertKind, ComponentId, Frame, HangLevel, Stack};
 use hangwatch_export::{jsonl, write_file};
 
 /// A fresh directory for one test's files.

@@ -63,8 +63,9 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hangwatch::stack::Stack;
-use hangwatch::{Alert, AlertKind, ComponentId, HangLevel, HangMarker, Profile, ProfiledThread};
+use hangwatch::{
+    Alert, AlertKind, ComponentId, HangLevel, HangMarker, Profile, ProfiledThread, Stack,
+};
 
 /// One hang, rebuilt from its alerts.
 #[derive(Clone, Debug, PartialEq)]
@@ -325,7 +326,7 @@ mod tests {
     /// A stack of one frame, in function `name`.
     fn stack(name: &str) -> Stack {
         Stack {
-            frames: vec![hangwatch::stack::Frame {
+            frames: vec![hangwatch::Frame {
                 function: Some(name.into()),
                 ..Default::default()
             }],

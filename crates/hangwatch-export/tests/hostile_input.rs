@@ -24,8 +24,7 @@ mod smoke;
 use std::time::{Duration, UNIX_EPOCH};
 
 use common::*;
-use hangwatch::stack::{Frame, NoStack};
-use hangwatch::{Alert, AlertKind};
+use hangwatch::{Alert, AlertKind, Frame, NoStack};
 use hangwatch_export::collapsed::{Collapsed, Prefix};
 use hangwatch_export::jsonl;
 

@@ -20,9 +20,9 @@ mod smoke;
 
 use std::time::{Duration, SystemTime};
 
-use hangwatch::stack::{Frame, NoStack, Stack};
 use hangwatch::{
-    Alert, AlertKind, ComponentId, HangLevel, HangMarker, Profile, ProfiledThread, Stats,
+    Alert, AlertKind, ComponentId, Frame, HangLevel, HangMarker, NoStack, Profile, ProfiledThread,
+    Stack, Stats,
 };
 use hangwatch_hub::ipc_channel::ipc::IpcMessage;
 use hangwatch_hub::protocol::{

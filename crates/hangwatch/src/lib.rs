@@ -150,6 +150,7 @@
 //!   `metrics` facade, for Prometheus and the like.
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod alert;
 mod annotation;
@@ -172,8 +173,10 @@ mod messages;
 mod monitor;
 mod profile;
 mod schedule;
-pub mod stack;
+mod stack;
 mod stats;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 
 pub use crate::alert::{Alert, AlertKind, HangLevel};
 pub use crate::annotation::Annotation;
@@ -185,5 +188,7 @@ pub use crate::error::{MonitorGone, ProfilingError, RegisterError, StartError};
 pub use crate::handle::{ActivityGuard, Handle, Register};
 pub use crate::monitor::ProfilingOptions;
 pub use crate::profile::{Frames, HangMarker, Profile, ProfileSample, ProfiledThread};
-pub use crate::stack::Symbolication;
+pub use crate::stack::sampler::{SampleSignal, SamplerError};
+pub use crate::stack::symbolize::{SymbolizeError, Symbolizer};
+pub use crate::stack::{CaptureMethod, Frame, NoStack, Stack, Symbolication};
 pub use crate::stats::{ComponentState, ComponentStats, ExitReport, Stats};

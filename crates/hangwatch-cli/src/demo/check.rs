@@ -29,8 +29,7 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use hangwatch::stack::NoStack;
-use hangwatch::{AlertKind, HangLevel};
+use hangwatch::{AlertKind, HangLevel, NoStack};
 use hangwatch_hub::ChildAlert;
 
 use super::child::SYMBOLICATE_DEADLINE;

@@ -36,8 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{select, unbounded, Receiver, RecvTimeoutError, Sender};
-use hangwatch::stack::Frame;
-use hangwatch::ProfilingOptions;
+use hangwatch::{Frame, ProfilingOptions};
 use hangwatch_hub::{Hub, HubEvent};
 
 use self::fleet::Fleet;

@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
 
-use hangwatch::stack::{Frame, Stack};
-use hangwatch::{Alert, AlertKind, ComponentId, HangLevel, HangMarker, Profile, ProfiledThread};
+use hangwatch::{
+    Alert, AlertKind, ComponentId, Frame, HangLevel, HangMarker, Profile, ProfiledThread, Stack,
+};
 use serde_json::Value;
 
 use super::*;

@@ -4,9 +4,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hangwatch::stack::{Frame, Stack};
 use hangwatch::{
-    Alert, AlertKind, ComponentId, HangLevel, HangMarker, Profile, ProfileSample, ProfiledThread,
+    Alert, AlertKind, ComponentId, Frame, HangLevel, HangMarker, Profile, ProfileSample,
+    ProfiledThread, Stack,
 };
 
 /// Where layout hangs: on a lock, inside its reflow. Innermost first.

@@ -99,7 +99,9 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(any(test, feature = "test-util"))]
+use std::time::Instant;
 
 use crate::stack::{NoStack, RawSample};
 
@@ -176,9 +178,11 @@ type Native = linux::Linux;
     target_os = "linux",
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
+#[cfg(feature = "test-util")]
 pub use linux::{
-    block_sample_signal_on_this_thread, install_foreign_handler_for_tests,
-    unblock_sample_signal_on_this_thread,
+    block_sample_signal_on_this_thread, install_foreign_handler_for_tests, install_handler,
+    interrupted_registers, monotonic_ns, unblock_sample_signal_on_this_thread, Claim, Handler,
+    HandlerSpec, SavedErrno,
 };
 
 #[cfg(not(all(
@@ -191,19 +195,6 @@ mod unsupported;
     any(target_arch = "x86_64", target_arch = "aarch64")
 )))]
 type Native = unsupported::Unsupported;
-
-#[cfg(all(
-    feature = "reference-samplers",
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-))]
-mod reference;
-#[cfg(all(
-    feature = "reference-samplers",
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-))]
-pub use reference::{ReferenceSample, ReferenceSampler};
 
 /// How many bytes of a thread's stack the monitor copies by default: 256 KiB.
 pub const DEFAULT_COPY_LIMIT: usize = 256 * 1024;
@@ -233,6 +224,7 @@ impl Sampler {
     }
 
     /// The signal this sampler sends.
+    #[cfg(feature = "test-util")]
     pub fn signal(&self) -> SampleSignal {
         self.signal
     }
@@ -242,7 +234,7 @@ impl Sampler {
     /// kept as the reference `hangwatch bench` measures against. A thread
     /// signalled inside a timed system call sees that call fail with
     /// `EINTR`; do not use it to watch a program.
-    #[doc(hidden)]
+    #[cfg(feature = "test-util")]
     pub fn signal_only(self) -> Sampler {
         Sampler {
             signal_only: true,
@@ -272,6 +264,7 @@ impl Sampler {
     /// Calls on different targets run in parallel; calls on the same target
     /// take turns, each within its own timeout. Call it from an ordinary
     /// thread, not from a signal handler (it allocates the sample).
+    #[cfg(any(test, feature = "test-util"))]
     pub fn sample(&self, target: &SampleTarget, timeout: Duration) -> Result<RawSample, NoStack> {
         self.sample_at_most(target, usize::MAX, timeout)
     }
@@ -279,6 +272,7 @@ impl Sampler {
     /// Like [`sample`](Sampler::sample), copying at most `max_bytes` of the
     /// stack (and never more than the target's buffer): profiling takes many
     /// small samples where a hang takes one large one.
+    #[cfg(any(test, feature = "test-util"))]
     pub fn sample_at_most(
         &self,
         target: &SampleTarget,
@@ -410,6 +404,7 @@ impl SampleTarget {
     /// the handler, the thread gets one of hangwatch's for the rest of its
     /// life; [`current_thread_leased`](SampleTarget::current_thread_leased)
     /// gives it back sooner.
+    #[cfg(any(test, feature = "test-util"))]
     pub fn current_thread(copy_limit: usize) -> Result<SampleTarget, SamplerError> {
         let (target, lease) = SampleTarget::current_thread_leased(copy_limit)?;
         // The lease's thread-local record frees the stack when the thread
@@ -433,6 +428,27 @@ impl SampleTarget {
     /// The thread's OS id.
     pub fn tid(&self) -> u32 {
         Native::tid(&self.inner)
+    }
+
+    /// Asks this thread to run `spec`'s handler instead of the sampler's
+    /// (installed with [`install_handler`] for `signal`), through the same
+    /// slot and handshake, and waits at most `timeout` for what it
+    /// published with [`Claim::finish`]: for a sampler whose handler does
+    /// other work than copying, such as `hangwatch-bench`'s reference
+    /// sampler, which unwinds in it.
+    #[cfg(all(
+        feature = "test-util",
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
+    pub fn sample_with_handler(
+        &self,
+        signal: SampleSignal,
+        spec: &HandlerSpec,
+        max_bytes: usize,
+        timeout: Duration,
+    ) -> Result<RawSample, NoStack> {
+        linux::sample_with(signal, spec, &self.inner.lease, max_bytes, timeout)
     }
 }
 
