@@ -309,21 +309,21 @@ mod tests {
             function: Some((*name).into()),
             ..Frame::default()
         };
-        Alert {
-            component: ComponentId::new("layout", 1),
-            kind,
-            annotation: Some("reflow".into()),
-            duration: Duration::from_millis(ms),
-            thread: Some("layout".into()),
-            time: UNIX_EPOCH + Duration::from_millis(10_000 + ms),
-            started_ns: Some(1),
-            raised_ns: 0,
-            late: false,
-            stack: names.map(|names| Stack {
+        {
+            let mut alert = Alert::new(
+                ComponentId::new("layout", 1),
+                kind,
+                Duration::from_millis(ms),
+                UNIX_EPOCH + Duration::from_millis(10_000 + ms),
+            );
+            alert.annotation = Some("reflow".into());
+            alert.thread = Some("layout".into());
+            alert.started_ns = Some(1);
+            alert.stack = names.map(|names| Stack {
                 frames: names.iter().map(frame).collect(),
                 ..Stack::default()
-            }),
-            no_stack: None,
+            });
+            alert
         }
     }
 

@@ -101,19 +101,12 @@ pub fn alert(
     annotation: &'static str,
     stack_names: Option<&[&str]>,
 ) -> Alert {
-    Alert {
-        thread: Some(component.name.as_ref().into()),
-        component,
-        kind,
-        annotation: Some(annotation.into()),
-        duration: ms(duration_ms),
-        time: t0() + ms(at_ms),
-        started_ns: None,
-        raised_ns: 0,
-        late: false,
-        stack: stack_names.map(stack),
-        no_stack: None,
-    }
+    let thread = Some(component.name.as_ref().into());
+    let mut alert = Alert::new(component, kind, ms(duration_ms), t0() + ms(at_ms));
+    alert.thread = thread;
+    alert.annotation = Some(annotation.into());
+    alert.stack = stack_names.map(stack);
+    alert
 }
 
 pub const ENDED_PERMANENT: AlertKind = AlertKind::Ended {

@@ -152,6 +152,7 @@ pub enum CaptureMethod {
 /// Why an alert carries no stack.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "reason", content = "detail")]
+#[non_exhaustive]
 pub enum NoStack {
     /// The thread did not answer in time: it is stopped, or it has not run
     /// since it was asked.

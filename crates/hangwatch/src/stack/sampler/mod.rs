@@ -454,6 +454,7 @@ impl SampleTarget {
 
 /// Why a sampler could not be installed or a target created.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SamplerError {
     /// `SIGPROF` belongs to profilers.
     #[error(
