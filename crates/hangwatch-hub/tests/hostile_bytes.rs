@@ -24,9 +24,9 @@ use hangwatch::{
     Alert, AlertKind, ComponentId, ExitReport, Frame, HangLevel, HangMarker, NoStack, Profile,
     ProfiledThread, Stack, Stats,
 };
-use hangwatch_hub::ipc_channel::ipc::IpcMessage;
 use hangwatch_hub::protocol::{ChildMsg, Hello, Json, RemoteError, Reply, PROTOCOL_VERSION};
-use hangwatch_hub::{Delivery, Inbox};
+use hangwatch_hub::test_util::{Delivery, Inbox};
+use ipc_channel::ipc::IpcMessage;
 
 /// Mutants of the seeds: about 1.5 s in a debug build (most stop at the
 /// postcard envelope, which is cheap).

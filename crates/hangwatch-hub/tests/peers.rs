@@ -5,11 +5,11 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use hangwatch::{Alert, AlertKind, ComponentId, ComponentState, ComponentStats, Monitor, Stats};
-use hangwatch_hub::ipc_channel::ipc::{self, IpcOneShotServer, IpcReceiver, IpcSender};
 use hangwatch_hub::protocol::{
     cut_into_pieces, ChildMsg, Hello, HubMsg, Json, Reply, Request, PIECE_BYTES, PROTOCOL_VERSION,
 };
 use hangwatch_hub::{Bridge, ConnectError, Hub, HubEvent};
+use ipc_channel::ipc::{self, IpcOneShotServer, IpcReceiver, IpcSender};
 
 const GENEROUS: Duration = Duration::from_secs(20);
 

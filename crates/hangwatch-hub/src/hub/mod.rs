@@ -61,6 +61,7 @@ use crate::event::{ChildInfo, HubCounters, HubEvent};
 use crate::protocol::{ChildMsg, Json, RemoteError, Reply, Request, HUB_ENV};
 use names::Names;
 
+#[cfg(feature = "test-util")]
 pub use inbox::{Delivery, Inbox};
 pub(crate) use run::Command as HubCommand;
 
