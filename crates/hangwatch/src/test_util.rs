@@ -9,6 +9,23 @@
 //!
 //! Nothing here follows semver: it changes whenever the monitor's insides
 //! do. Do not enable this feature outside hangwatch's workspace.
+//!
+//! # Sampling a thread by hand
+//!
+//! ```
+//! use std::time::Duration;
+//! use hangwatch::test_util::{SampleTarget, Sampler, DEFAULT_COPY_LIMIT};
+//! use hangwatch::SampleSignal;
+//!
+//! let sampler = Sampler::install(SampleSignal::default())?;
+//! // Created on the thread to sample, then handed to the monitor.
+//! let target = SampleTarget::current_thread(DEFAULT_COPY_LIMIT)?;
+//! match sampler.sample(&target, Duration::from_millis(50)) {
+//!     Ok(sample) => assert!(!sample.stack.is_empty()),
+//!     Err(no_stack) => println!("no stack: {no_stack:?}"),
+//! }
+//! # Ok::<(), hangwatch::SamplerError>(())
+//! ```
 
 pub use crate::stack::modules::{LiveModules, Module, ModuleError, Modules, ModulesError};
 #[cfg(all(

@@ -81,21 +81,7 @@
 //! `ResumeThread`. Both stop the thread from outside, so neither can make a
 //! system call fail the way a signal handler does.
 //!
-//! # Example
-//!
-//! ```
-//! use std::time::Duration;
-//! use hangwatch::stack::sampler::{SampleSignal, SampleTarget, Sampler, DEFAULT_COPY_LIMIT};
-//!
-//! let sampler = Sampler::install(SampleSignal::default())?;
-//! // Created on the thread to sample, then handed to the monitor.
-//! let target = SampleTarget::current_thread(DEFAULT_COPY_LIMIT)?;
-//! match sampler.sample(&target, Duration::from_millis(50)) {
-//!     Ok(sample) => assert!(!sample.stack.is_empty()),
-//!     Err(no_stack) => println!("no stack: {no_stack:?}"),
-//! }
-//! # Ok::<(), hangwatch::stack::sampler::SamplerError>(())
-//! ```
+//! An example of its use by hand is in `test_util`'s documentation.
 
 use std::fmt;
 use std::sync::Arc;
