@@ -148,6 +148,13 @@
 //! - `tracing`: every alert is also a `tracing` event.
 //! - `metrics`: hang counters, durations and health figures through the
 //!   `metrics` facade, for Prometheus and the like.
+//!
+//! Two more features are not integrations: `debuginfod` (debug files
+//! fetched by build id, see [`Symbolication`]) and `test-util`, which is
+//! **not API: for hangwatch's own tests and benches**. It exposes the
+//! `test_util` module (the sampler, the unwinder and the module list, one
+//! stage at a time, and the hooks that install process-wide signal
+//! handlers), which follows no semver.
 
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -330,13 +330,17 @@ impl PendingSample {
     }
 }
 
-/// The signal a [`Sampler`] uses: a real-time signal that nothing else in
-/// the process handles.
+/// The signal the monitor's stack sampler sends a running thread
+/// ([`Builder::stack_signal`](crate::Builder::stack_signal)): a real-time
+/// signal that nothing else in the process handles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SampleSignal(i32);
 
 impl SampleSignal {
-    /// The signal with this number. It is checked by [`Sampler::install`].
+    /// The signal with this number. It is checked when the monitor starts
+    /// ([`Builder::start`](crate::Builder::start) fails with
+    /// [`StartError::Sampler`](crate::StartError::Sampler) if it is not
+    /// free or not real-time).
     pub const fn new(signal: i32) -> SampleSignal {
         SampleSignal(signal)
     }
