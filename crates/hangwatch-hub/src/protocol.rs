@@ -365,19 +365,17 @@ mod tests {
     use super::*;
 
     fn alert() -> Alert {
-        {
-            let mut alert = Alert::new(
-                ComponentId::new("layout", 1),
-                AlertKind::Ended {
-                    worst: HangLevel::Permanent,
-                },
-                Duration::from_millis(1200),
-                SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-            );
-            alert.annotation = Some("reflow".into());
-            alert.thread = Some("layout".into());
-            alert
-        }
+        let mut alert = Alert::new(
+            ComponentId::new("layout", 1),
+            AlertKind::Ended {
+                worst: HangLevel::Permanent,
+            },
+            Duration::from_millis(1200),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        );
+        alert.annotation = Some("reflow".into());
+        alert.thread = Some("layout".into());
+        alert
     }
 
     #[test]

@@ -63,18 +63,16 @@ fn stack() -> Stack {
 }
 
 fn alert(kind: AlertKind, ms: u64, with_stack: bool) -> Alert {
-    {
-        let mut alert = Alert::new(
-            ComponentId::new("layout", 1),
-            kind,
-            Duration::from_millis(ms),
-            t0() + Duration::from_millis(ms),
-        );
-        alert.annotation = Some("reflow".into());
-        alert.thread = Some("layout".into());
-        alert.stack = with_stack.then(stack);
-        alert
-    }
+    let mut alert = Alert::new(
+        ComponentId::new("layout", 1),
+        kind,
+        Duration::from_millis(ms),
+        t0() + Duration::from_millis(ms),
+    );
+    alert.annotation = Some("reflow".into());
+    alert.thread = Some("layout".into());
+    alert.stack = with_stack.then(stack);
+    alert
 }
 
 fn profile() -> Profile {

@@ -20,16 +20,14 @@ fn next_event(hub: &Hub) -> HubEvent {
 }
 
 fn alert(n: u64) -> Alert {
-    {
-        let mut alert = Alert::new(
-            ComponentId::new("fake", n),
-            AlertKind::Transient,
-            Duration::from_millis(120),
-            SystemTime::now(),
-        );
-        alert.annotation = Some("hand-made".into());
-        alert
-    }
+    let mut alert = Alert::new(
+        ComponentId::new("fake", n),
+        AlertKind::Transient,
+        Duration::from_millis(120),
+        SystemTime::now(),
+    );
+    alert.annotation = Some("hand-made".into());
+    alert
 }
 
 /// A child made by hand: connects to `server`, says hello with a control
