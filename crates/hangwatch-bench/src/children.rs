@@ -61,11 +61,11 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use hangwatch::stack::sampler::{SampleSignal, Sampler};
-use hangwatch::stack::symbolize::Symbolizer;
-use hangwatch::stack::unwind::Unwinder;
-use hangwatch::stack::Stack;
-use hangwatch::{monotonic_ns, Alert, AlertKind, ComponentId, HangLevel, Monitor, Symbolication};
+use hangwatch::test_util::{Sampler, SymbolizeUnwound, Unwinder};
+use hangwatch::{
+    monotonic_ns, Alert, AlertKind, ComponentId, HangLevel, Monitor, SampleSignal, Stack,
+    Symbolication, Symbolizer,
+};
 use hangwatch_hub::{Bridge, Hub, HubEvent};
 use serde::{Deserialize, Serialize};
 
@@ -325,7 +325,7 @@ fn symbolize_child(reference: bool) -> Option<ChildResult> {
         (symbolizer.symbolize(&unwound), Box::new(symbolizer))
     } else {
         let mut symbolizer = Symbolizer::new();
-        (symbolizer.symbolize(&unwound), Box::new(symbolizer))
+        (symbolizer.symbolize_unwound(&unwound), Box::new(symbolizer))
     };
     let ms = started.elapsed().as_secs_f64() * 1e3;
     let rss_kib = rss_anon_kib()?;

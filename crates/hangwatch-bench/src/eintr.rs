@@ -51,8 +51,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use hangwatch::stack::sampler::{SampleSignal, SampleTarget, Sampler, DEFAULT_COPY_LIMIT};
-use hangwatch::{ComponentId, Monitor, ProfilingOptions};
+use hangwatch::test_util::{SampleTarget, Sampler, DEFAULT_COPY_LIMIT};
+use hangwatch::{ComponentId, Monitor, ProfilingOptions, SampleSignal};
 
 use crate::detect::percentile;
 use crate::stacks::DEPTH;

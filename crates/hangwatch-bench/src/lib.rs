@@ -27,6 +27,10 @@ mod notify;
 mod procfs;
 mod profiling;
 mod profiling_1khz;
+// A sampler in pprof-rs's style, the reference of the stacks step: its
+// signal handler walks the stack itself, with raw libc.
+#[allow(unsafe_code)]
+pub mod reference_sampler;
 pub mod reference_symbolizer;
 mod sample_stop;
 mod scale;

@@ -30,10 +30,8 @@ use std::sync::Arc;
 use addr2line::gimli;
 use object::{CompressionFormat, Object, ObjectSection, ObjectSymbol, SymbolKind};
 
-use hangwatch::stack::modules::Module;
-use hangwatch::stack::symbolize::Symbolizer;
-use hangwatch::stack::unwind::UnwoundStack;
-use hangwatch::stack::{Frame, Stack};
+use hangwatch::test_util::{normalize, Module, UnwoundStack};
+use hangwatch::{Frame, Stack};
 
 /// A module's file, read whole and shared by its DWARF sections and its
 /// symbol table.
@@ -60,7 +58,7 @@ impl ReferenceSymbolizer {
     pub fn symbolize(&mut self, stack: &UnwoundStack) -> Stack {
         // hangwatch's normalized frames (address, module, path, build id,
         // offset), one per unwound frame, and the stack's other fields.
-        let raw = Symbolizer::raw(stack);
+        let raw = normalize(stack);
         let mut frames = Vec::with_capacity(stack.frames.len());
         for (frame, normalized) in stack.frames.iter().zip(&raw.frames) {
             self.expand(normalized.clone(), frame.module.as_deref(), &mut frames);

@@ -38,15 +38,13 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use hangwatch::stack::sampler::{
-    ReferenceSampler, SampleSignal, SampleTarget, Sampler, DEFAULT_COPY_LIMIT,
+use hangwatch::test_util::{
+    SampleTarget, Sampler, SymbolizeUnwound, Unwinder, UnwoundStack, DEFAULT_COPY_LIMIT,
 };
-use hangwatch::stack::symbolize::Symbolizer;
-use hangwatch::stack::unwind::{Unwinder, UnwoundStack};
-use hangwatch::stack::CaptureMethod;
-use hangwatch::{AlertKind, ComponentId, Monitor};
+use hangwatch::{AlertKind, CaptureMethod, ComponentId, Monitor, SampleSignal, Symbolizer};
 
 use crate::detect::percentile;
+use crate::reference_sampler::ReferenceSampler;
 use crate::reference_symbolizer::ReferenceSymbolizer;
 
 /// What the stack measurements found.
@@ -126,7 +124,7 @@ pub fn run(quick: bool) -> StackFigures {
     warm_page_cache(&unwound);
     let started = Instant::now();
     let mut symbolizer = Symbolizer::new();
-    let frames = symbolizer.symbolize(&unwound).frames.len();
+    let frames = symbolizer.symbolize_unwound(&unwound).frames.len();
     let symbolize_cold_ms = started.elapsed().as_secs_f64() * 1e3;
     let started = Instant::now();
     let mut reference_symbolizer = ReferenceSymbolizer::new();
@@ -140,7 +138,7 @@ pub fn run(quick: bool) -> StackFigures {
     let unwind_us = started.elapsed().as_secs_f64() * 1e6 / rounds as f64;
     let started = Instant::now();
     for _ in 0..rounds {
-        std::hint::black_box(symbolizer.symbolize(&unwound));
+        std::hint::black_box(symbolizer.symbolize_unwound(&unwound));
     }
     let symbolize_warm_us = started.elapsed().as_secs_f64() * 1e6 / rounds as f64;
     let started = Instant::now();

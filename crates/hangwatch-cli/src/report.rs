@@ -10,7 +10,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use hangwatch::stack::symbolize::Symbolizer;
+use hangwatch::Symbolizer;
 use hangwatch_export::collapsed::{self, Prefix};
 use hangwatch_export::report::Report;
 use hangwatch_export::{firefox, flamegraph, jsonl, trace_event};

@@ -7,7 +7,7 @@
 //! replaced, so fields that are not an alert's (the demo's `pid` and
 //! `process`) are kept as they are; a line that is not a JSON object is
 //! copied unchanged and said so. Debug files are found as
-//! [`Symbolizer`](hangwatch::stack::symbolize::Symbolizer) finds them: the
+//! [`Symbolizer`](hangwatch::Symbolizer) finds them: the
 //! module's own file if it is the same build, its debug link,
 //! `/usr/lib/debug/.build-id`, and the debuginfod servers of
 //! `DEBUGINFOD_URLS`.
@@ -17,10 +17,10 @@ use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use hangwatch::stack::symbolize::Symbolizer;
+use hangwatch::Symbolizer;
 
 use crate::output::same_file;
-use hangwatch::stack::Frame;
+use hangwatch::Frame;
 use serde_json::Value;
 
 #[derive(clap::Args)]

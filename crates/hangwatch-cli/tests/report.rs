@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
-use hangwatch::stack::{Frame, Stack};
-use hangwatch::{Alert, AlertKind, ComponentId, HangLevel};
+use hangwatch::{Alert, AlertKind, ComponentId, Frame, HangLevel, Stack};
 use hangwatch_export::{jsonl, write_file};
 
 /// A fresh directory for one test's files.
@@ -31,18 +30,17 @@ fn alerts() -> Vec<Alert> {
         ..Stack::default()
     };
     let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    let alert = |kind, at_ms, duration_ms, stack| Alert {
-        component: ComponentId::new("layout", 1),
-        kind,
-        annotation: Some("reflow".into()),
-        duration: Duration::from_millis(duration_ms),
-        thread: Some("layout".into()),
-        time: t0 + Duration::from_millis(at_ms),
-        started_ns: None,
-        raised_ns: 0,
-        late: false,
-        stack,
-        no_stack: None,
+    let alert = |kind, at_ms, duration_ms, stack| {
+        let mut alert = Alert::new(
+            ComponentId::new("layout", 1),
+            kind,
+            Duration::from_millis(duration_ms),
+            t0 + Duration::from_millis(at_ms),
+        );
+        alert.annotation = Some("reflow".into());
+        alert.thread = Some("layout".into());
+        alert.stack = stack;
+        alert
     };
     vec![
         alert(AlertKind::Transient, 1150, 150, None),

@@ -51,7 +51,7 @@
 //! # Example
 //!
 //! ```
-//! use hangwatch::stack::{Frame, Stack};
+//! use hangwatch::{Frame, Stack};
 //! use hangwatch_export::collapsed::{self, Collapsed};
 //!
 //! let frame = |name: &str| Frame { function: Some(name.into()), ..Frame::default() };
@@ -72,8 +72,7 @@ use std::fmt;
 use std::io::Write;
 use std::time::Duration;
 
-use hangwatch::stack::Stack;
-use hangwatch::{Alert, ComponentId, Profile, ProfileSample, ProfiledThread};
+use hangwatch::{Alert, ComponentId, Profile, ProfileSample, ProfiledThread, Stack};
 
 use crate::error::{ExportError, LineError};
 use crate::frames::frame_name;
@@ -300,8 +299,7 @@ mod tests {
         assert_eq!(collapsed.total(), 4);
     }
 
-    use hangwatch::stack::Frame;
-    use hangwatch::{AlertKind, HangLevel};
+    use hangwatch::{AlertKind, Frame, HangLevel};
     use std::time::{Duration, UNIX_EPOCH};
 
     /// An alert of layout#1 `ms` into its hang, with a stack of `names`
@@ -311,21 +309,21 @@ mod tests {
             function: Some((*name).into()),
             ..Frame::default()
         };
-        Alert {
-            component: ComponentId::new("layout", 1),
-            kind,
-            annotation: Some("reflow".into()),
-            duration: Duration::from_millis(ms),
-            thread: Some("layout".into()),
-            time: UNIX_EPOCH + Duration::from_millis(10_000 + ms),
-            started_ns: Some(1),
-            raised_ns: 0,
-            late: false,
-            stack: names.map(|names| Stack {
+        {
+            let mut alert = Alert::new(
+                ComponentId::new("layout", 1),
+                kind,
+                Duration::from_millis(ms),
+                UNIX_EPOCH + Duration::from_millis(10_000 + ms),
+            );
+            alert.annotation = Some("reflow".into());
+            alert.thread = Some("layout".into());
+            alert.started_ns = Some(1);
+            alert.stack = names.map(|names| Stack {
                 frames: names.iter().map(frame).collect(),
                 ..Stack::default()
-            }),
-            no_stack: None,
+            });
+            alert
         }
     }
 

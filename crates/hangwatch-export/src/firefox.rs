@@ -13,7 +13,7 @@
 //! | a program (or, later, each child process) | a process, with the name and pid given |
 //! | a [`ProfiledThread`] (a component) | a thread named after the component: `script#1` |
 //! | a [`ProfileSample`] | a sample at `Profile::start + sample.time`, with its stack |
-//! | a [`Frame`](hangwatch::stack::Frame) | a frame and function named as [`frame_name`] says; the program's frames in the *Program* category (blue), runtime and library ones in *Runtime* (grey) (see [`is_program_frame`]) |
+//! | a [`Frame`](hangwatch::Frame) | a frame and function named as [`frame_name`] says; the program's frames in the *Program* category (blue), runtime and library ones in *Runtime* (grey) (see [`is_program_frame`]) |
 //! | a [`HangMarker`] | an interval marker from `start` to `start + duration` named `Hang: transient` or `Hang: permanent`, in the *Hang* category (red), with the fields `level`, `annotation`, `status` (`ended` or `ongoing`) and `duration` |
 //!
 //! Alerts without a profile become a profile first
@@ -82,8 +82,7 @@ use fx::{
     StaticSchemaMarker, StaticSchemaMarkerField, StringHandle, Timestamp,
 };
 use fxprof_processed_profile as fx;
-use hangwatch::stack::Frame;
-use hangwatch::{Alert, HangLevel, HangMarker, Profile, ProfileSample, ProfiledThread};
+use hangwatch::{Alert, Frame, HangLevel, HangMarker, Profile, ProfileSample, ProfiledThread};
 
 use crate::error::ExportError;
 use crate::frames::{frame_name, is_program_frame};

@@ -42,7 +42,7 @@
 //! `hangwatch::demo::reflow_stuck_on_lock`, `libmyapp.so+0x1f00`.
 //!
 //! ```
-//! use hangwatch::stack::Frame;
+//! use hangwatch::Frame;
 //! use hangwatch_export::frames::{frame_name, is_program_frame};
 //!
 //! let frame = Frame { function: Some("myapp::layout::reflow".into()), ..Frame::default() };
@@ -61,7 +61,7 @@
 //! assert!(!is_program_frame("libc.so.6+0x1234"));
 //! ```
 
-use hangwatch::stack::Frame;
+use hangwatch::Frame;
 
 /// Crates whose frames are runtime or library plumbing, not the program's.
 pub const RUNTIME_CRATES: &[&str] = &[

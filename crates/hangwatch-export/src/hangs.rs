@@ -34,18 +34,11 @@
 //! use hangwatch_export::hangs::hangs;
 //!
 //! let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-//! let alert = |kind, ms| Alert {
-//!     component: ComponentId::new("layout", 1),
-//!     kind,
-//!     annotation: Some("reflow".into()),
-//!     duration: Duration::from_millis(ms),
-//!     thread: None,
-//!     time: at + Duration::from_millis(ms),
-//!     started_ns: None,
-//!     raised_ns: 0,
-//!     late: false,
-//!     stack: None,
-//!     no_stack: None,
+//! let alert = |kind, ms| {
+//!     let (duration, time) = (Duration::from_millis(ms), at + Duration::from_millis(ms));
+//!     let mut alert = Alert::new(ComponentId::new("layout", 1), kind, duration, time);
+//!     alert.annotation = Some("reflow".into());
+//!     alert
 //! };
 //! let alerts = [
 //!     alert(AlertKind::Transient, 150),
@@ -63,8 +56,9 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hangwatch::stack::Stack;
-use hangwatch::{Alert, AlertKind, ComponentId, HangLevel, HangMarker, Profile, ProfiledThread};
+use hangwatch::{
+    Alert, AlertKind, ComponentId, HangLevel, HangMarker, Profile, ProfiledThread, Stack,
+};
 
 /// One hang, rebuilt from its alerts.
 #[derive(Clone, Debug, PartialEq)]
@@ -181,6 +175,8 @@ fn walk(alerts: &[Alert]) -> Vec<(Hang, Vec<usize>)> {
                     members.push(n);
                 }
             }
+            // A kind newer than this walk is about no hang it knows of.
+            _ => {}
         }
     }
     done.extend(open.into_values());
@@ -203,7 +199,9 @@ fn counted(alerts: &[Alert]) -> impl Iterator<Item = (usize, &Stack)> {
             AlertKind::Transient => HangLevel::Transient,
             AlertKind::Permanent => HangLevel::Permanent,
             AlertKind::Stack { of } => of,
-            AlertKind::Ended { .. } | AlertKind::ThreadExited => return None,
+            // `Ended`, `ThreadExited` and kinds newer than this have no
+            // stack of their own to count.
+            _ => return None,
         };
         Some((&alert.component, alert.started_ns?, level))
     }
@@ -325,7 +323,7 @@ mod tests {
     /// A stack of one frame, in function `name`.
     fn stack(name: &str) -> Stack {
         Stack {
-            frames: vec![hangwatch::stack::Frame {
+            frames: vec![hangwatch::Frame {
                 function: Some(name.into()),
                 ..Default::default()
             }],
@@ -334,19 +332,12 @@ mod tests {
     }
 
     fn alert(component: u64, kind: AlertKind, at_ms: u64, duration_ms: u64) -> Alert {
-        Alert {
-            component: ComponentId::new("c", component),
+        Alert::new(
+            ComponentId::new("c", component),
             kind,
-            annotation: None,
-            duration: Duration::from_millis(duration_ms),
-            thread: None,
-            time: UNIX_EPOCH + Duration::from_millis(at_ms),
-            started_ns: None,
-            raised_ns: 0,
-            late: false,
-            stack: None,
-            no_stack: None,
-        }
+            Duration::from_millis(duration_ms),
+            UNIX_EPOCH + Duration::from_millis(at_ms),
+        )
     }
 
     const ENDED_P: AlertKind = AlertKind::Ended {
@@ -355,10 +346,11 @@ mod tests {
 
     #[test]
     fn a_stack_that_followed_its_alert_counts_once_instead_of_the_alerts() {
-        let hang = |kind, ms, name: Option<&str>| Alert {
-            started_ns: Some(7),
-            stack: name.map(stack),
-            ..alert(1, kind, ms, ms)
+        let hang = |kind, ms, name: Option<&str>| {
+            let mut alert = alert(1, kind, ms, ms);
+            alert.started_ns = Some(7);
+            alert.stack = name.map(stack);
+            alert
         };
         let followed = AlertKind::Stack {
             of: HangLevel::Permanent,
@@ -369,9 +361,10 @@ mod tests {
             hang(followed, 1000, Some("named")),
             hang(ENDED_P, 1500, None),
             // Another hang of the same component: its own stacks count.
-            Alert {
-                started_ns: Some(9),
-                ..hang(AlertKind::Permanent, 3000, Some("next"))
+            {
+                let mut alert = hang(AlertKind::Permanent, 3000, Some("next"));
+                alert.started_ns = Some(9);
+                alert
             },
         ];
         let counted: Vec<&str> = stacks_of(&alerts)
@@ -464,10 +457,11 @@ mod tests {
 
     #[test]
     fn a_hangs_duration_is_shared_among_its_stacks() {
-        let hang = |component, kind, ms, name: Option<&str>| Alert {
-            started_ns: Some(7),
-            stack: name.map(stack),
-            ..alert(component, kind, 1000 + ms, ms)
+        let hang = |component, kind, ms, name: Option<&str>| {
+            let mut alert = alert(component, kind, 1000 + ms, ms);
+            alert.started_ns = Some(7);
+            alert.stack = name.map(stack);
+            alert
         };
         let followed = AlertKind::Stack {
             of: HangLevel::Permanent,
@@ -479,9 +473,10 @@ mod tests {
             hang(1, followed, 1000, Some("named")),
             hang(1, ENDED_P, 1600, None),
             // A stack whose hang the alerts do not describe: its own time.
-            Alert {
-                stack: Some(stack("alone")),
-                ..alert(3, AlertKind::ThreadExited, 5000, 40)
+            {
+                let mut alert = alert(3, AlertKind::ThreadExited, 5000, 40);
+                alert.stack = Some(stack("alone"));
+                alert
             },
         ];
         let weights: Vec<(&str, u128)> = weighted_stacks(&alerts)

@@ -48,19 +48,14 @@
 //! use hangwatch::{Alert, AlertKind, ComponentId};
 //! use hangwatch_export::jsonl;
 //!
-//! let alert = Alert {
-//!     component: ComponentId::new("layout", 1),
-//!     kind: AlertKind::Transient,
-//!     annotation: Some("reflow".into()),
-//!     duration: Duration::from_millis(150),
-//!     thread: Some("layout".into()),
-//!     time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-//!     started_ns: None,
-//!     raised_ns: 0,
-//!     late: false,
-//!     stack: None,
-//!     no_stack: None,
-//! };
+//! let mut alert = Alert::new(
+//!     ComponentId::new("layout", 1),
+//!     AlertKind::Transient,
+//!     Duration::from_millis(150),
+//!     SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+//! );
+//! alert.annotation = Some("reflow".into());
+//! alert.thread = Some("layout".into());
 //! let text = jsonl::to_string(&[alert.clone()])?;
 //! assert!(text.starts_with(r#"{"component":{"name":"layout","number":1},"kind":"transient""#));
 //!

@@ -70,7 +70,7 @@
 //!
 //! ```
 //! use std::time::{Duration, SystemTime};
-//! use hangwatch::stack::{Frame, Stack};
+//! use hangwatch::{Frame, Stack};
 //! use hangwatch::{ComponentId, HangLevel, HangMarker, Profile, ProfiledThread};
 //! use hangwatch_export::trace_event;
 //!

@@ -15,8 +15,7 @@ mod common;
 use std::time::{Duration, UNIX_EPOCH};
 
 use common::*;
-use hangwatch::stack::{Frame, NoStack};
-use hangwatch::{Alert, AlertKind};
+use hangwatch::{Alert, AlertKind, Frame, NoStack};
 use hangwatch_export::collapsed::{Collapsed, Prefix};
 use hangwatch_export::jsonl;
 use hangwatch_fuzz_checks::{alerts, collapsed, smoke};

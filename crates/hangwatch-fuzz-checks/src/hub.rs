@@ -12,9 +12,9 @@
 use hangwatch::{Profile, Stats};
 use hangwatch_export::collapsed::{self, Prefix};
 use hangwatch_export::{firefox, trace_event};
-use hangwatch_hub::ipc_channel::ipc::IpcMessage;
 use hangwatch_hub::protocol::Reply;
-use hangwatch_hub::{Delivery, Inbox};
+use hangwatch_hub::test_util::{Delivery, Inbox};
+use ipc_channel::ipc::IpcMessage;
 
 use crate::round_trip::alerts_read_back;
 

@@ -19,10 +19,11 @@ pub fn alerts_read_back(alerts: &[Alert]) {
     );
     assert_eq!(read.alerts.len(), alerts.len(), "{text}");
     for (before, after) in alerts.iter().zip(&read.alerts) {
-        let exact = Alert {
-            duration: before.duration,
-            time: before.time,
-            ..after.clone()
+        let exact = {
+            let mut alert = after.clone();
+            alert.duration = before.duration;
+            alert.time = before.time;
+            alert
         };
         assert_eq!(&exact, before, "{text}");
         assert!(

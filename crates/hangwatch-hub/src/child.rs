@@ -55,8 +55,8 @@ use serde::Serialize;
 
 use crate::error::ConnectError;
 use crate::protocol::{
-    cut_into_pieces, ChildMsg, ExitSummary, Hello, HubMsg, Json, RemoteError, Reply, Request,
-    HUB_ENV, PROTOCOL_VERSION,
+    cut_into_pieces, ChildMsg, Hello, HubMsg, Json, RemoteError, Reply, Request, HUB_ENV,
+    PROTOCOL_VERSION,
 };
 
 /// Settings for a bridge.
@@ -517,12 +517,7 @@ impl ControlThread {
 /// Performs `request` on the monitor.
 fn serve(control: &Control, request: Request) -> Reply {
     match request {
-        Request::Exit => Reply::Exit(
-            control
-                .exit()
-                .map(ExitSummary::from)
-                .map_err(RemoteError::from),
-        ),
+        Request::Exit => Reply::Exit(control.exit().map_err(RemoteError::from)),
         Request::Stats => Reply::Stats(
             control
                 .stats()
@@ -532,11 +527,9 @@ fn serve(control: &Control, request: Request) -> Reply {
         Request::SetEnabled(enabled) => {
             Reply::SetEnabled(control.set_enabled(enabled).map_err(RemoteError::from))
         }
-        Request::StartProfiling(settings) => Reply::StartProfiling(
-            control
-                .start_profiling(settings.into())
-                .map_err(RemoteError::from),
-        ),
+        Request::StartProfiling(options) => {
+            Reply::StartProfiling(control.start_profiling(options).map_err(RemoteError::from))
+        }
         Request::StopProfiling => Reply::StopProfiling(
             control
                 .stop_profiling()

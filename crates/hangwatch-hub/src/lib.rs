@@ -130,6 +130,7 @@
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod child;
 mod error;
@@ -143,15 +144,17 @@ pub use crate::event::{ChildAlert, ChildInfo, HubCounters, HubEvent, LastState};
 pub use crate::hub::{Answers, Hub, HubBuilder, Invitation};
 pub use crate::protocol::{HUB_ENV, PROTOCOL_VERSION};
 
-/// The hub's decoding of a child's stream, for the fuzz targets and the
-/// hostile-input tests, which feed it bytes as a child would send them: not
-/// part of the API, and free to change.
-#[doc(hidden)]
-pub use crate::hub::{Delivery, Inbox};
-
-/// The ipc-channel this crate speaks, for peers that build their own
-/// messages (tests, tools).
-pub use ipc_channel;
+/// Not API: for hangwatch-hub's own tests and the fuzz targets (feature
+/// `test-util`).
+///
+/// The hub's decoding of a child's stream, which they feed bytes as a child
+/// would send them (`ipc_channel::ipc::IpcMessage`s, from an ipc-channel of
+/// the version this crate uses), through the same code the hub runs. It
+/// follows no semver.
+#[cfg(feature = "test-util")]
+pub mod test_util {
+    pub use crate::hub::{Delivery, Inbox};
+}
 
 #[cfg(test)]
 mod tests {

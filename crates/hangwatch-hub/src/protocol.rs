@@ -81,17 +81,15 @@
 //!   payload and then by the message that completes it.
 //! - Changing any type here, in shape or meaning, bumps [`PROTOCOL_VERSION`].
 
-use std::fmt;
-use std::marker::PhantomData;
-use std::time::Duration;
-
-use hangwatch::{Alert, ComponentId, ExitReport, Profile, ProfilingError, ProfilingOptions, Stats};
+use hangwatch::{Alert, ExitReport, Profile, ProfilingError, ProfilingOptions, Stats};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::marker::PhantomData;
 
 /// The version of this protocol. A hub turns away a child that speaks
 /// another one.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The environment variable that carries the hub's server name to a child.
 pub const HUB_ENV: &str = "HANGWATCH_HUB";
@@ -195,47 +193,16 @@ pub enum Request {
     /// [`Control::set_enabled`](hangwatch::Control::set_enabled).
     SetEnabled(bool),
     /// [`Control::start_profiling`](hangwatch::Control::start_profiling).
-    StartProfiling(ProfilingSettings),
+    StartProfiling(ProfilingOptions),
     /// [`Control::stop_profiling`](hangwatch::Control::stop_profiling).
     StopProfiling,
-}
-
-/// [`ProfilingOptions`], as plain data.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProfilingSettings {
-    /// Samples per second of each thread.
-    pub rate_hz: u32,
-    /// The longest span kept, in milliseconds.
-    pub max_duration_ms: u64,
-    /// Bytes of stack copied per sample.
-    pub stack_bytes: u64,
-}
-
-impl From<ProfilingOptions> for ProfilingSettings {
-    fn from(options: ProfilingOptions) -> ProfilingSettings {
-        ProfilingSettings {
-            rate_hz: options.rate_hz,
-            max_duration_ms: u64::try_from(options.max_duration.as_millis()).unwrap_or(u64::MAX),
-            stack_bytes: options.stack_bytes as u64,
-        }
-    }
-}
-
-impl From<ProfilingSettings> for ProfilingOptions {
-    fn from(settings: ProfilingSettings) -> ProfilingOptions {
-        ProfilingOptions {
-            rate_hz: settings.rate_hz,
-            max_duration: Duration::from_millis(settings.max_duration_ms),
-            stack_bytes: usize::try_from(settings.stack_bytes).unwrap_or(usize::MAX),
-        }
-    }
 }
 
 /// A child's answer to a [`Request`], variant for variant.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Reply {
     /// To [`Request::Exit`].
-    Exit(Result<ExitSummary, RemoteError>),
+    Exit(Result<ExitReport, RemoteError>),
     /// To [`Request::Stats`].
     Stats(Result<Json<Stats>, RemoteError>),
     /// To [`Request::SetEnabled`].
@@ -253,33 +220,6 @@ impl Reply {
             Reply::Stats(Ok(json)) => Some(&mut json.text),
             Reply::StopProfiling(Ok(json)) => Some(&mut json.text),
             _ => None,
-        }
-    }
-}
-
-/// [`ExitReport`], as plain data.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExitSummary {
-    /// Exit signals called by this request.
-    pub signalled: u64,
-    /// Components whose exit signal panicked during this request.
-    pub panicked: Vec<ComponentId>,
-}
-
-impl From<ExitReport> for ExitSummary {
-    fn from(report: ExitReport) -> ExitSummary {
-        ExitSummary {
-            signalled: report.signalled as u64,
-            panicked: report.panicked,
-        }
-    }
-}
-
-impl From<ExitSummary> for ExitReport {
-    fn from(summary: ExitSummary) -> ExitReport {
-        ExitReport {
-            signalled: usize::try_from(summary.signalled).unwrap_or(usize::MAX),
-            panicked: summary.panicked,
         }
     }
 }
@@ -317,6 +257,11 @@ impl From<ProfilingError> for RemoteError {
             ProfilingError::AlreadyProfiling => RemoteError::AlreadyProfiling,
             ProfilingError::NotProfiling => RemoteError::NotProfiling,
             ProfilingError::InvalidOptions => RemoteError::InvalidOptions,
+            // A variant hangwatch added and this protocol does not carry yet:
+            // the hub's bug, said as such.
+            other => {
+                RemoteError::Encode(format!("a profiling error with no variant here: {other}"))
+            }
         }
     }
 }
@@ -413,28 +358,24 @@ impl<'de, T> Deserialize<'de> for Json<T> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::SystemTime;
+    use std::time::{Duration, SystemTime};
 
-    use hangwatch::{AlertKind, HangLevel};
+    use hangwatch::{AlertKind, ComponentId, HangLevel};
 
     use super::*;
 
     fn alert() -> Alert {
-        Alert {
-            component: ComponentId::new("layout", 1),
-            kind: AlertKind::Ended {
+        let mut alert = Alert::new(
+            ComponentId::new("layout", 1),
+            AlertKind::Ended {
                 worst: HangLevel::Permanent,
             },
-            annotation: Some("reflow".into()),
-            duration: Duration::from_millis(1200),
-            thread: Some("layout".into()),
-            time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-            started_ns: None,
-            raised_ns: 0,
-            late: false,
-            stack: None,
-            no_stack: None,
-        }
+            Duration::from_millis(1200),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        );
+        alert.annotation = Some("reflow".into());
+        alert.thread = Some("layout".into());
+        alert
     }
 
     #[test]
@@ -455,27 +396,37 @@ mod tests {
 
     #[test]
     fn stats_cross_as_json() {
-        let stats = Stats {
-            looks: 7,
-            ..Stats::default()
+        let stats = {
+            let mut stats = Stats::default();
+            stats.looks = 7;
+            stats
         };
         let back = Json::encode(&stats).unwrap().decode().unwrap();
         assert_eq!(back.looks, 7);
     }
 
     #[test]
-    fn options_and_reports_convert_both_ways() {
-        let options = ProfilingOptions::default();
-        let back: ProfilingOptions = ProfilingSettings::from(options).into();
-        assert_eq!(back.rate_hz, options.rate_hz);
-        assert_eq!(back.max_duration, options.max_duration);
-        assert_eq!(back.stack_bytes, options.stack_bytes);
-        let summary = ExitSummary {
-            signalled: 3,
-            panicked: vec![ComponentId::new("script", 2)],
+    fn options_and_reports_cross_as_plain_data() {
+        let options = ProfilingOptions {
+            rate_hz: 997,
+            max_duration: Duration::from_millis(12_345),
+            stack_bytes: 4096,
         };
-        let report = ExitReport::from(summary.clone());
-        assert_eq!(ExitSummary::from(report), summary);
+        let request = HubMsg::Request {
+            id: 1,
+            request: Request::StartProfiling(options),
+        };
+        let (sender, receiver) = ipc_channel::ipc::channel::<HubMsg>().unwrap();
+        sender.send(request.clone()).unwrap();
+        assert_eq!(receiver.recv().unwrap(), request);
+        let mut report = ExitReport::default();
+        report.signalled = 3;
+        report.panicked = vec![ComponentId::new("script", 2)];
+        let message = ChildMsg::Reply {
+            id: 2,
+            reply: Reply::Exit(Ok(report)),
+        };
+        assert_eq!(postcard_like_round_trip(&message), message);
     }
 
     #[test]

@@ -13,16 +13,14 @@
 
 use std::time::{Duration, SystemTime};
 
-use hangwatch::stack::{Frame, NoStack, Stack};
 use hangwatch::{
-    Alert, AlertKind, ComponentId, HangLevel, HangMarker, Profile, ProfiledThread, Stats,
+    Alert, AlertKind, ComponentId, ExitReport, Frame, HangLevel, HangMarker, NoStack, Profile,
+    ProfiledThread, Stack, Stats,
 };
 use hangwatch_fuzz_checks::{hub, smoke};
-use hangwatch_hub::ipc_channel::ipc::IpcMessage;
-use hangwatch_hub::protocol::{
-    ChildMsg, ExitSummary, Hello, Json, RemoteError, Reply, PROTOCOL_VERSION,
-};
-use hangwatch_hub::{Delivery, Inbox};
+use hangwatch_hub::protocol::{ChildMsg, Hello, Json, RemoteError, Reply, PROTOCOL_VERSION};
+use hangwatch_hub::test_util::{Delivery, Inbox};
+use ipc_channel::ipc::IpcMessage;
 
 /// Mutants of the seeds: about 1.5 s in a debug build (most stop at the
 /// postcard envelope, which is cheap).
@@ -59,19 +57,16 @@ fn stack() -> Stack {
 }
 
 fn alert(kind: AlertKind, ms: u64, with_stack: bool) -> Alert {
-    Alert {
-        component: ComponentId::new("layout", 1),
+    let mut alert = Alert::new(
+        ComponentId::new("layout", 1),
         kind,
-        annotation: Some("reflow".into()),
-        duration: Duration::from_millis(ms),
-        thread: Some("layout".into()),
-        time: t0() + Duration::from_millis(ms),
-        started_ns: None,
-        raised_ns: 0,
-        late: false,
-        stack: with_stack.then(stack),
-        no_stack: None,
-    }
+        Duration::from_millis(ms),
+        t0() + Duration::from_millis(ms),
+    );
+    alert.annotation = Some("reflow".into());
+    alert.thread = Some("layout".into());
+    alert.stack = with_stack.then(stack);
+    alert
 }
 
 fn profile() -> Profile {
@@ -124,13 +119,17 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         false,
     );
     let (a, b, last) = three_pieces(json(&permanent).text());
-    let stats = Stats {
-        enabled: true,
-        looks: 7,
-        alerts_sent: 3,
-        ..Stats::default()
+    let stats = {
+        let mut stats = Stats::default();
+        stats.enabled = true;
+        stats.looks = 7;
+        stats.alerts_sent = 3;
+        stats
     };
     let (s1, s2, s_last) = three_pieces(json(&stats).text());
+    let mut exit_report = ExitReport::default();
+    exit_report.signalled = 4;
+    exit_report.panicked = vec![ComponentId::new("script", 2)];
     let (p1, p2, p_last) = three_pieces(json(&profile()).text());
     let mut no_stack = alert(AlertKind::Permanent, 1000, false);
     no_stack.no_stack = Some(NoStack::UnwindFailed("no CFI for 0x1234".into()));
@@ -162,10 +161,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             vec![
                 encode(&ChildMsg::Reply {
                     id: 1,
-                    reply: Reply::Exit(Ok(ExitSummary {
-                        signalled: 4,
-                        panicked: vec![ComponentId::new("script", 2)],
-                    })),
+                    reply: Reply::Exit(Ok(exit_report)),
                 }),
                 encode(&ChildMsg::ReplyPiece { id: 2, text: s1 }),
                 encode(&ChildMsg::ReplyPiece { id: 2, text: s2 }),

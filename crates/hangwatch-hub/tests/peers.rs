@@ -5,11 +5,11 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use hangwatch::{Alert, AlertKind, ComponentId, ComponentState, ComponentStats, Monitor, Stats};
-use hangwatch_hub::ipc_channel::ipc::{self, IpcOneShotServer, IpcReceiver, IpcSender};
 use hangwatch_hub::protocol::{
     cut_into_pieces, ChildMsg, Hello, HubMsg, Json, Reply, Request, PIECE_BYTES, PROTOCOL_VERSION,
 };
 use hangwatch_hub::{Bridge, ConnectError, Hub, HubEvent};
+use ipc_channel::ipc::{self, IpcOneShotServer, IpcReceiver, IpcSender};
 
 const GENEROUS: Duration = Duration::from_secs(20);
 
@@ -20,19 +20,14 @@ fn next_event(hub: &Hub) -> HubEvent {
 }
 
 fn alert(n: u64) -> Alert {
-    Alert {
-        component: ComponentId::new("fake", n),
-        kind: AlertKind::Transient,
-        annotation: Some("hand-made".into()),
-        duration: Duration::from_millis(120),
-        thread: None,
-        time: SystemTime::now(),
-        started_ns: None,
-        raised_ns: 0,
-        late: false,
-        stack: None,
-        no_stack: None,
-    }
+    let mut alert = Alert::new(
+        ComponentId::new("fake", n),
+        AlertKind::Transient,
+        Duration::from_millis(120),
+        SystemTime::now(),
+    );
+    alert.annotation = Some("hand-made".into());
+    alert
 }
 
 /// A child made by hand: connects to `server`, says hello with a control
@@ -404,14 +399,13 @@ fn a_hub_glues_pieces_back_together() {
         assert_eq!(request, Request::Stats);
         let mut stats = Stats::default();
         for n in 0..3000 {
-            stats.components.push(ComponentStats {
-                id: ComponentId::new("many", n),
-                thread: Some(format!("thread-{n}")),
-                transient_alerts: n,
-                permanent_alerts: 0,
-                ended_hangs: 0,
-                longest_hang: Duration::from_millis(n),
-                state: ComponentState::Waiting,
+            stats.components.push({
+                let mut component =
+                    ComponentStats::new(ComponentId::new("many", n), ComponentState::Waiting);
+                component.thread = Some(format!("thread-{n}"));
+                component.transient_alerts = n;
+                component.longest_hang = Duration::from_millis(n);
+                component
             });
         }
         let mut reply = Reply::Stats(Ok(Json::encode(&stats).unwrap()));

@@ -38,7 +38,7 @@ fn kinds(alerts: &[&hangwatch::Alert], component: &str) -> Vec<AlertKind> {
 fn permanent_frame<'a>(
     alerts: &[&'a hangwatch::Alert],
     function: &str,
-) -> Option<&'a hangwatch::stack::Frame> {
+) -> Option<&'a hangwatch::Frame> {
     alerts
         .iter()
         .filter(|a| {
@@ -188,8 +188,7 @@ fn two_children_deliver_their_hangs_with_pids_names_and_stats() {
 ))]
 #[test]
 fn normalized_frames_cross_unnamed_and_are_named_elsewhere() {
-    use hangwatch::stack::symbolize::Symbolizer;
-    use hangwatch::Symbolication;
+    use hangwatch::{Symbolication, Symbolizer};
 
     let hub = hangwatch_hub::HubBuilder::new()
         .symbolicate(false)

@@ -29,8 +29,7 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use hangwatch::stack::NoStack;
-use hangwatch::{AlertKind, HangLevel};
+use hangwatch::{AlertKind, HangLevel, NoStack};
 use hangwatch_hub::ChildAlert;
 
 use crate::child::SYMBOLICATE_DEADLINE;
@@ -411,18 +410,17 @@ mod tests {
                     name: "child-1".into(),
                     program: "hangwatch".into(),
                 },
-                alert: Alert {
-                    component: ComponentId::new(hang.component, 1),
-                    kind,
-                    annotation: Some(Cow::Borrowed(hang.annotation)),
-                    duration: busy,
-                    thread: Some(hang.component.into()),
-                    time: began + busy,
-                    started_ns: None,
-                    raised_ns: 0,
-                    late: false,
-                    stack: None,
-                    no_stack: Some(NoStack::Unsupported("test".into())),
+                alert: {
+                    let mut alert = Alert::new(
+                        ComponentId::new(hang.component, 1),
+                        kind,
+                        busy,
+                        began + busy,
+                    );
+                    alert.annotation = Some(Cow::Borrowed(hang.annotation));
+                    alert.thread = Some(hang.component.into());
+                    alert.no_stack = Some(NoStack::Unsupported("test".into()));
+                    alert
                 },
             })
             .collect()

@@ -23,6 +23,7 @@ pub enum HangLevel {
 /// What an alert says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
+#[non_exhaustive]
 pub enum AlertKind {
     /// The activity has lasted longer than the transient timeout. Raised once per activity.
     Transient,
@@ -50,6 +51,7 @@ pub enum AlertKind {
 
 /// One alert from the monitor.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Alert {
     /// The component this is about.
     pub component: ComponentId,
@@ -89,6 +91,33 @@ pub struct Alert {
     /// Why an alert that should carry a stack does not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_stack: Option<NoStack>,
+}
+
+impl Alert {
+    /// An alert of `kind` about `component`, raised at `time` for a hang of
+    /// `duration`, with nothing else known: no annotation, thread, clock
+    /// readings or stack. For whoever builds alerts outside a monitor (a
+    /// hub, a replay, a test), who then sets the public fields it knows.
+    pub fn new(
+        component: ComponentId,
+        kind: AlertKind,
+        duration: Duration,
+        time: SystemTime,
+    ) -> Alert {
+        Alert {
+            component,
+            kind,
+            annotation: None,
+            duration,
+            thread: None,
+            time,
+            started_ns: None,
+            raised_ns: 0,
+            late: false,
+            stack: None,
+            no_stack: None,
+        }
+    }
 }
 
 impl fmt::Display for Alert {

@@ -6,6 +6,7 @@ use crate::component::ComponentId;
 
 /// Why a monitor could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StartError {
     /// The alert channel needs room for at least one alert.
     #[error("alert capacity must be at least 1; use Builder::alert_capacity(n) with n > 0")]
@@ -34,6 +35,7 @@ pub enum StartError {
 
 /// Why a component could not be registered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RegisterError {
     /// A timeout of zero would raise an alert for every activity.
     #[error("hang timeouts must be longer than zero")]
@@ -69,6 +71,7 @@ pub struct MonitorGone;
 
 /// Why profiling could not start or stop.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProfilingError {
     /// The monitor thread is no longer running.
     #[error(transparent)]

@@ -148,8 +148,16 @@
 //! - `tracing`: every alert is also a `tracing` event.
 //! - `metrics`: hang counters, durations and health figures through the
 //!   `metrics` facade, for Prometheus and the like.
+//!
+//! Two more features are not integrations: `debuginfod` (debug files
+//! fetched by build id, see [`Symbolication`]) and `test-util`, which is
+//! **not API: for hangwatch's own tests and benches**. It exposes the
+//! `test_util` module (the sampler, the unwinder and the module list, one
+//! stage at a time, and the hooks that install process-wide signal
+//! handlers), which follows no semver.
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod alert;
 mod annotation;
@@ -166,8 +174,10 @@ mod messages;
 mod monitor;
 mod profile;
 mod schedule;
-pub mod stack;
+mod stack;
 mod stats;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 
 pub use crate::alert::{Alert, AlertKind, HangLevel};
 pub use crate::annotation::Annotation;
@@ -179,5 +189,7 @@ pub use crate::error::{MonitorGone, ProfilingError, RegisterError, StartError};
 pub use crate::handle::{ActivityGuard, Handle, Register};
 pub use crate::monitor::ProfilingOptions;
 pub use crate::profile::{Frames, HangMarker, Profile, ProfileSample, ProfiledThread};
-pub use crate::stack::Symbolication;
+pub use crate::stack::sampler::{SampleSignal, SamplerError};
+pub use crate::stack::symbolize::{SymbolizeError, Symbolizer};
+pub use crate::stack::{CaptureMethod, Frame, NoStack, Stack, Symbolication};
 pub use crate::stats::{ComponentState, ComponentStats, ExitReport, Stats};

@@ -10,6 +10,7 @@ use crate::component::ComponentId;
 
 /// The monitor's figures at one moment. See [`Control::stats`](crate::Control::stats).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Stats {
     /// Whether hang checks are on.
     pub enabled: bool,
@@ -49,6 +50,7 @@ pub struct Stats {
 
 /// One component's figures.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ComponentStats {
     /// Which component.
     pub id: ComponentId,
@@ -64,6 +66,24 @@ pub struct ComponentStats {
     pub longest_hang: Duration,
     /// What it is doing now.
     pub state: ComponentState,
+}
+
+impl ComponentStats {
+    /// The figures of component `id` in `state` that has raised no alert
+    /// yet and has no thread name: for whoever builds stats outside a
+    /// monitor (a hub's peer, a test), who then sets the public fields it
+    /// knows.
+    pub fn new(id: ComponentId, state: ComponentState) -> ComponentStats {
+        ComponentStats {
+            id,
+            thread: None,
+            transient_alerts: 0,
+            permanent_alerts: 0,
+            ended_hangs: 0,
+            longest_hang: Duration::ZERO,
+            state,
+        }
+    }
 }
 
 /// What a component is doing, as of the monitor's latest look.
@@ -93,7 +113,8 @@ pub enum ComponentState {
 }
 
 /// The monitor's answer to [`Control::exit`](crate::Control::exit).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ExitReport {
     /// Exit signals called by this request (a component registered without a
     /// signal, or signalled by an earlier request, is not counted).

@@ -32,10 +32,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::{is_follow_up, ms, Puppet, GENEROUS};
-use hangwatch::stack::NoStack;
 use hangwatch::{
     monotonic_ns, Alert, AlertKind, ComponentId, ComponentState, Control, HangLevel, Monitor,
-    Register,
+    NoStack, Register,
 };
 use hangwatch_test_support::eventually;
 

@@ -48,10 +48,9 @@ use std::time::{Duration, Instant};
 
 use common::{ms, GENEROUS};
 use crossbeam_channel::Receiver;
-use hangwatch::stack::sampler::SampleSignal;
-use hangwatch::stack::{CaptureMethod, NoStack, Stack};
 use hangwatch::{
-    Alert, AlertKind, ComponentId, Handle, HangLevel, Monitor, Profile, ProfilingOptions,
+    Alert, AlertKind, CaptureMethod, ComponentId, Handle, HangLevel, Monitor, NoStack, Profile,
+    ProfilingOptions, SampleSignal, Stack,
 };
 use hangwatch_test_support::eventually;
 

@@ -16,11 +16,11 @@ use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use hangwatch::stack::sampler::{
+use hangwatch::test_util::{
     block_sample_signal_on_this_thread, install_foreign_handler_for_tests,
-    unblock_sample_signal_on_this_thread, SampleSignal, SampleTarget, Sampler, SamplerError,
+    unblock_sample_signal_on_this_thread, RawSample, SampleTarget, Sampler,
 };
-use hangwatch::stack::{CaptureMethod, NoStack, RawSample};
+use hangwatch::{CaptureMethod, NoStack, SampleSignal, SamplerError};
 use hangwatch_test_support::eventually;
 
 /// The timeout of a sample that should succeed: far more than it takes.
@@ -463,35 +463,6 @@ fn install_refuses_signals_it_cannot_own() {
     );
     assert!(error.to_string().contains("SampleSignal::new"), "{error}");
     assert!(error.to_string().contains("SIGRTMIN+9"), "{error}");
-}
-
-#[cfg(feature = "reference-samplers")]
-#[test]
-fn the_reference_sampler_unwinds_in_the_handler() {
-    use hangwatch::stack::sampler::ReferenceSampler;
-
-    let signal = SampleSignal::new(libc::SIGRTMIN() + 6);
-    let reference = ReferenceSampler::install(signal).unwrap();
-    // The two samplers cannot share a signal.
-    let error = Sampler::install(signal).unwrap_err();
-    assert!(
-        matches!(error, SamplerError::ForeignHandler { .. }),
-        "{error}"
-    );
-
-    let (stop, stopped) = mpsc::channel::<()>();
-    let (target, thread) = spawn_sampled(4096, move || stopped.recv().unwrap());
-    for _ in 0..100 {
-        let sample = reference.sample(&target, TIMEOUT).unwrap();
-        assert_eq!(sample.tid, target.tid());
-        assert!(sample.frames.len() > 3, "{:x?}", sample.frames);
-        assert!(sample.pause_ns > 0);
-    }
-    // The ordinary sampler samples the same target too.
-    sample_many(&sampler(), &target, 100);
-
-    stop.send(()).unwrap();
-    thread.join().unwrap();
 }
 
 #[test]

@@ -12,8 +12,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::{expect_alert, ms, GENEROUS};
-use hangwatch::stack::NoStack;
-use hangwatch::{AlertKind, ComponentId, HangLevel, Monitor, Register};
+use hangwatch::{AlertKind, ComponentId, HangLevel, Monitor, NoStack, Register};
 use hangwatch_test_support::eventually;
 
 /// Runs a component whose single activity blocks in `stuck_in_a_test_function`

@@ -3,10 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use hangwatch::stack::modules::Modules;
-use hangwatch::stack::symbolize::Symbolizer;
-use hangwatch::stack::unwind::{AddressKind, UnwoundFrame, UnwoundStack, WalkEnd};
-use hangwatch::stack::{CaptureMethod, Frame};
+use hangwatch::test_util::{
+    normalize, AddressKind, Modules, SymbolizeUnwound, UnwoundFrame, UnwoundStack, WalkEnd,
+};
+use hangwatch::{CaptureMethod, Frame, Symbolizer};
 
 /// The line of `marked_function`'s body (`line!()` is evaluated inside it).
 #[inline(never)]
@@ -246,7 +246,7 @@ fn raw_and_symbolized_stacks_keep_addresses_and_truncation() {
         method: CaptureMethod::Signal,
         syscall: None,
     };
-    let raw = Symbolizer::raw(&stack);
+    let raw = normalize(&stack);
     assert!(raw.truncated);
     let addresses: Vec<u64> = raw.frames.iter().map(|f| f.address).collect();
     assert_eq!(addresses, [ip, ret - 1, 0x0f]);
@@ -256,7 +256,7 @@ fn raw_and_symbolized_stacks_keep_addresses_and_truncation() {
         .all(|f| f.module.is_some() && f.module_offset.is_some()));
     assert_eq!(raw.frames[2].module, None);
 
-    let symbolized = Symbolizer::new().symbolize(&stack);
+    let symbolized = Symbolizer::new().symbolize_unwound(&stack);
     assert!(symbolized.truncated);
     let frames = outermost(&symbolized.frames);
     assert_eq!(frames.len(), 3, "{symbolized:#?}");
@@ -339,11 +339,11 @@ fn warm_symbolization_of_a_30_frame_stack_is_fast() {
     let module = stack.frames[0].module.as_ref().expect("the test binary");
     let read = Instant::now();
     symbolizer
-        .preload(module)
+        .preload_module(module)
         .expect("the test binary is readable");
     let read = read.elapsed();
     let cold = Instant::now();
-    let first = symbolizer.symbolize(&stack);
+    let first = symbolizer.symbolize_unwound(&stack);
     let cold = cold.elapsed();
     let functions = outermost(&first.frames);
     assert_eq!(functions.len(), 30, "{first:#?}");
@@ -354,7 +354,7 @@ fn warm_symbolization_of_a_30_frame_stack_is_fast() {
     let runs = 100;
     let warm = Instant::now();
     for _ in 0..runs {
-        assert_eq!(symbolizer.symbolize(&stack), first);
+        assert_eq!(symbolizer.symbolize_unwound(&stack), first);
     }
     let warm = warm.elapsed() / runs;
     println!(

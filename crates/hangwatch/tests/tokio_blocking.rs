@@ -25,7 +25,10 @@ use common::{ms, next_matching, GENEROUS};
 use hangwatch::integrations::tokio::{
     spawn, spawn_named, BuilderExt, WorkerMonitor, RUNNING_TASKS,
 };
-use hangwatch::{Alert, AlertKind, ComponentId, Control, HangLevel, Monitor};
+use hangwatch::test_util::{
+    block_sample_signal_on_this_thread, unblock_sample_signal_on_this_thread,
+};
+use hangwatch::{Alert, AlertKind, ComponentId, Control, HangLevel, Monitor, SampleSignal};
 use hangwatch_test_support::eventually;
 
 fn stack_names(alert: &Alert, function: &str) -> bool {
@@ -129,27 +132,17 @@ fn a_blocking_http_handler_is_caught_in_its_stack_while_other_workers_serve() {
     assert_eq!(control.stats().unwrap().threads_exited, 0);
 }
 
-/// Spins on the calling thread for `length`, every signal blocked: a running
-/// thread that never answers the sampling signal, so that its stack can come
-/// no sooner than the capture timeout.
+/// Spins on the calling thread for `length` with the sampling signal
+/// blocked: a running thread that never answers it, so that its stack can
+/// come no sooner than the capture timeout.
 fn spin_deaf_to_signals(length: Duration) {
-    // SAFETY: a zeroed `sigset_t` is a valid value, filled by `sigfillset`
-    // before it is used; `pthread_sigmask` changes only this thread's mask,
-    // which is put back below.
-    let old = unsafe {
-        let mut all = std::mem::zeroed::<libc::sigset_t>();
-        let mut old = std::mem::zeroed::<libc::sigset_t>();
-        libc::sigfillset(&mut all);
-        assert_eq!(libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old), 0);
-        old
-    };
+    let signal = SampleSignal::default();
+    block_sample_signal_on_this_thread(&signal).expect("block the sampling signal");
     let started = Instant::now();
     while started.elapsed() < length {
         std::hint::spin_loop();
     }
-    // SAFETY: puts back the mask the thread had.
-    let result = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
-    assert_eq!(result, 0);
+    unblock_sample_signal_on_this_thread(&signal).expect("unblock the sampling signal");
 }
 
 #[test]

@@ -8,11 +8,11 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use hangwatch::stack::modules::Modules;
-use hangwatch::stack::sampler::{SampleSignal, SampleTarget, Sampler};
-use hangwatch::stack::symbolize::Symbolizer;
-use hangwatch::stack::unwind::{AddressKind, Unwinder, UnwoundStack, WalkEnd, MAX_FRAMES};
-use hangwatch::stack::{CaptureMethod, Frame, RawSample, Registers, Stack};
+use hangwatch::test_util::{
+    normalize, AddressKind, Modules, RawSample, Registers, SampleTarget, Sampler, SymbolizeUnwound,
+    Unwinder, UnwoundStack, WalkEnd, MAX_FRAMES,
+};
+use hangwatch::{CaptureMethod, Frame, SampleSignal, Stack, Symbolizer};
 
 /// The sampled thread: `outer -> middle -> inner`, and `inner` hands out
 /// its sample target, then blocks until the test is done.
@@ -102,7 +102,7 @@ fn a_blocked_thread_unwinds_through_its_callers() {
         "unwind {} frames: first {cold:?} (module list read), warm {warm:?}",
         unwound.frames.len()
     );
-    let stack = Symbolizer::new().symbolize(&unwound);
+    let stack = Symbolizer::new().symbolize_unwound(&unwound);
     let names: Vec<&str> = stack
         .frames
         .iter()
@@ -138,7 +138,7 @@ fn a_blocked_thread_unwinds_through_its_callers() {
     assert!(
         unwound.frames.iter().all(|frame| frame.module.is_some()),
         "{:#?}",
-        Symbolizer::raw(&unwound)
+        normalize(&unwound)
     );
 }
 
@@ -154,7 +154,7 @@ fn a_stack_copy_cut_short_gives_a_truncated_stack() {
         "{:?}",
         unwound.end
     );
-    let stack = Symbolizer::new().symbolize(&unwound);
+    let stack = Symbolizer::new().symbolize_unwound(&unwound);
     assert!(stack.truncated);
     assert_eq!(position(&stack, "outer"), None);
 }
@@ -202,7 +202,7 @@ fn a_thread_in_the_vdso_unwinds_through_its_callers() {
         let unwound = unwinder.unwind(&sample);
         let module = unwound.frames[0].module.as_ref();
         if module.is_some_and(|m| m.name() == "[vdso]") {
-            in_vdso.push(symbolizer.symbolize(&unwound));
+            in_vdso.push(symbolizer.symbolize_unwound(&unwound));
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -275,7 +275,7 @@ fn garbage_registers_do_not_panic() {
         let unwound = unwinder.unwind(&synthetic(registers, sp, bytes, true));
         assert!(!unwound.frames.is_empty());
         assert!(unwound.frames[0].module.is_none());
-        let stack = Symbolizer::new().symbolize(&unwound);
+        let stack = Symbolizer::new().symbolize_unwound(&unwound);
         assert!(stack.frames.iter().all(|frame| frame.function.is_none()));
     }
 }
@@ -338,7 +338,9 @@ fn the_snapshot_lists_the_executable_libc_and_the_vdso() {
         // Its image comes from /proc/self/mem, which a sandbox may refuse.
         if vdso.error().is_none() {
             assert!(vdso.bias().is_some());
-            Symbolizer::new().preload(vdso).expect("the vDSO's symbols");
+            Symbolizer::new()
+                .preload_module(vdso)
+                .expect("the vDSO's symbols");
         }
     }
     // Nothing changed since: a refresh reuses the snapshot.

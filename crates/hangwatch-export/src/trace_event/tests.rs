@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
 
-use hangwatch::stack::{Frame, Stack};
-use hangwatch::{Alert, AlertKind, ComponentId, HangLevel, HangMarker, Profile, ProfiledThread};
+use hangwatch::{
+    Alert, AlertKind, ComponentId, Frame, HangLevel, HangMarker, Profile, ProfiledThread, Stack,
+};
 use serde_json::Value;
 
 use super::*;
@@ -240,18 +241,11 @@ fn samples_in_one_place_are_one_slice_per_frame_nested_in_their_hang() {
 #[test]
 fn alerts_get_tracks_of_their_own_and_stacks_from_when_they_were_seen() {
     let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    let alert = |component: ComponentId, kind, at_ms, duration_ms, names: Option<&[&str]>| Alert {
-        component,
-        kind,
-        annotation: Some("reflow".into()),
-        duration: ms(duration_ms),
-        thread: None,
-        time: t0 + ms(at_ms),
-        started_ns: None,
-        raised_ns: 0,
-        late: false,
-        stack: names.map(stack),
-        no_stack: None,
+    let alert = |component: ComponentId, kind, at_ms, duration_ms, names: Option<&[&str]>| {
+        let mut alert = Alert::new(component, kind, ms(duration_ms), t0 + ms(at_ms));
+        alert.annotation = Some("reflow".into());
+        alert.stack = names.map(stack);
+        alert
     };
     let (layout, script) = (ComponentId::new("layout", 1), ComponentId::new("script", 1));
     let ended = AlertKind::Ended {

@@ -4,9 +4,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hangwatch::stack::{Frame, Stack};
 use hangwatch::{
-    Alert, AlertKind, ComponentId, HangLevel, HangMarker, Profile, ProfileSample, ProfiledThread,
+    Alert, AlertKind, ComponentId, Frame, HangLevel, HangMarker, Profile, ProfileSample,
+    ProfiledThread, Stack,
 };
 
 /// Where layout hangs: on a lock, inside its reflow. Innermost first.
@@ -101,19 +101,12 @@ pub fn alert(
     annotation: &'static str,
     stack_names: Option<&[&str]>,
 ) -> Alert {
-    Alert {
-        thread: Some(component.name.as_ref().into()),
-        component,
-        kind,
-        annotation: Some(annotation.into()),
-        duration: ms(duration_ms),
-        time: t0() + ms(at_ms),
-        started_ns: None,
-        raised_ns: 0,
-        late: false,
-        stack: stack_names.map(stack),
-        no_stack: None,
-    }
+    let thread = Some(component.name.as_ref().into());
+    let mut alert = Alert::new(component, kind, ms(duration_ms), t0() + ms(at_ms));
+    alert.thread = thread;
+    alert.annotation = Some(annotation.into());
+    alert.stack = stack_names.map(stack);
+    alert
 }
 
 pub const ENDED_PERMANENT: AlertKind = AlertKind::Ended {

@@ -61,6 +61,7 @@ use crate::event::{ChildInfo, HubCounters, HubEvent};
 use crate::protocol::{ChildMsg, Json, RemoteError, Reply, Request, HUB_ENV};
 use names::Names;
 
+#[cfg(feature = "test-util")]
 pub use inbox::{Delivery, Inbox};
 pub(crate) use run::Command as HubCommand;
 
@@ -306,7 +307,7 @@ impl Hub {
 
     /// Starts profiling in child `pid`.
     pub fn start_profiling(&self, pid: u32, options: ProfilingOptions) -> Result<(), ControlError> {
-        let answer = self.send(pid, start_profiling(options), self.deadline())?;
+        let answer = self.send(pid, Request::StartProfiling(options), self.deadline())?;
         expect_started(pid, self.wait(pid, answer)?)
     }
 
@@ -327,7 +328,7 @@ impl Hub {
 
     /// [`Hub::start_profiling`] on every connected child at once.
     pub fn start_profiling_all(&self, options: ProfilingOptions) -> Result<Answers<()>, HubGone> {
-        self.broadcast(start_profiling(options), expect_started)
+        self.broadcast(Request::StartProfiling(options), expect_started)
     }
 
     /// [`Hub::stop_profiling`] on every connected child at once: one profile
@@ -514,10 +515,6 @@ struct Answer {
     deadline: Instant,
 }
 
-fn start_profiling(options: ProfilingOptions) -> Request {
-    Request::StartProfiling(options.into())
-}
-
 fn mismatch(pid: u32, asked: &str, got: &Reply) -> ControlError {
     let got = match got {
         Reply::Exit(_) => "exit",
@@ -547,9 +544,7 @@ fn decode_reply<T: DeserializeOwned>(
 
 fn expect_exit(pid: u32, reply: Reply) -> Result<ExitReport, ControlError> {
     match reply {
-        Reply::Exit(result) => result
-            .map(ExitReport::from)
-            .map_err(|e| ControlError::remote(pid, e)),
+        Reply::Exit(result) => result.map_err(|e| ControlError::remote(pid, e)),
         other => Err(mismatch(pid, "exit", &other)),
     }
 }

@@ -45,8 +45,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, never, select, Receiver, RecvTimeoutError, Sender, TrySendError};
-use hangwatch::stack::symbolize::Symbolizer;
-use hangwatch::{AlertKind, HangLevel, Profile};
+use hangwatch::{AlertKind, HangLevel, Profile, Symbolizer};
 
 use crate::event::{ChildAlert, EventSink, HubEvent};
 

@@ -98,7 +98,9 @@ impl View {
                 AlertKind::Ended { .. } | AlertKind::ThreadExited => {
                     child.hung.remove(&loop_name);
                 }
-                AlertKind::Stack { .. } => {}
+                // A stack that followed its alert, or a kind newer than
+                // this view: no change to what is hung.
+                _ => {}
             }
         }
         self.redraw();

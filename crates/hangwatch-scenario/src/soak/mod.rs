@@ -32,7 +32,7 @@ mod summary;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use hangwatch::stack::Frame;
+use hangwatch::Frame;
 use hangwatch::Profile;
 use hangwatch_hub::{ChildInfo, ControlError, Hub, HubEvent};
 

@@ -39,11 +39,12 @@ use crate::profile::{HangMarker, Profile, ProfileSample, ProfiledThread};
 use crate::stack::Frame;
 
 /// How to profile. See [`Control::start_profiling`](crate::Control::start_profiling).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProfilingOptions {
     /// Samples per second of each thread (100 by default).
     pub rate_hz: u32,
     /// The longest span kept: older samples are dropped (30 s by default).
+    #[serde(rename = "max_duration_ms", with = "crate::alert::millis")]
     pub max_duration: Duration,
     /// Bytes of stack copied per sample (32 KiB by default); deeper stacks
     /// are marked truncated.

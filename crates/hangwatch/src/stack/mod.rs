@@ -22,19 +22,19 @@
 //! - `symbolize` normalizes each frame (module path, build id, offset) and,
 //!   with [`Symbolication::InProcess`], turns it into functions, files and
 //!   lines, inlined frames included, with caches owned by the worker that
-//!   uses them; the same [`symbolize::Symbolizer`] names normalized frames
+//!   uses them; the same [`Symbolizer`](symbolize::Symbolizer) names normalized frames
 //!   in a hub or from a file, anywhere.
 
 pub(crate) mod capture;
 #[cfg(feature = "debuginfod")]
 mod debuginfod;
-pub mod modules;
+pub(crate) mod modules;
 // The crate's one place for `unsafe`: a signal handler, its alternate
 // stacks, and system calls that libc does not wrap.
 #[allow(unsafe_code)]
-pub mod sampler;
-pub mod symbolize;
-pub mod unwind;
+pub(crate) mod sampler;
+pub(crate) mod symbolize;
+pub(crate) mod unwind;
 pub(crate) mod workers;
 
 use serde::{Deserialize, Serialize};
@@ -65,7 +65,7 @@ pub enum Symbolication {
     /// Frames leave normalized and are named by whoever receives them: a
     /// hub (one symbolizer and one set of symbol tables for every child of
     /// a binary), `hangwatch symbolicate` on a file of alerts, or any
-    /// consumer with [`Symbolizer::symbolize_frames`](symbolize::Symbolizer::symbolize_frames).
+    /// consumer with [`Symbolizer::symbolize_frames`](crate::Symbolizer::symbolize_frames).
     /// The process then never opens a symbol table, and its first alert is
     /// not held while one loads.
     Elsewhere,
@@ -117,6 +117,7 @@ pub struct Registers {
 #[derive(Clone, Debug)]
 pub struct RawSample {
     /// The sampled thread's OS id.
+    #[cfg(any(test, feature = "test-util"))]
     pub tid: u32,
     /// Its registers when the signal arrived.
     pub registers: Registers,
@@ -128,6 +129,7 @@ pub struct RawSample {
     pub truncated: bool,
     /// How long the thread spent in the handler, from entry to exit (zero
     /// when it was read from outside).
+    #[cfg(feature = "test-util")]
     pub pause_ns: u64,
     /// How the sample was taken.
     pub method: CaptureMethod,
@@ -153,6 +155,7 @@ pub enum CaptureMethod {
 /// Why an alert carries no stack.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "reason", content = "detail")]
+#[non_exhaustive]
 pub enum NoStack {
     /// The thread did not answer in time: it is stopped, or it has not run
     /// since it was asked.

@@ -213,7 +213,7 @@ impl Symbolizer {
 
     /// The frames of `stack`, a stack of this process, inlined calls
     /// expanded, innermost first.
-    pub fn symbolize(&mut self, stack: &UnwoundStack) -> Stack {
+    pub(crate) fn symbolize(&mut self, stack: &UnwoundStack) -> Stack {
         let raw = Symbolizer::raw(stack);
         Stack {
             frames: self.symbolize_frames(&raw.frames),
@@ -292,7 +292,7 @@ impl Symbolizer {
 
     /// Reads `module`'s symbols now rather than at its first address. An
     /// error says why its frames will have no names.
-    pub fn preload(&mut self, module: &Module) -> Result<(), SymbolizeError> {
+    pub(crate) fn preload(&mut self, module: &Module) -> Result<(), SymbolizeError> {
         self.preload_key(ModuleKey {
             path: module.path().to_string_lossy().into_owned(),
             build_id: module.build_id().map(str::to_owned),
@@ -334,7 +334,7 @@ impl Symbolizer {
     /// The frames of `stack` normalized: addresses, modules, build ids and
     /// offsets, no file read. What leaves the process when symbolication
     /// happens elsewhere, or when it would take too long.
-    pub fn raw(stack: &UnwoundStack) -> Stack {
+    pub(crate) fn raw(stack: &UnwoundStack) -> Stack {
         Stack {
             frames: stack
                 .frames

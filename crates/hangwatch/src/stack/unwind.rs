@@ -48,7 +48,9 @@
 
 use std::sync::Arc;
 
-use crate::stack::modules::{LiveModules, Module, Modules, ModulesError};
+#[cfg(feature = "test-util")]
+use crate::stack::modules::ModulesError;
+use crate::stack::modules::{LiveModules, Module, Modules};
 use crate::stack::{CaptureMethod, RawSample};
 
 /// The most frames a walk returns; deeper stacks are cut and marked
@@ -121,6 +123,7 @@ pub enum WalkEnd {
     Failed(UnwindError),
     /// This architecture has no unwinder: the stack has only its
     /// instruction pointer frame.
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     UnsupportedArch,
     /// The walk needed a register the capture did not have: the frame
     /// pointer (on aarch64, also the link register) of a thread read while
@@ -156,6 +159,7 @@ pub struct UnwoundStack {
     /// [`MAX_FRAMES`].
     pub truncated: bool,
     /// Why the walk stopped.
+    #[cfg(feature = "test-util")]
     pub end: WalkEnd,
     /// How the sample was taken.
     pub method: CaptureMethod,
@@ -188,12 +192,14 @@ impl Unwinder {
     }
 
     /// The current module snapshot.
+    #[cfg(feature = "test-util")]
     pub fn modules(&self) -> &Modules {
         self.modules.modules()
     }
 
     /// Rereads the module list now (for instance right after loading a
     /// library); returns whether it changed.
+    #[cfg(feature = "test-util")]
     pub fn refresh_modules(&mut self) -> Result<bool, ModulesError> {
         self.modules.refresh()
     }
@@ -219,7 +225,7 @@ impl Unwinder {
         let copy = native::StackCopy::new(sample);
         let (frames, end) = self.walker.walk(sample, &copy, self.modules.modules());
         let truncated = match end {
-            WalkEnd::Complete | WalkEnd::UnsupportedArch => false,
+            WalkEnd::Complete => false,
             WalkEnd::FrameLimit | WalkEnd::MissingRegister => true,
             WalkEnd::OutsideCopy { .. } | WalkEnd::Failed(_) => {
                 sample.truncated && copy.read_past_end()
@@ -228,6 +234,7 @@ impl Unwinder {
         UnwoundStack {
             frames,
             truncated,
+            #[cfg(feature = "test-util")]
             end,
             method: sample.method,
             syscall: sample.syscall,
@@ -244,6 +251,7 @@ impl Unwinder {
                 self.modules.modules(),
             )],
             truncated: true,
+            #[cfg(feature = "test-util")]
             end: WalkEnd::UnsupportedArch,
             method: sample.method,
             syscall: sample.syscall,

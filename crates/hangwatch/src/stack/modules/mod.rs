@@ -125,6 +125,7 @@ pub enum ModulesError {
     Maps(#[source] io::Error),
     /// This platform has no module list yet.
     #[error("listing loaded modules is not supported on this platform")]
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
     Unsupported,
 }
 
@@ -259,6 +260,7 @@ impl Module {
 
     /// The address the ELF file states for `address`, an address in the
     /// module; what DWARF and symbol tables use.
+    #[cfg(feature = "test-util")]
     pub fn svma_of(&self, address: u64) -> Option<u64> {
         let bias = self.bias()?;
         self.contains(address).then(|| address.wrapping_sub(bias))
@@ -433,11 +435,13 @@ impl Modules {
     }
 
     /// How many modules there are.
+    #[cfg(feature = "test-util")]
     pub fn len(&self) -> usize {
         self.modules.len()
     }
 
     /// Whether there are none (the list could not be read).
+    #[cfg(feature = "test-util")]
     pub fn is_empty(&self) -> bool {
         self.modules.is_empty()
     }

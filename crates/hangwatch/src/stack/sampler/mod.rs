@@ -81,25 +81,13 @@
 //! `ResumeThread`. Both stop the thread from outside, so neither can make a
 //! system call fail the way a signal handler does.
 //!
-//! # Example
-//!
-//! ```
-//! use std::time::Duration;
-//! use hangwatch::stack::sampler::{SampleSignal, SampleTarget, Sampler, DEFAULT_COPY_LIMIT};
-//!
-//! let sampler = Sampler::install(SampleSignal::default())?;
-//! // Created on the thread to sample, then handed to the monitor.
-//! let target = SampleTarget::current_thread(DEFAULT_COPY_LIMIT)?;
-//! match sampler.sample(&target, Duration::from_millis(50)) {
-//!     Ok(sample) => assert!(!sample.stack.is_empty()),
-//!     Err(no_stack) => println!("no stack: {no_stack:?}"),
-//! }
-//! # Ok::<(), hangwatch::stack::sampler::SamplerError>(())
-//! ```
+//! An example of its use by hand is in `test_util`'s documentation.
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(any(test, feature = "test-util"))]
+use std::time::Instant;
 
 use crate::stack::{NoStack, RawSample};
 
@@ -176,9 +164,11 @@ type Native = linux::Linux;
     target_os = "linux",
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
+#[cfg(feature = "test-util")]
 pub use linux::{
-    block_sample_signal_on_this_thread, install_foreign_handler_for_tests,
-    unblock_sample_signal_on_this_thread,
+    block_sample_signal_on_this_thread, install_foreign_handler_for_tests, install_handler,
+    interrupted_registers, monotonic_ns, unblock_sample_signal_on_this_thread, Claim, Handler,
+    HandlerSpec, SavedErrno,
 };
 
 #[cfg(not(all(
@@ -191,19 +181,6 @@ mod unsupported;
     any(target_arch = "x86_64", target_arch = "aarch64")
 )))]
 type Native = unsupported::Unsupported;
-
-#[cfg(all(
-    feature = "reference-samplers",
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-))]
-mod reference;
-#[cfg(all(
-    feature = "reference-samplers",
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-))]
-pub use reference::{ReferenceSample, ReferenceSampler};
 
 /// How many bytes of a thread's stack the monitor copies by default: 256 KiB.
 pub const DEFAULT_COPY_LIMIT: usize = 256 * 1024;
@@ -233,6 +210,7 @@ impl Sampler {
     }
 
     /// The signal this sampler sends.
+    #[cfg(feature = "test-util")]
     pub fn signal(&self) -> SampleSignal {
         self.signal
     }
@@ -242,7 +220,7 @@ impl Sampler {
     /// kept as the reference `hangwatch bench` measures against. A thread
     /// signalled inside a timed system call sees that call fail with
     /// `EINTR`; do not use it to watch a program.
-    #[doc(hidden)]
+    #[cfg(feature = "test-util")]
     pub fn signal_only(self) -> Sampler {
         Sampler {
             signal_only: true,
@@ -272,6 +250,7 @@ impl Sampler {
     /// Calls on different targets run in parallel; calls on the same target
     /// take turns, each within its own timeout. Call it from an ordinary
     /// thread, not from a signal handler (it allocates the sample).
+    #[cfg(any(test, feature = "test-util"))]
     pub fn sample(&self, target: &SampleTarget, timeout: Duration) -> Result<RawSample, NoStack> {
         self.sample_at_most(target, usize::MAX, timeout)
     }
@@ -279,6 +258,7 @@ impl Sampler {
     /// Like [`sample`](Sampler::sample), copying at most `max_bytes` of the
     /// stack (and never more than the target's buffer): profiling takes many
     /// small samples where a hang takes one large one.
+    #[cfg(any(test, feature = "test-util"))]
     pub fn sample_at_most(
         &self,
         target: &SampleTarget,
@@ -350,13 +330,17 @@ impl PendingSample {
     }
 }
 
-/// The signal a [`Sampler`] uses: a real-time signal that nothing else in
-/// the process handles.
+/// The signal the monitor's stack sampler sends a running thread
+/// ([`Builder::stack_signal`](crate::Builder::stack_signal)): a real-time
+/// signal that nothing else in the process handles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SampleSignal(i32);
 
 impl SampleSignal {
-    /// The signal with this number. It is checked by [`Sampler::install`].
+    /// The signal with this number. It is checked when the monitor starts
+    /// ([`Builder::start`](crate::Builder::start) fails with
+    /// [`StartError::Sampler`](crate::StartError::Sampler) if it is not
+    /// free or not real-time).
     pub const fn new(signal: i32) -> SampleSignal {
         SampleSignal(signal)
     }
@@ -410,6 +394,7 @@ impl SampleTarget {
     /// the handler, the thread gets one of hangwatch's for the rest of its
     /// life; [`current_thread_leased`](SampleTarget::current_thread_leased)
     /// gives it back sooner.
+    #[cfg(any(test, feature = "test-util"))]
     pub fn current_thread(copy_limit: usize) -> Result<SampleTarget, SamplerError> {
         let (target, lease) = SampleTarget::current_thread_leased(copy_limit)?;
         // The lease's thread-local record frees the stack when the thread
@@ -434,10 +419,32 @@ impl SampleTarget {
     pub fn tid(&self) -> u32 {
         Native::tid(&self.inner)
     }
+
+    /// Asks this thread to run `spec`'s handler instead of the sampler's
+    /// (installed with [`install_handler`] for `signal`), through the same
+    /// slot and handshake, and waits at most `timeout` for what it
+    /// published with [`Claim::finish`]: for a sampler whose handler does
+    /// other work than copying, such as `hangwatch-bench`'s reference
+    /// sampler, which unwinds in it.
+    #[cfg(all(
+        feature = "test-util",
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
+    pub fn sample_with_handler(
+        &self,
+        signal: SampleSignal,
+        spec: &HandlerSpec,
+        max_bytes: usize,
+        timeout: Duration,
+    ) -> Result<RawSample, NoStack> {
+        linux::sample_with(signal, spec, &self.inner.lease, max_bytes, timeout)
+    }
 }
 
 /// Why a sampler could not be installed or a target created.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SamplerError {
     /// `SIGPROF` belongs to profilers.
     #[error(

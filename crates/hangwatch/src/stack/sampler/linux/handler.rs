@@ -60,7 +60,7 @@ pub(super) extern "C" fn on_copy_signal(_: c_int, info: *mut siginfo_t, context:
 
 /// A request a handler has claimed: until [`Claim::finish`], the slot's
 /// buffer and result fields are the handler's alone.
-pub(in crate::stack::sampler) struct Claim {
+pub struct Claim {
     slot: &'static Slot,
     claimed: u32,
 }
@@ -74,7 +74,7 @@ impl Claim {
     ///
     /// `info` is null or points to the `siginfo_t` the kernel passed to a
     /// signal handler installed with `SA_SIGINFO`.
-    pub(in crate::stack::sampler) unsafe fn accept(info: *const siginfo_t) -> Option<Claim> {
+    pub unsafe fn accept(info: *const siginfo_t) -> Option<Claim> {
         // SAFETY: the caller promises `info` is null or valid.
         let info = unsafe { info.as_ref() }?;
         let pid = PROCESS_ID.load(Relaxed);
@@ -113,7 +113,7 @@ impl Claim {
     }
 
     /// The slot's buffer, ours until [`Claim::finish`].
-    pub(in crate::stack::sampler) fn buffer(&mut self) -> &mut [u8] {
+    pub fn buffer(&mut self) -> &mut [u8] {
         let buffer = self.slot.buffer.load(Relaxed);
         let capacity = self.slot.capacity.load(Relaxed);
         // SAFETY: the claim makes this handler the buffer's only user until
@@ -152,13 +152,7 @@ impl Claim {
     /// Publishes the result and wakes the sampler if it sleeps. `entered` is
     /// the handler's entry time from [`monotonic_ns`]; the pause recorded
     /// runs from there to the publication. Signal-safe.
-    pub(in crate::stack::sampler) fn finish(
-        self,
-        registers: Registers,
-        copied: usize,
-        truncated: bool,
-        entered: u64,
-    ) {
+    pub fn finish(self, registers: Registers, copied: usize, truncated: bool, entered: u64) {
         let slot = self.slot;
         let Registers { ip, sp, fp, lr } = registers;
         for (field, value) in slot.registers.iter().zip([ip, sp, fp, lr]) {
@@ -282,7 +276,7 @@ pub(super) unsafe fn copy_unobserved(src: *const u8, dst: *mut u8, len: usize) {
 /// # Safety
 ///
 /// `context` is the `ucontext_t` the kernel passed to a signal handler.
-pub(in crate::stack::sampler) unsafe fn interrupted_registers(context: *mut c_void) -> Registers {
+pub unsafe fn interrupted_registers(context: *mut c_void) -> Registers {
     // SAFETY: the caller promises a valid `ucontext_t` (or null).
     let Some(context) = (unsafe { context.cast::<libc::ucontext_t>().as_ref() }) else {
         return Registers::default();

@@ -3,6 +3,7 @@
 
 use std::ffi::c_void;
 use std::fmt;
+#[cfg(any(test, feature = "test-util"))]
 use std::io;
 use std::sync::{Mutex, PoisonError};
 
@@ -16,12 +17,14 @@ use crate::stack::sampler::{SampleSignal, SamplerError};
 static INSTALL: Mutex<()> = Mutex::new(());
 
 /// A signal handler installed with `SA_SIGINFO`.
-pub(in crate::stack::sampler) type Handler = extern "C" fn(c_int, *mut siginfo_t, *mut c_void);
+pub type Handler = extern "C" fn(c_int, *mut siginfo_t, *mut c_void);
 
 /// A handler and the flags it is installed with.
-pub(in crate::stack::sampler) struct HandlerSpec {
-    pub(in crate::stack::sampler) handler: Handler,
-    pub(in crate::stack::sampler) flags: c_int,
+pub struct HandlerSpec {
+    /// The function the kernel calls.
+    pub handler: Handler,
+    /// The `sa_flags` it is installed with (`SA_SIGINFO` and others).
+    pub flags: c_int,
 }
 
 /// Ours: copy registers and stack. `SA_ONSTACK` runs it on the thread's
@@ -52,10 +55,7 @@ pub(super) fn describe_signal(signal: i32, f: &mut fmt::Formatter<'_>) -> fmt::R
 
 /// Installs `spec` for `signal`, unless something other than `SIG_DFL`,
 /// `SIG_IGN` or `spec` itself handles it.
-pub(in crate::stack::sampler) fn install_handler(
-    signal: SampleSignal,
-    spec: &HandlerSpec,
-) -> Result<(), SamplerError> {
+pub fn install_handler(signal: SampleSignal, spec: &HandlerSpec) -> Result<(), SamplerError> {
     let raw = signal.raw();
     if raw == libc::SIGPROF {
         return Err(SamplerError::ProfilingSignal);
@@ -87,21 +87,21 @@ pub(super) fn still_installed(signal: SampleSignal, spec: &HandlerSpec) -> bool 
 
 /// Blocks `signal` on the calling thread, so that samples of it time out.
 /// For tests of that case.
-#[doc(hidden)]
+#[cfg(any(test, feature = "test-util"))]
 pub fn block_sample_signal_on_this_thread(signal: &SampleSignal) -> io::Result<()> {
     sys::set_blocked(signal.raw(), libc::SIG_BLOCK)
 }
 
 /// Undoes [`block_sample_signal_on_this_thread`]: the signals that queued
 /// meanwhile are delivered now.
-#[doc(hidden)]
+#[cfg(any(test, feature = "test-util"))]
 pub fn unblock_sample_signal_on_this_thread(signal: &SampleSignal) -> io::Result<()> {
     sys::set_blocked(signal.raw(), libc::SIG_UNBLOCK)
 }
 
 /// Installs a handler that does nothing for `signal`, standing for a
-/// foreign library's. For tests of [`crate::stack::sampler::Sampler::install`]'s refusal.
-#[doc(hidden)]
+/// foreign library's. For tests of [`Sampler::install`](crate::test_util::Sampler::install)'s refusal.
+#[cfg(feature = "test-util")]
 pub fn install_foreign_handler_for_tests(signal: SampleSignal) -> Result<(), SamplerError> {
     extern "C" fn foreign(_: c_int, _: *mut siginfo_t, _: *mut c_void) {}
     install_handler(

@@ -32,15 +32,15 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-pub use self::install::{
-    block_sample_signal_on_this_thread, install_foreign_handler_for_tests,
-    unblock_sample_signal_on_this_thread,
-};
-#[cfg(feature = "reference-samplers")]
-pub(super) use self::{
+#[cfg(feature = "test-util")]
+pub(super) use self::slots::sample_with;
+#[cfg(feature = "test-util")]
+pub use self::{
     handler::{interrupted_registers, Claim},
-    install::{install_handler, HandlerSpec},
-    slots::sample_with,
+    install::{
+        block_sample_signal_on_this_thread, install_foreign_handler_for_tests, install_handler,
+        unblock_sample_signal_on_this_thread, Handler, HandlerSpec,
+    },
     sys::{monotonic_ns, SavedErrno},
 };
 use super::{Platform, SampleSignal, Sampler, SamplerError};

@@ -477,11 +477,13 @@ impl Lease {
             usize::MAX
         };
         let sample = RawSample {
+            #[cfg(any(test, feature = "test-util"))]
             tid: self.tid,
             registers: read.registers,
             stack_start: read.registers.sp,
             stack: buffer[..read.copied].to_vec(),
             truncated: read.copied < available,
+            #[cfg(feature = "test-util")]
             pause_ns: 0,
             method: CaptureMethod::Blocked,
             syscall: read.syscall,
@@ -562,7 +564,7 @@ impl Drop for ExitWatch {
 }
 
 /// Asks `lease`'s thread to run `spec.handler` and waits for the result.
-#[cfg(any(test, feature = "reference-samplers"))]
+#[cfg(any(test, feature = "test-util"))]
 pub(in crate::stack::sampler) fn sample_with(
     signal: SampleSignal,
     spec: &HandlerSpec,
@@ -719,11 +721,13 @@ impl Request {
             .each_ref()
             .map(|register| register.load(Relaxed));
         let sample = RawSample {
+            #[cfg(any(test, feature = "test-util"))]
             tid: self.tid,
             registers: Registers { ip, sp, fp, lr },
             stack_start: sp,
             stack,
             truncated: slot.truncated.load(Relaxed),
+            #[cfg(feature = "test-util")]
             pause_ns: slot.pause_ns.load(Relaxed),
             method: CaptureMethod::Signal,
             syscall: None,

@@ -16,7 +16,7 @@ use std::time::Duration;
 use libc::c_int;
 
 /// `CLOCK_MONOTONIC` in nanoseconds. Signal-safe (vDSO).
-pub(in crate::stack::sampler) fn monotonic_ns() -> u64 {
+pub fn monotonic_ns() -> u64 {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -30,15 +30,17 @@ pub(in crate::stack::sampler) fn monotonic_ns() -> u64 {
 
 /// The interrupted code's `errno`, restored before the handler returns.
 /// Signal-safe.
-pub(in crate::stack::sampler) struct SavedErrno(c_int);
+pub struct SavedErrno(c_int);
 
 impl SavedErrno {
-    pub(in crate::stack::sampler) fn save() -> SavedErrno {
+    /// Saves the calling thread's `errno`, first thing in a handler.
+    pub fn save() -> SavedErrno {
         // SAFETY: `__errno_location` returns this thread's errno, always valid.
         SavedErrno(unsafe { *libc::__errno_location() })
     }
 
-    pub(in crate::stack::sampler) fn restore(self) {
+    /// Puts it back, last thing before the handler returns.
+    pub fn restore(self) {
         // SAFETY: as in `save`.
         unsafe { *libc::__errno_location() = self.0 };
     }
@@ -207,6 +209,7 @@ pub(super) fn set_handler(
 
 /// Adds `signal` to (`SIG_BLOCK`) or removes it from (`SIG_UNBLOCK`) the
 /// calling thread's signal mask.
+#[cfg(any(test, feature = "test-util"))]
 pub(super) fn set_blocked(signal: c_int, how: c_int) -> io::Result<()> {
     let mut set = MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: `sigemptyset` initializes the set; `sigaddset` and

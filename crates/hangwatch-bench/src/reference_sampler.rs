@@ -3,30 +3,33 @@
 //! interrupted thread's frames while it waits in the handler.
 //!
 //! It exists only so that `hangwatch bench` can put the pause it inflicts on
-//! the sampled thread next to the pause of [`super::Sampler`], which copies
-//! registers and a stack slice and leaves unwinding to another thread. Do
-//! not use it to watch a program: unwinding in a signal handler is not
-//! async-signal-safe. The unwinder walks the loaded modules under the
+//! the sampled thread next to the pause of hangwatch's [`Sampler`], which
+//! copies registers and a stack slice and leaves unwinding to another
+//! thread. Do not use it to watch a program: unwinding in a signal handler
+//! is not async-signal-safe. The unwinder walks the loaded modules under the
 //! dynamic loader's lock and may allocate the first time it meets a module,
 //! so a thread interrupted while it holds that lock, or the allocator's,
 //! deadlocks in the handler.
 //!
-//! It shares the slot table and the handshake of the Linux sampler (see
-//! `linux/slots.rs`): the same claim, the same timeouts, the same safety for late
-//! handlers. What differs is the handler's work, and how it is installed:
-//! like pprof-rs, with `SA_SIGINFO | SA_RESTART` but without `SA_ONSTACK`,
-//! so the unwinder runs on the thread's own stack rather than on a small
-//! alternate one. The pause is measured the same way, from the handler's
-//! entry until it publishes its result.
+//! It shares the slot table and the handshake of hangwatch's Linux sampler
+//! (through `hangwatch::test_util`): the same claim, the same timeouts, the
+//! same safety for late handlers. What differs is the handler's work, and
+//! how it is installed: like pprof-rs, with `SA_SIGINFO | SA_RESTART` but
+//! without `SA_ONSTACK`, so the unwinder runs on the thread's own stack
+//! rather than on a small alternate one. The pause is measured the same
+//! way, from the handler's entry until it publishes its result.
+//!
+//! [`Sampler`]: hangwatch::test_util::Sampler
 
 use std::ffi::c_void;
 use std::time::Duration;
 
+use hangwatch::test_util::{
+    install_handler, interrupted_registers, monotonic_ns, Claim, HandlerSpec, SampleTarget,
+    SavedErrno,
+};
+use hangwatch::{NoStack, SampleSignal, SamplerError};
 use libc::{c_int, siginfo_t};
-
-use super::linux::{self, Claim, HandlerSpec, SavedErrno};
-use super::{SampleSignal, SampleTarget, SamplerError};
-use crate::stack::NoStack;
 
 const REFERENCE_HANDLER: HandlerSpec = HandlerSpec {
     handler: on_reference_signal,
@@ -57,27 +60,22 @@ pub struct ReferenceSample {
 
 impl ReferenceSampler {
     /// Installs the unwinding handler for `signal`, which must differ from
-    /// the signal of any [`super::Sampler`]. Refuses like
-    /// [`super::Sampler::install`].
+    /// the signal of any hangwatch sampler. Refuses like
+    /// `Sampler::install`.
     pub fn install(signal: SampleSignal) -> Result<ReferenceSampler, SamplerError> {
-        linux::install_handler(signal, &REFERENCE_HANDLER)?;
+        install_handler(signal, &REFERENCE_HANDLER)?;
         Ok(ReferenceSampler { signal })
     }
 
     /// Samples `target` by having its thread unwind itself in the handler,
-    /// waiting at most `timeout`. Errors as [`super::Sampler::sample`].
+    /// waiting at most `timeout`. Errors as `Sampler::sample`.
     pub fn sample(
         &self,
         target: &SampleTarget,
         timeout: Duration,
     ) -> Result<ReferenceSample, NoStack> {
-        let raw = linux::sample_with(
-            self.signal,
-            &REFERENCE_HANDLER,
-            &target.inner.lease,
-            usize::MAX,
-            timeout,
-        )?;
+        let raw =
+            target.sample_with_handler(self.signal, &REFERENCE_HANDLER, usize::MAX, timeout)?;
         Ok(ReferenceSample {
             tid: raw.tid,
             frames: raw
@@ -91,15 +89,15 @@ impl ReferenceSampler {
     }
 }
 
-/// Claims the request like ours, then unwinds the interrupted thread into
-/// the slot's buffer.
+/// Claims the request like hangwatch's handler, then unwinds the
+/// interrupted thread into the slot's buffer.
 extern "C" fn on_reference_signal(_: c_int, info: *mut siginfo_t, context: *mut c_void) {
-    let entered = linux::monotonic_ns();
+    let entered = monotonic_ns();
     let errno = SavedErrno::save();
     // SAFETY: the kernel passes this `SA_SIGINFO` handler its `siginfo_t`.
     if let Some(mut claim) = unsafe { Claim::accept(info) } {
         // SAFETY: and its `ucontext_t`.
-        let registers = unsafe { linux::interrupted_registers(context) };
+        let registers = unsafe { interrupted_registers(context) };
         let (mut frames, mut truncated) = (0, false);
         let mut slots = claim.buffer().chunks_exact_mut(8);
         // SAFETY: `trace_unsynchronized` requires that no other thread
@@ -125,4 +123,51 @@ extern "C" fn on_reference_signal(_: c_int, info: *mut siginfo_t, context: *mut 
         claim.finish(registers, frames * 8, truncated, entered);
     }
     errno.restore();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use hangwatch::test_util::{Sampler, DEFAULT_COPY_LIMIT};
+
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn the_reference_sampler_unwinds_in_the_handler() {
+        let signal = SampleSignal::new(libc::SIGRTMIN() + 6);
+        let reference = ReferenceSampler::install(signal).unwrap();
+        // The two samplers cannot share a signal.
+        let error = Sampler::install(signal).unwrap_err();
+        assert!(
+            matches!(error, SamplerError::ForeignHandler { .. }),
+            "{error}"
+        );
+
+        let (stop, stopped) = mpsc::channel::<()>();
+        let (targets, target) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            targets
+                .send(SampleTarget::current_thread(DEFAULT_COPY_LIMIT).unwrap())
+                .unwrap();
+            stopped.recv().unwrap()
+        });
+        let target = target.recv().unwrap();
+        for _ in 0..100 {
+            let sample = reference.sample(&target, TIMEOUT).unwrap();
+            assert_eq!(sample.tid, target.tid());
+            assert!(sample.frames.len() > 3, "{:x?}", sample.frames);
+            assert!(sample.pause_ns > 0);
+        }
+        // hangwatch's own sampler samples the same target too.
+        let sampler = Sampler::install(SampleSignal::default()).unwrap();
+        for _ in 0..100 {
+            assert_eq!(sampler.sample(&target, TIMEOUT).unwrap().tid, target.tid());
+        }
+
+        stop.send(()).unwrap();
+        thread.join().unwrap();
+    }
 }
