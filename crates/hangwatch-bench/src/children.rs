@@ -64,7 +64,7 @@ use std::time::{Duration, Instant};
 use hangwatch::test_util::{Sampler, SymbolizeUnwound, Unwinder};
 use hangwatch::{
     monotonic_ns, Alert, AlertKind, ComponentId, HangLevel, Monitor, SampleSignal, Stack,
-    Symbolication, Symbolizer,
+    Symbolication, Symbolizer, Timeouts,
 };
 use hangwatch_hub::{Bridge, Hub, HubEvent};
 use serde::{Deserialize, Serialize};
@@ -373,6 +373,7 @@ fn alert_child(symbolication: Option<Symbolication>) -> Option<ChildResult> {
         alerts,
         control,
         thread: monitor,
+        ..
     } = builder.start().ok()?;
     let (alerts, bridge) = match symbolication {
         None => {
@@ -389,8 +390,7 @@ fn alert_child(symbolication: Option<Symbolication>) -> Option<ChildResult> {
         let handle = register
             .register_component(
                 ComponentId::new("bench-child", 0),
-                TRANSIENT,
-                Duration::from_secs(60),
+                Timeouts::new(TRANSIENT, Duration::from_secs(60)),
                 None,
             )
             .expect("register");

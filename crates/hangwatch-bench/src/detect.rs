@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use hangwatch::{AlertKind, ComponentId, Monitor};
+use hangwatch::{AlertKind, ComponentId, Monitor, Timeouts};
 
 use crate::servo::ServoMonitor;
 
@@ -99,8 +99,7 @@ pub fn hangwatch_latencies(hangs: u64, seed: u64) -> Vec<f64> {
         let handle = register
             .register_component(
                 ComponentId::new("detect", number),
-                timeout,
-                timeout * 10,
+                Timeouts::new(timeout, timeout * 10),
                 None,
             )
             .expect("register");

@@ -52,7 +52,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use hangwatch::test_util::{SampleTarget, Sampler, DEFAULT_COPY_LIMIT};
-use hangwatch::{ComponentId, Monitor, ProfilingOptions, SampleSignal};
+use hangwatch::{ComponentId, Monitor, ProfilingOptions, SampleSignal, Timeouts};
 
 use crate::detect::percentile;
 use crate::stacks::DEPTH;
@@ -158,8 +158,7 @@ fn timed_calls(sampler: Sampler, window: Duration) -> (f64, f64, f64) {
                     let handle = register
                         .register_component(
                             ComponentId::new(call.name(), n as u64),
-                            Duration::from_secs(3600),
-                            Duration::from_secs(7200),
+                            Timeouts::new(Duration::from_secs(3600), Duration::from_secs(7200)),
                             None,
                         )
                         .expect("register");

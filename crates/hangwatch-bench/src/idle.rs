@@ -19,7 +19,7 @@ use std::any::Any;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use hangwatch::{ComponentId, Monitor};
+use hangwatch::{ComponentId, Monitor, Timeouts};
 use nano_watchdog::TaskTracker;
 use vigil::Vigil;
 
@@ -102,7 +102,11 @@ pub fn wakeups_per_second(window: Duration) -> Wakeups {
         COMPONENTS,
         Arc::new(move |n| {
             let handle = register
-                .register_component(ComponentId::new("idle", n), transient, permanent, None)
+                .register_component(
+                    ComponentId::new("idle", n),
+                    Timeouts::new(transient, permanent),
+                    None,
+                )
                 .expect("register");
             // One event each, then nothing.
             handle.notify_activity("startup");

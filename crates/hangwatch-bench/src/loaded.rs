@@ -41,7 +41,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use hangwatch::{Alert, AlertKind, ComponentId, HangLevel, Monitor};
+use hangwatch::{Alert, AlertKind, ComponentId, HangLevel, Monitor, Timeouts};
 use serde::Serialize;
 
 use crate::detect::percentile;
@@ -557,8 +557,7 @@ fn run_ours(plans: &[Vec<Planned>], seed: u64) -> OursRun {
         register
             .register_component(
                 ComponentId::new(COMPONENTS[c], c as u64),
-                TRANSIENT,
-                PERMANENT,
+                Timeouts::new(TRANSIENT, PERMANENT),
                 None,
             )
             .expect("register")

@@ -47,7 +47,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hangwatch::{ComponentId, Monitor};
+use hangwatch::{ComponentId, Monitor, Timeouts};
 use nano_watchdog::{TaskGuard, TaskTracker, WatchdogConfig};
 use vigil::Vigil;
 
@@ -233,7 +233,11 @@ fn with_hangwatch<T: Send + 'static>(
         .expect("start the monitor");
     std::thread::spawn(move || {
         let handle = register
-            .register_component(ComponentId::new("bench", 0), TRANSIENT, PERMANENT, None)
+            .register_component(
+                ComponentId::new("bench", 0),
+                Timeouts::new(TRANSIENT, PERMANENT),
+                None,
+            )
             .expect("register");
         measure(&handle)
     })

@@ -51,7 +51,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hangwatch::{ComponentId, Control, Monitor, ProfilingOptions, Register};
+use hangwatch::{ComponentId, Control, Monitor, ProfilingOptions, Register, Timeouts};
 
 use crate::procfs::{cpu_time_by_thread, Thread};
 
@@ -99,8 +99,7 @@ impl Busy {
                         let handle = register
                             .register_component(
                                 ComponentId::new(name, n),
-                                Duration::from_secs(1),
-                                Duration::from_secs(10),
+                                Timeouts::new(Duration::from_secs(1), Duration::from_secs(10)),
                                 None,
                             )
                             .expect("register");

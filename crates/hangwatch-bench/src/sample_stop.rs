@@ -79,7 +79,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use hangwatch::{ComponentId, Monitor, ProfilingOptions};
+use hangwatch::{ComponentId, Monitor, ProfilingOptions, Timeouts};
 
 /// Calls between the thread's entry and its timing loop.
 pub(crate) const DEPTH: u32 = 48;
@@ -174,8 +174,7 @@ pub fn run(quick: bool) -> StopFigures {
             let handle = register
                 .register_component(
                     ComponentId::new("sample-stop", 0),
-                    Duration::from_secs(3600),
-                    Duration::from_secs(7200),
+                    Timeouts::new(Duration::from_secs(3600), Duration::from_secs(7200)),
                     None,
                 )
                 .expect("register");

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hangwatch::{ComponentId, Monitor};
+use hangwatch::{ComponentId, Monitor, Timeouts};
 
 use crate::idle::Parked;
 use crate::procfs::{rss_mib, Thread};
@@ -40,7 +40,11 @@ pub fn run(window: Duration) -> Scale {
         let register = register.clone();
         Arc::new(move |n| {
             let handle = register
-                .register_component(ComponentId::new("idle", n), transient, permanent, None)
+                .register_component(
+                    ComponentId::new("idle", n),
+                    Timeouts::new(transient, permanent),
+                    None,
+                )
                 .expect("register");
             Box::new(handle)
         })
@@ -54,7 +58,11 @@ pub fn run(window: Duration) -> Scale {
                 .stack_size(64 * 1024)
                 .spawn(move || {
                     let handle = register
-                        .register_component(ComponentId::new("busy", n), transient, permanent, None)
+                        .register_component(
+                            ComponentId::new("busy", n),
+                            Timeouts::new(transient, permanent),
+                            None,
+                        )
                         .expect("register");
                     while running.load(Ordering::Relaxed) {
                         {

@@ -41,7 +41,9 @@ use std::time::{Duration, Instant};
 use hangwatch::test_util::{
     SampleTarget, Sampler, SymbolizeUnwound, Unwinder, UnwoundStack, DEFAULT_COPY_LIMIT,
 };
-use hangwatch::{AlertKind, CaptureMethod, ComponentId, Monitor, SampleSignal, Symbolizer};
+use hangwatch::{
+    AlertKind, CaptureMethod, ComponentId, Monitor, SampleSignal, Symbolizer, Timeouts,
+};
 
 use crate::detect::percentile;
 use crate::reference_sampler::ReferenceSampler;
@@ -199,8 +201,7 @@ fn permanent_alert_latencies(hangs: usize) -> Vec<f64> {
             let handle = register
                 .register_component(
                     ComponentId::new("stacks", n as u64),
-                    transient,
-                    permanent,
+                    Timeouts::new(transient, permanent),
                     None,
                 )
                 .expect("register");

@@ -35,7 +35,7 @@ use axum::routing::get;
 use axum::Router;
 use hangwatch::integrations::tokio::{BuilderExt, WorkerMonitor};
 use hangwatch::integrations::tower::RequestLayer;
-use hangwatch::{Alert, Monitor};
+use hangwatch::{Alert, Monitor, Timeouts};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::runtime::{Builder, Runtime};
 
@@ -442,9 +442,10 @@ impl Watched {
             .stacks(false)
             .start()
             .expect("start a monitor");
-        let workers = WorkerMonitor::new(&monitor.register, name, TRANSIENT, PERMANENT)
-            .expect("valid timeouts")
-            .hand_off_on_hang(hand_off);
+        let workers =
+            WorkerMonitor::new(&monitor.register, name, Timeouts::new(TRANSIENT, PERMANENT))
+                .expect("valid timeouts")
+                .hand_off_on_hang(hand_off);
         let runtime = server_runtime()
             .watch_workers(&workers)
             .build()

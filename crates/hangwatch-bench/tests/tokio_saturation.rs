@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hangwatch::integrations::tokio::{BuilderExt, WorkerMonitor};
-use hangwatch::{Alert, AlertKind, HangLevel, Monitor};
+use hangwatch::{Alert, AlertKind, HangLevel, Monitor, Timeouts};
 use hangwatch_bench::tokio_service::{
     request, server_runtime, wait_registered, Block, Handler, LoadGenerator, Server, PERMANENT,
     SATURATING_CONNECTIONS, SERVER_WORKERS, TRANSIENT, WORKER_THREAD_PREFIX,
@@ -212,8 +212,12 @@ fn all_excused(what: &str, alerts: &[Alert], clock: &Clock, stats: &Schedstats) 
 #[test]
 fn a_saturated_runtime_raises_no_alert_and_a_blocked_worker_its_own() {
     let monitor = Monitor::builder().stacks(false).start().unwrap();
-    let workers =
-        WorkerMonitor::new(&monitor.register, "api-worker", TRANSIENT, PERMANENT).unwrap();
+    let workers = WorkerMonitor::new(
+        &monitor.register,
+        "api-worker",
+        Timeouts::new(TRANSIENT, PERMANENT),
+    )
+    .unwrap();
     let runtime = server_runtime().watch_workers(&workers).build().unwrap();
     let server = Server::start(runtime, Handler::Plain).unwrap();
     wait_registered(&workers);

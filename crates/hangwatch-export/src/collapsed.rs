@@ -35,7 +35,7 @@
 //!
 //! # Invariants
 //!
-//! - Frames are named as [`frame_name`] says; an
+//! - Frames are named as [`Frame::name`](hangwatch::Frame::name) says; an
 //!   inlined call is a frame of its own.
 //! - A frame name never contains `;` or a line break: a `;` in a name (Rust's
 //!   `[u8; 4]`) is written `:`, a line break a space; whitespace at either
@@ -75,7 +75,6 @@ use std::time::Duration;
 use hangwatch::{Alert, ComponentId, Profile, ProfileSample, ProfiledThread, Stack};
 
 use crate::error::{ExportError, LineError};
-use crate::frames::frame_name;
 
 /// The frames put before each stack's own (see the [module docs](self)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,7 +127,11 @@ impl Collapsed {
             return;
         }
         let prefix = prefix.iter().map(|name| name.as_ref().to_owned());
-        let frames = stack.frames.iter().rev().map(frame_name);
+        let frames = stack
+            .frames
+            .iter()
+            .rev()
+            .map(|frame| frame.name().into_owned());
         self.add(prefix.chain(frames), weight);
     }
 

@@ -13,7 +13,7 @@
 //! | a program (or, later, each child process) | a process, with the name and pid given |
 //! | a [`ProfiledThread`] (a component) | a thread named after the component: `script#1` |
 //! | a [`ProfileSample`] | a sample at `Profile::start + sample.time`, with its stack |
-//! | a [`Frame`](hangwatch::Frame) | a frame and function named as [`frame_name`] says; the program's frames in the *Program* category (blue), runtime and library ones in *Runtime* (grey) (see [`is_program_frame`]) |
+//! | a [`Frame`](hangwatch::Frame) | a frame and function named as [`Frame::name`](hangwatch::Frame::name) says; the program's frames in the *Program* category (blue), runtime and library ones in *Runtime* (grey) (see [`Frame::is_programs`](hangwatch::Frame::is_programs)) |
 //! | a [`HangMarker`] | an interval marker from `start` to `start + duration` named `Hang: transient` or `Hang: permanent`, in the *Hang* category (red), with the fields `level`, `annotation`, `status` (`ended` or `ongoing`) and `duration` |
 //!
 //! Alerts without a profile become a profile first
@@ -85,7 +85,6 @@ use fxprof_processed_profile as fx;
 use hangwatch::{Alert, Frame, HangLevel, HangMarker, Profile, ProfileSample, ProfiledThread};
 
 use crate::error::ExportError;
-use crate::frames::{frame_name, is_program_frame};
 use crate::hangs::Process;
 
 /// Gathers processes, then builds one Firefox Profiler profile of them all.
@@ -255,8 +254,8 @@ impl Writer {
         let frames: Vec<FrameInfo> = frames
             .into_iter()
             .map(|frame| {
-                let name = frame_name(frame);
-                let category = if is_program_frame(&name) {
+                let name = frame.name();
+                let category = if frame.is_programs() {
                     self.categories.program
                 } else {
                     self.categories.runtime

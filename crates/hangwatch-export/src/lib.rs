@@ -12,8 +12,9 @@
 //!
 //! Every exporter is a plain function from data to a value or text, with a
 //! `write` beside it that writes to any [`io::Write`](std::io::Write);
-//! [`write_file`] gives them a file. [`frames`] says how frames are named
-//! and which are the program's own; [`hangs`] rebuilds hangs from alerts.
+//! [`write_file`] gives them a file. Frames are named by
+//! [`Frame::name`](hangwatch::Frame::name), and which are the program's own
+//! is hangwatch's one rule, [`is_program_frame_name`](hangwatch::is_program_frame_name); [`hangs`] rebuilds hangs from alerts.
 //! Nothing here panics on bad input: malformed lines come back as
 //! [`LineError`]s with their line number, failures as [`ExportError`] or
 //! [`ReadError`] with a message that says what to do.
@@ -47,7 +48,6 @@ pub mod collapsed;
 mod error;
 pub mod firefox;
 pub mod flamegraph;
-pub mod frames;
 pub mod hangs;
 pub mod jsonl;
 pub mod report;

@@ -23,9 +23,10 @@
 //!
 //! A hang's signature is the innermost [`SIGNATURE_FRAMES`] frames of its
 //! stack that are the program's own, innermost first: frames of the standard
-//! library, of hangwatch, of channel, lock and runtime crates, and of the C
-//! runtime and system calls are skipped (the rule is
-//! [`is_program_frame`]'s). Two hangs stuck in the same function, called from
+//! library, of channel, lock and runtime crates, and of the C runtime and
+//! system calls are skipped (the rule is hangwatch's
+//! [`is_program_frame_name`], which the `tracing` integration's `top_frame`
+//! follows too). Two hangs stuck in the same function, called from
 //! the same place, share a signature, whichever lock or system call they sat
 //! in. If no frame is the program's, the signature is the innermost
 //! [`SIGNATURE_FRAMES`] frames as they are. A hang without a stack has the
@@ -73,8 +74,8 @@ use std::time::Duration;
 
 use hangwatch::{Alert, AlertKind, ComponentId};
 
-use crate::frames::{frame_name, is_program_frame};
 use crate::hangs::{hangs, Hang};
+use hangwatch::is_program_frame_name;
 
 /// How many of the program's frames make a stack signature.
 pub const SIGNATURE_FRAMES: usize = 3;
@@ -85,7 +86,7 @@ pub fn signature<S: AsRef<str>>(innermost_first: &[S]) -> Vec<String> {
     let program: Vec<String> = innermost_first
         .iter()
         .map(AsRef::as_ref)
-        .filter(|name| is_program_frame(name))
+        .filter(|name| is_program_frame_name(name))
         .take(SIGNATURE_FRAMES)
         .map(str::to_owned)
         .collect();
@@ -260,7 +261,7 @@ fn group(hangs: &[Hang]) -> Vec<HangGroup> {
         let names: Vec<String> = hang
             .stack
             .iter()
-            .flat_map(|stack| stack.frames.iter().map(frame_name))
+            .flat_map(|stack| stack.frames.iter().map(|frame| frame.name().into_owned()))
             .collect();
         by_signature
             .entry(signature(&names))

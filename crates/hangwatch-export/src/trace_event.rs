@@ -107,8 +107,8 @@
 //! [Perfetto UI]: https://ui.perfetto.dev
 //! [speedscope]: https://www.speedscope.app
 //! [`ProfileSample`]: hangwatch::ProfileSample
-//! [`frame_name`]: crate::frames::frame_name
-//! [`is_program_frame`]: crate::frames::is_program_frame
+//! [`frame_name`]: hangwatch::Frame::name
+//! [`is_program_frame`]: hangwatch::is_program_frame_name
 
 mod timeline;
 

@@ -116,7 +116,7 @@ fn the_collapsed_lines_weigh_what_the_reports_hangs_lasted() {
         let names: Vec<String> = stack
             .frames
             .iter()
-            .map(hangwatch_export::frames::frame_name)
+            .map(|frame| frame.name().into_owned())
             .collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         *from_hangs.entry(signature(&names)).or_default() += hang.duration.as_millis() as u64;

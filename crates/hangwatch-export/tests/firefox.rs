@@ -119,7 +119,7 @@ fn a_profile_becomes_one_process_with_a_thread_per_component() {
             assert!((time - want).abs() < 1e-3, "sample at {time}, want {want}");
             let mut want: Vec<String> = profile
                 .frames_of(sample)
-                .map(hangwatch_export::frames::frame_name)
+                .map(|frame| frame.name().into_owned())
                 .collect();
             want.reverse();
             assert_eq!(stack, &want);

@@ -49,7 +49,7 @@
 //! use hangwatch::Monitor;
 //! use hangwatch_hub::Bridge;
 //!
-//! let Monitor { register, alerts, control, thread } = Monitor::builder().start()?;
+//! let Monitor { register, alerts, control, thread, .. } = Monitor::builder().start()?;
 //! // Started by a hub (HANGWATCH_HUB is set)? Then report to it.
 //! let bridge = Bridge::connect_from_env(alerts, control.clone()).ok();
 //! // ... register components with `register`, run them ...

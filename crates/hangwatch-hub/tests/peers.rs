@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use hangwatch::{Alert, AlertKind, ComponentId, ComponentState, ComponentStats, Monitor, Stats};
+use hangwatch::{
+    Alert, AlertKind, ComponentId, ComponentState, ComponentStats, Monitor, Stats, Timeouts,
+};
 use hangwatch_hub::protocol::{
     cut_into_pieces, ChildMsg, Hello, HubMsg, Json, Reply, Request, PIECE_BYTES, PROTOCOL_VERSION,
 };
@@ -181,6 +183,7 @@ fn a_child_drops_undecodable_requests_and_goes_on() {
         alerts,
         control,
         thread,
+        ..
     } = Monitor::builder().stacks(false).start().unwrap();
     let bridge = Bridge::connect(&server_name, alerts, control.clone()).unwrap();
     let (stream, hello) = server.accept().unwrap();
@@ -236,6 +239,7 @@ fn a_child_without_a_hub_gets_an_error_and_keeps_its_monitor() {
         alerts,
         control,
         thread,
+        ..
     } = Monitor::builder().stacks(false).start().unwrap();
     std::env::remove_var(hangwatch_hub::HUB_ENV);
     let error = Bridge::connect_from_env(alerts.clone(), control.clone())
@@ -282,6 +286,7 @@ fn a_hub_gone_before_it_welcomed_leaves_the_child_alone() {
         alerts,
         control,
         thread,
+        ..
     } = Monitor::builder().stacks(false).start().unwrap();
     let bridge = Bridge::connect(&server_name, alerts, control.clone()).unwrap();
     let (stream, _hello) = server.accept().unwrap();
@@ -289,8 +294,7 @@ fn a_hub_gone_before_it_welcomed_leaves_the_child_alone() {
     let handle = register
         .register_component(
             ComponentId::new("alone", 1),
-            Duration::from_millis(30),
-            Duration::from_secs(5),
+            Timeouts::new(Duration::from_millis(30), Duration::from_secs(5)),
             None,
         )
         .unwrap();
@@ -326,6 +330,7 @@ fn a_bridge_sends_a_long_alert_in_pieces() {
         alerts,
         control,
         thread,
+        ..
     } = Monitor::builder().stacks(false).start().unwrap();
     let bridge = Bridge::connect(&server_name, alerts, control.clone()).unwrap();
     let (stream, _hello) = server.accept().unwrap();
@@ -333,8 +338,7 @@ fn a_bridge_sends_a_long_alert_in_pieces() {
     let handle = register
         .register_component(
             ComponentId::new("wordy", 1),
-            Duration::from_millis(20),
-            Duration::from_secs(5),
+            Timeouts::new(Duration::from_millis(20), Duration::from_secs(5)),
             None,
         )
         .unwrap();

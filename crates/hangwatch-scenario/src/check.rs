@@ -33,7 +33,8 @@ use hangwatch::{AlertKind, HangLevel, NoStack};
 use hangwatch_hub::ChildAlert;
 
 use crate::child::SYMBOLICATE_DEADLINE;
-use crate::plan::{InjectedHang, Timeouts};
+use crate::plan::InjectedHang;
+use hangwatch::Timeouts;
 
 /// How much earlier than planned a hang may seem to start: the child's
 /// start line and its alerts' times are read from the same clock, a few
@@ -319,7 +320,7 @@ impl Check {
                 .alert
                 .time
                 .checked_sub(alert.alert.duration)
-                .and_then(|began| began.checked_add(self.timeouts.transient));
+                .and_then(|began| began.checked_add(self.timeouts.transient()));
             if let Some(latency) = deadline.and_then(|d| received.duration_since(d).ok()) {
                 outcome.detections.push(Detection {
                     pid: process.pid,
@@ -397,9 +398,9 @@ mod tests {
     fn alerts_of(hang: &InjectedHang, lag: Duration, length: Duration) -> Vec<ChildAlert> {
         let timeouts = Mode::Soak.timeouts();
         let began = t0() + hang.at + lag;
-        let mut raised = vec![(AlertKind::Transient, timeouts.transient)];
+        let mut raised = vec![(AlertKind::Transient, timeouts.transient())];
         if hang.level == HangLevel::Permanent {
-            raised.push((AlertKind::Permanent, timeouts.permanent));
+            raised.push((AlertKind::Permanent, timeouts.permanent()));
         }
         raised.push((AlertKind::Ended { worst: hang.level }, length));
         raised

@@ -17,12 +17,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
-use hangwatch::{Annotation, ComponentId, Monitor, Register};
+use hangwatch::{Annotation, ComponentId, Monitor, Register, Timeouts};
 use hangwatch_hub::Bridge;
 
 use crate::error::ChildError;
 use crate::lines::{self, Line};
-use crate::plan::{self, InjectedHang, Script, Timeouts, LOOPS};
+use crate::plan::{self, InjectedHang, Script, LOOPS};
 
 /// How long an alert may wait for its stack (capture and unwinding: the hub
 /// names the frames) before it goes out without it: long enough for a
@@ -81,6 +81,7 @@ pub fn run(script: &Script) -> Result<(), ChildError> {
         alerts,
         control,
         thread,
+        ..
     } = builder.start()?;
     let bridge = Bridge::connect_from_env(alerts, control).map_err(ChildError::NoHub)?;
 
@@ -216,12 +217,7 @@ fn spawn_loop(
                 }
             });
             let id = ComponentId::new(name, u64::from(index));
-            let registered = register.register_component(
-                id,
-                timeouts.transient,
-                timeouts.permanent,
-                Some(exit_signal),
-            );
+            let registered = register.register_component(id, timeouts, Some(exit_signal));
             let handle = match registered {
                 Ok(handle) => handle,
                 Err(error) => {

@@ -33,7 +33,8 @@ use hangwatch_hub::{ChildInfo, ControlError, Hub, HubEvent};
 use crate::check::Check;
 use crate::error::ScenarioError;
 use crate::lines::{self, Line};
-use crate::plan::{Script, Timeouts};
+use crate::plan::Script;
+use hangwatch::Timeouts;
 
 /// What a scenario adds to the driver's loop.
 pub trait Scenario {

@@ -7,7 +7,7 @@
 //! The crate's shape, one piece per file:
 //!
 //! - `plan.rs`: the children's script ([`Script`], [`Mode`]): which hangs
-//!   each child injects, where, for how long, under which [`Timeouts`];
+//!   each child injects, where, for how long, under which [`Timeouts`](hangwatch::Timeouts);
 //!   the hub and the child compute the same plan from it.
 //! - `child.rs`: a child process: four event loops under one monitor,
 //!   reporting to the hub, injecting its plan's hangs.
@@ -37,4 +37,4 @@ pub mod soak;
 pub use crate::check::{Detection, Outcome};
 pub use crate::child::run as run_child;
 pub use crate::error::{ChildError, ScenarioError};
-pub use crate::plan::{Mode, Script, Timeouts};
+pub use crate::plan::{Mode, Script};

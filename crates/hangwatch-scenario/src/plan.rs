@@ -22,19 +22,10 @@
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use hangwatch::HangLevel;
+use hangwatch::{HangLevel, Timeouts};
 
 /// The event loops of each child.
 pub const LOOPS: [&str; 4] = ["script", "layout", "network", "compositor"];
-
-/// The two timeouts of every loop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Timeouts {
-    /// A hang is transient past this...
-    pub transient: Duration,
-    /// ...and permanent past this.
-    pub permanent: Duration,
-}
 
 /// Which plan a child follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -49,14 +40,8 @@ impl Mode {
     /// The timeouts of every loop of a child of this plan.
     pub fn timeouts(self) -> Timeouts {
         match self {
-            Mode::Demo => Timeouts {
-                transient: Duration::from_millis(250),
-                permanent: Duration::from_millis(1000),
-            },
-            Mode::Soak => Timeouts {
-                transient: Duration::from_millis(500),
-                permanent: Duration::from_millis(2000),
-            },
+            Mode::Demo => Timeouts::new(Duration::from_millis(250), Duration::from_millis(1000)),
+            Mode::Soak => Timeouts::new(Duration::from_millis(500), Duration::from_millis(2000)),
         }
     }
 
@@ -68,7 +53,7 @@ impl Mode {
     pub fn pause_threshold(self) -> Option<Duration> {
         match self {
             Mode::Demo => None,
-            Mode::Soak => Some(self.timeouts().transient),
+            Mode::Soak => Some(self.timeouts().transient()),
         }
     }
 
@@ -227,8 +212,8 @@ const KINDS: [Kind; 3] = [
 impl Kind {
     fn length(&self, timeouts: Timeouts) -> Duration {
         let passed = match self.level {
-            HangLevel::Transient => timeouts.transient,
-            HangLevel::Permanent => timeouts.permanent,
+            HangLevel::Transient => timeouts.transient(),
+            HangLevel::Permanent => timeouts.permanent(),
         };
         passed.mul_f64(self.factor)
     }
@@ -294,15 +279,15 @@ mod tests {
 
     /// Each hang is clear of both timeouts, at the level it should reach.
     fn clear_of_timeouts(hang: &InjectedHang, timeouts: Timeouts) -> bool {
-        let expected = if hang.length >= timeouts.permanent {
+        let expected = if hang.length >= timeouts.permanent() {
             HangLevel::Permanent
         } else {
             HangLevel::Transient
         };
         hang.level == expected
-            && hang.length >= timeouts.transient.mul_f64(1.3)
-            && (hang.length <= timeouts.permanent.mul_f64(0.9)
-                || hang.length >= timeouts.permanent.mul_f64(1.3))
+            && hang.length >= timeouts.transient().mul_f64(1.3)
+            && (hang.length <= timeouts.permanent().mul_f64(0.9)
+                || hang.length >= timeouts.permanent().mul_f64(1.3))
     }
 
     #[test]

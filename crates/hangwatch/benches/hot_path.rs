@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use hangwatch::{ComponentId, Monitor};
+use hangwatch::{ComponentId, Monitor, Timeouts};
 
 fn notify_pair(c: &mut Criterion) {
     let Monitor {
@@ -13,8 +13,7 @@ fn notify_pair(c: &mut Criterion) {
     let handle = register
         .register_component(
             ComponentId::new("bench", 0),
-            Duration::from_secs(10),
-            Duration::from_secs(20),
+            Timeouts::new(Duration::from_secs(10), Duration::from_secs(20)),
             None,
         )
         .expect("registers");

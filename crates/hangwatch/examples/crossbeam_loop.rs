@@ -20,7 +20,7 @@
 use std::time::Duration;
 
 use crossbeam_channel::unbounded;
-use hangwatch::{AlertKind, Annotation, ComponentId, Monitor};
+use hangwatch::{AlertKind, Annotation, ComponentId, Monitor, Timeouts};
 
 /// What the layout loop is asked to do.
 enum Msg {
@@ -57,8 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         move || -> Result<(), hangwatch::RegisterError> {
             let handle = layout_register.register_component(
                 ComponentId::new("layout", 1),
-                Duration::from_millis(100),
-                Duration::from_millis(400),
+                Timeouts::new(Duration::from_millis(100), Duration::from_millis(400)),
                 None,
             )?;
             for msg in handle.event_loop(Msg::annotation).iter(&inbox) {

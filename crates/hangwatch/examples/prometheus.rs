@@ -30,7 +30,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use hangwatch::integrations::metrics::{describe, HANG_DURATION_BUCKETS, HANG_DURATION_SECONDS};
-use hangwatch::{ComponentId, Monitor};
+use hangwatch::{ComponentId, Monitor, Timeouts};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
 
 /// A loopback address with a port that was free a moment ago: bind port 0,
@@ -129,8 +129,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         move || -> Result<(), hangwatch::RegisterError> {
             let handle = register.register_component(
                 ComponentId::new("render", 1),
-                Duration::from_millis(100),
-                Duration::from_millis(300),
+                Timeouts::new(Duration::from_millis(100), Duration::from_millis(300)),
                 None,
             )?;
             let mut frame = 0u64;

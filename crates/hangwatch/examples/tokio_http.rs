@@ -32,7 +32,7 @@ use std::time::Duration;
 use axum::routing::get;
 use axum::Router;
 use hangwatch::integrations::tokio::{instrument_named, BuilderExt, WorkerMonitor};
-use hangwatch::{AlertKind, Monitor};
+use hangwatch::{AlertKind, Monitor, Timeouts};
 
 /// The server: `GET /fast` answers at once with the name of the worker
 /// thread that served it; `GET /slow` blocks its worker for `block_for`.
@@ -128,8 +128,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let workers = WorkerMonitor::new(
         &register,
         "http-worker",
-        Duration::from_millis(100),
-        Duration::from_millis(500),
+        Timeouts::new(Duration::from_millis(100), Duration::from_millis(500)),
     )?;
     let runtime = runtime(&workers, 3)?;
     let listener = std::net::TcpListener::bind(serve_at.as_deref().unwrap_or("127.0.0.1:0"))?;

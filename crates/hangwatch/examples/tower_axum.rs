@@ -28,7 +28,7 @@ use axum::routing::get;
 use axum::Router;
 use hangwatch::integrations::tokio::{BuilderExt, WorkerMonitor};
 use hangwatch::integrations::tower::RequestLayer;
-use hangwatch::{AlertKind, Monitor};
+use hangwatch::{AlertKind, Monitor, Timeouts};
 
 /// The user whose page blocks its worker.
 pub const SLOW_USER: u64 = 42;
@@ -130,8 +130,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let workers = WorkerMonitor::new(
         &register,
         "http-worker",
-        Duration::from_millis(100), // transient
-        Duration::from_secs(1),     // permanent
+        Timeouts::new(Duration::from_millis(100), Duration::from_secs(1)), // permanent
     )?;
     let runtime = runtime(&workers, 2)?;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;

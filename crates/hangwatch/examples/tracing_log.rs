@@ -23,7 +23,7 @@
 
 use std::time::Duration;
 
-use hangwatch::{AlertKind, ComponentId, Monitor};
+use hangwatch::{AlertKind, ComponentId, Monitor, Timeouts};
 
 #[inline(never)]
 fn parse_a_huge_document() {
@@ -43,8 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         move || -> Result<(), hangwatch::RegisterError> {
             let handle = parser_register.register_component(
                 ComponentId::new("parser", 1),
-                Duration::from_millis(100),
-                Duration::from_millis(300),
+                Timeouts::new(Duration::from_millis(100), Duration::from_millis(300)),
                 None,
             )?;
             let _busy = handle.activity("parse");

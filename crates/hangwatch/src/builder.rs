@@ -22,7 +22,9 @@ use crate::stack::Symbolication;
 
 /// A running monitor: the parts you hand out.
 ///
-/// Destructure it: `let Monitor { register, alerts, control, thread } = ...`.
+/// Destructure it: `let Monitor { register, alerts, control, thread, .. } = ...`
+/// (`..`: more parts may come).
+#[non_exhaustive]
 pub struct Monitor {
     /// Clone this to every thread that should register itself.
     pub register: Register,

@@ -68,39 +68,55 @@ impl fmt::Display for ComponentId {
 ///
 /// Past `transient` the monitor raises a [`Transient`](crate::AlertKind::Transient)
 /// alert; past `permanent` a [`Permanent`](crate::AlertKind::Permanent) one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Timeouts {
+/// Both must be longer than zero and `permanent` longer than `transient`;
+/// registration checks it ([`RegisterError::ZeroTimeout`],
+/// [`RegisterError::PermanentNotLonger`]), so that a constant can hold them:
+///
+/// ```
+/// use std::time::Duration;
+/// use hangwatch::Timeouts;
+///
+/// const FRAME_LOOP: Timeouts = Timeouts::new(Duration::from_millis(50), Duration::from_millis(500));
+/// assert_eq!(FRAME_LOOP.transient(), Duration::from_millis(50));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Timeouts {
     transient: Duration,
     permanent: Duration,
 }
 
 impl Timeouts {
-    /// Checks that both timeouts are non-zero and that `permanent` is longer
-    /// than `transient`.
-    pub(crate) fn new(transient: Duration, permanent: Duration) -> Result<Timeouts, RegisterError> {
-        if transient.is_zero() || permanent.is_zero() {
-            return Err(RegisterError::ZeroTimeout);
-        }
-        if permanent <= transient {
-            return Err(RegisterError::PermanentNotLonger {
-                transient,
-                permanent,
-            });
-        }
-        Ok(Timeouts {
+    /// A transient and a permanent timeout.
+    pub const fn new(transient: Duration, permanent: Duration) -> Timeouts {
+        Timeouts {
             transient,
             permanent,
-        })
+        }
     }
 
     /// The transient timeout.
-    pub(crate) fn transient(&self) -> Duration {
+    pub const fn transient(&self) -> Duration {
         self.transient
     }
 
     /// The permanent timeout.
-    pub(crate) fn permanent(&self) -> Duration {
+    pub const fn permanent(&self) -> Duration {
         self.permanent
+    }
+
+    /// These timeouts if both are non-zero and `permanent` is longer than
+    /// `transient`.
+    pub(crate) fn checked(self) -> Result<Timeouts, RegisterError> {
+        if self.transient.is_zero() || self.permanent.is_zero() {
+            return Err(RegisterError::ZeroTimeout);
+        }
+        if self.permanent <= self.transient {
+            return Err(RegisterError::PermanentNotLonger {
+                transient: self.transient,
+                permanent: self.permanent,
+            });
+        }
+        Ok(self)
     }
 }
 

@@ -17,7 +17,6 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
 use crate::annotation::{Annotation, LabelCache};
 use crate::cell::{self, ActivityCell};
@@ -85,7 +84,8 @@ impl Register {
     /// Registers the calling thread as the component `id`.
     ///
     /// The component raises a transient alert when one activity lasts longer
-    /// than `transient`, and a permanent one past `permanent`. If the program
+    /// than `timeouts.transient()`, and a permanent one past
+    /// `timeouts.permanent()`. If the program
     /// calls [`Control::exit`](crate::Control::exit), `exit_signal` is called
     /// once, on the monitor's thread; if exit was already requested, it is
     /// called as soon as the monitor sees this registration.
@@ -94,12 +94,10 @@ impl Register {
     pub fn register_component(
         &self,
         id: ComponentId,
-        transient: Duration,
-        permanent: Duration,
+        timeouts: Timeouts,
         exit_signal: Option<ExitSignal>,
     ) -> Result<Handle, RegisterError> {
-        let timeouts = Timeouts::new(transient, permanent)?;
-        self.register(id, timeouts, exit_signal, Takeover::Refuse)
+        self.register(id, timeouts.checked()?, exit_signal, Takeover::Refuse)
     }
 
     /// Registers the calling thread as the component `id`, as
@@ -115,12 +113,10 @@ impl Register {
     pub fn take_over_component(
         &self,
         id: ComponentId,
-        transient: Duration,
-        permanent: Duration,
+        timeouts: Timeouts,
         exit_signal: Option<ExitSignal>,
     ) -> Result<Handle, RegisterError> {
-        let timeouts = Timeouts::new(transient, permanent)?;
-        self.register(id, timeouts, exit_signal, Takeover::Replace)
+        self.register(id, timeouts.checked()?, exit_signal, Takeover::Replace)
     }
 
     fn register(

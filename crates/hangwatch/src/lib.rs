@@ -13,18 +13,17 @@
 //! ```
 //! use std::time::Duration;
 //! use crossbeam_channel::unbounded;
-//! use hangwatch::{AlertKind, ComponentId, Monitor};
+//! use hangwatch::{AlertKind, ComponentId, Monitor, Timeouts};
 //!
-//! let Monitor { register, alerts, control, thread } = Monitor::builder().start()?;
+//! let Monitor { register, alerts, control, thread, .. } = Monitor::builder().start()?;
 //!
 //! let (tasks, inbox) = unbounded::<Duration>();
 //! let worker = std::thread::spawn(move || {
 //!     let handle = register
 //!         .register_component(
 //!             ComponentId::new("worker", 1),
-//!             Duration::from_millis(50),  // transient
-//!             Duration::from_millis(500), // permanent
-//!             None,                       // no exit signal
+//!             Timeouts::new(Duration::from_millis(50), Duration::from_millis(500)),
+//!             None, // no exit signal
 //!         )
 //!         .expect("valid timeouts and a fresh id");
 //!     // The loop: wait for a task, then handle it under an activity guard,
@@ -183,7 +182,7 @@ pub use crate::alert::{Alert, AlertKind, HangLevel};
 pub use crate::annotation::Annotation;
 pub use crate::builder::{Builder, Monitor};
 pub use crate::clock::monotonic_ns;
-pub use crate::component::{ComponentId, ExitSignal, ProgressProbe};
+pub use crate::component::{ComponentId, ExitSignal, ProgressProbe, Timeouts};
 pub use crate::control::Control;
 pub use crate::error::{MonitorGone, ProfilingError, RegisterError, StartError};
 pub use crate::handle::{ActivityGuard, Handle, Register};
@@ -191,5 +190,7 @@ pub use crate::monitor::ProfilingOptions;
 pub use crate::profile::{Frames, HangMarker, Profile, ProfileSample, ProfiledThread};
 pub use crate::stack::sampler::{SampleSignal, SamplerError};
 pub use crate::stack::symbolize::{SymbolizeError, Symbolizer};
-pub use crate::stack::{CaptureMethod, Frame, NoStack, Stack, Symbolication};
+pub use crate::stack::{
+    is_program_frame_name, CaptureMethod, Frame, NoStack, Stack, Symbolication,
+};
 pub use crate::stats::{ComponentState, ComponentStats, ExitReport, Stats};

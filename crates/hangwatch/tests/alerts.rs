@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{expect_alert, expect_silence, ms, next_alert, Puppet, Step, GENEROUS};
-use hangwatch::{AlertKind, ComponentId, ComponentState, HangLevel, Monitor};
+use hangwatch::{AlertKind, ComponentId, ComponentState, HangLevel, Monitor, Timeouts};
 
 #[test]
 fn an_ended_hang_reports_its_whole_duration() {
@@ -55,7 +55,7 @@ fn only_the_component_that_hangs_raises_alerts() {
         let id = busy.clone();
         std::thread::spawn(move || {
             let handle = register
-                .register_component(id, ms(200), ms(2000), None)
+                .register_component(id, Timeouts::new(ms(200), ms(2000)), None)
                 .unwrap();
             let until = Instant::now() + ms(600);
             while Instant::now() < until {
@@ -89,7 +89,7 @@ fn the_activity_guard_waits_when_dropped() {
     } = Monitor::builder().start().unwrap();
     let id = ComponentId::new("guarded", 1);
     let handle = register
-        .register_component(id.clone(), ms(50), ms(500), None)
+        .register_component(id.clone(), Timeouts::new(ms(50), ms(500)), None)
         .unwrap();
     {
         let _task = handle.activity("slow task");
@@ -201,7 +201,7 @@ fn an_activity_begun_before_the_registration_reached_the_monitor_is_watched() {
     } = Monitor::builder().start().unwrap();
     let id = ComponentId::new("eager", 1);
     let handle = register
-        .register_component(id.clone(), ms(50), ms(500), None)
+        .register_component(id.clone(), Timeouts::new(ms(50), ms(500)), None)
         .unwrap();
     handle.notify_activity("first task");
     std::thread::sleep(ms(100));

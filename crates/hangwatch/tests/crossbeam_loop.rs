@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{expect_alert, expect_silence, ms};
 use crossbeam_channel::{select, unbounded, Receiver};
-use hangwatch::{AlertKind, Annotation, ComponentId, HangLevel, Monitor, Register};
+use hangwatch::{AlertKind, Annotation, ComponentId, HangLevel, Monitor, Register, Timeouts};
 
 /// Runs `body` on a thread registered as `id` (transient 50 ms, permanent 5 s).
 fn component(
@@ -22,7 +22,7 @@ fn component(
     let id = id.clone();
     std::thread::spawn(move || {
         let handle = register
-            .register_component(id, ms(50), Duration::from_secs(5), None)
+            .register_component(id, Timeouts::new(ms(50), Duration::from_secs(5)), None)
             .expect("registers");
         body(&handle);
     })

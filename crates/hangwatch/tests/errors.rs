@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use common::{expect_alert, ms, Puppet, Step, GENEROUS};
 use hangwatch::{
-    AlertKind, ComponentId, HangLevel, Monitor, MonitorGone, RegisterError, StartError,
+    AlertKind, ComponentId, HangLevel, Monitor, MonitorGone, RegisterError, StartError, Timeouts,
 };
 use hangwatch_test_support::eventually;
 
@@ -16,12 +16,14 @@ fn bad_timeouts_are_refused() {
     let Monitor { register, .. } = Monitor::builder().start().unwrap();
     let id = || ComponentId::new("script", 1);
     assert_eq!(
-        register.register_component(id(), ms(0), ms(10), None).err(),
+        register
+            .register_component(id(), Timeouts::new(ms(0), ms(10)), None)
+            .err(),
         Some(RegisterError::ZeroTimeout)
     );
     assert_eq!(
         register
-            .register_component(id(), ms(100), ms(100), None)
+            .register_component(id(), Timeouts::new(ms(100), ms(100)), None)
             .err(),
         Some(RegisterError::PermanentNotLonger {
             transient: ms(100),
@@ -29,7 +31,7 @@ fn bad_timeouts_are_refused() {
         })
     );
     let error = register
-        .register_component(id(), ms(200), ms(100), None)
+        .register_component(id(), Timeouts::new(ms(200), ms(100)), None)
         .err()
         .unwrap();
     assert!(
@@ -52,21 +54,25 @@ fn a_duplicate_id_is_refused_until_the_first_is_gone() {
     let Monitor { register, .. } = Monitor::builder().start().unwrap();
     let id = ComponentId::new("compositor", 1);
     let first = register
-        .register_component(id.clone(), ms(10), ms(20), None)
+        .register_component(id.clone(), Timeouts::new(ms(10), ms(20)), None)
         .unwrap();
     let error = register
-        .register_component(id.clone(), ms(10), ms(20), None)
+        .register_component(id.clone(), Timeouts::new(ms(10), ms(20)), None)
         .err()
         .unwrap();
     assert_eq!(error, RegisterError::Duplicate(id.clone()));
     assert!(error.to_string().contains("compositor#1"));
     // Another number of the same kind is fine.
     let _second = register
-        .register_component(ComponentId::new("compositor", 2), ms(10), ms(20), None)
+        .register_component(
+            ComponentId::new("compositor", 2),
+            Timeouts::new(ms(10), ms(20)),
+            None,
+        )
         .unwrap();
     first.unregister();
     assert!(register
-        .register_component(id, ms(10), ms(20), None)
+        .register_component(id, Timeouts::new(ms(10), ms(20)), None)
         .is_ok());
 }
 
@@ -185,10 +191,11 @@ fn after_shutdown_handles_are_silent_no_ops() {
         alerts,
         control,
         thread,
+        ..
     } = Monitor::builder().start().unwrap();
     let id = ComponentId::new("survivor", 1);
     let handle = register
-        .register_component(id.clone(), ms(5), ms(10), None)
+        .register_component(id.clone(), Timeouts::new(ms(5), ms(10)), None)
         .unwrap();
     control.shutdown().unwrap();
     thread.join().unwrap();
@@ -205,7 +212,11 @@ fn after_shutdown_handles_are_silent_no_ops() {
     assert_eq!(control.exit().err(), Some(MonitorGone));
     assert_eq!(
         register
-            .register_component(ComponentId::new("late", 1), ms(5), ms(10), None)
+            .register_component(
+                ComponentId::new("late", 1),
+                Timeouts::new(ms(5), ms(10)),
+                None
+            )
             .err(),
         Some(RegisterError::MonitorGone)
     );
@@ -280,7 +291,7 @@ fn a_component_taken_over_by_another_thread_is_no_longer_watched() {
             (register.clone(), id.clone(), held.clone(), release.clone());
         move || {
             let handle = register
-                .register_component(id, ms(400), ms(800), None)
+                .register_component(id, Timeouts::new(ms(400), ms(800)), None)
                 .unwrap();
             // Busy for good: only the take-over ends its watch.
             handle.notify_activity("left behind");
@@ -293,12 +304,12 @@ fn a_component_taken_over_by_another_thread_is_no_longer_watched() {
     // A plain registration of a held id is refused; a take-over is not.
     assert_eq!(
         register
-            .register_component(id.clone(), ms(100), ms(1_000), None)
+            .register_component(id.clone(), Timeouts::new(ms(100), ms(1_000)), None)
             .err(),
         Some(RegisterError::Duplicate(id.clone()))
     );
     let second = register
-        .take_over_component(id.clone(), ms(100), ms(1_000), None)
+        .take_over_component(id.clone(), Timeouts::new(ms(100), ms(1_000)), None)
         .unwrap();
     assert!(!second.is_taken_over());
     common::expect_silence(&alerts, ms(1_000));

@@ -8,7 +8,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
 use common::{ms, Puppet, Step};
-use hangwatch::{AlertKind, ComponentId, Monitor};
+use hangwatch::{AlertKind, ComponentId, Monitor, Timeouts};
 
 const THREADS: u64 = 8;
 const NOTIFICATIONS: u64 = 100_000_000;
@@ -43,7 +43,11 @@ fn a_hundred_million_notifications_grow_nothing_and_hide_no_hang() {
             let (register, start) = (register.clone(), start.clone());
             std::thread::spawn(move || {
                 let handle = register
-                    .register_component(ComponentId::new("flood", n), ms(100), ms(1000), None)
+                    .register_component(
+                        ComponentId::new("flood", n),
+                        Timeouts::new(ms(100), ms(1000)),
+                        None,
+                    )
                     .unwrap();
                 start.wait();
                 // The longest activity, timed by the thread itself: a loaded

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use common::{is_follow_up, ms, Puppet, GENEROUS};
 use hangwatch::{
     monotonic_ns, Alert, AlertKind, ComponentId, ComponentState, Control, HangLevel, Monitor,
-    NoStack, Register,
+    NoStack, Register, Timeouts,
 };
 use hangwatch_test_support::eventually;
 
@@ -124,7 +124,7 @@ impl HungComponent {
             .name("hw-late-hung".into())
             .spawn(move || {
                 let handle = register
-                    .register_component(id, TRANSIENT, PERMANENT, None)
+                    .register_component(id, Timeouts::new(TRANSIENT, PERMANENT), None)
                     .unwrap();
                 drop(register);
                 registered.send(()).unwrap();

@@ -26,7 +26,7 @@ use std::sync::{mpsc, Mutex};
 use std::time::Instant;
 
 use common::{expect_hang_alert, is_follow_up, ms, thread_id_named, Puppet, Step, GENEROUS};
-use hangwatch::{Alert, AlertKind, ComponentId, HangLevel, Monitor};
+use hangwatch::{Alert, AlertKind, ComponentId, HangLevel, Monitor, Timeouts};
 
 // --- The counting allocator ---------------------------------------------------
 
@@ -423,7 +423,11 @@ fn malloc_lock_child() {
             let tid = unsafe { libc::syscall(libc::SYS_gettid) } as u32;
             HOLDER_TID.store(tid, Ordering::SeqCst);
             let handle = register
-                .register_component(ComponentId::new("arena-holder", 1), ms(100), ms(400), None)
+                .register_component(
+                    ComponentId::new("arena-holder", 1),
+                    Timeouts::new(ms(100), ms(400)),
+                    None,
+                )
                 .unwrap();
             drop(register);
             {

@@ -12,7 +12,7 @@ use common::{expect_alert, ms, Puppet, Step};
 use hangwatch::integrations::metrics::{
     ALERTS_DROPPED_TOTAL, HANGS_TOTAL, HANG_DURATION_SECONDS, MONITORED_COMPONENTS, SAMPLES_TOTAL,
 };
-use hangwatch::{AlertKind, ComponentId, HangLevel, Monitor};
+use hangwatch::{AlertKind, ComponentId, HangLevel, Monitor, Timeouts};
 use hangwatch_test_support::eventually;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 
@@ -114,7 +114,7 @@ fn hangs_durations_samples_and_components_are_counted() {
         let id = id.clone();
         std::thread::spawn(move || {
             let handle = register
-                .register_component(id, ms(50), ms(150), None)
+                .register_component(id, Timeouts::new(ms(50), ms(150)), None)
                 .unwrap();
             registered.send(()).unwrap();
             let _busy = handle.activity("metered work");
@@ -166,6 +166,7 @@ fn dropped_alerts_exited_threads_and_an_ended_monitor_are_counted() {
         alerts,
         control,
         thread,
+        ..
     } = Monitor::builder()
         .stacks(false)
         .alert_capacity(1)

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use hangwatch::{ComponentId, Monitor};
+use hangwatch::{ComponentId, Monitor, Timeouts};
 
 #[test]
 fn notifications_never_allocate() {
@@ -11,8 +11,7 @@ fn notifications_never_allocate() {
     let handle = register
         .register_component(
             ComponentId::new("counted", 1),
-            Duration::from_millis(50),
-            Duration::from_secs(1),
+            Timeouts::new(Duration::from_millis(50), Duration::from_secs(1)),
             None,
         )
         .unwrap();

@@ -50,7 +50,7 @@ use common::{ms, GENEROUS};
 use crossbeam_channel::Receiver;
 use hangwatch::{
     Alert, AlertKind, CaptureMethod, ComponentId, Handle, HangLevel, Monitor, NoStack, Profile,
-    ProfilingOptions, SampleSignal, Stack,
+    ProfilingOptions, SampleSignal, Stack, Timeouts,
 };
 use hangwatch_test_support::eventually;
 
@@ -624,8 +624,7 @@ fn each_blocking_call_returns_what_it_would_without_the_monitor() {
                     let handle = register
                         .register_component(
                             ComponentId::new(case.component, 1),
-                            ms(300),
-                            ms(1000),
+                            Timeouts::new(ms(300), ms(1000)),
                             None,
                         )
                         .unwrap();
@@ -875,8 +874,7 @@ fn profiling_at_1khz_interrupts_no_blocked_call() {
                     let handle = register
                         .register_component(
                             ComponentId::new(kind.name(), 1),
-                            ms(5000),
-                            ms(30_000),
+                            Timeouts::new(ms(5000), ms(30_000)),
                             None,
                         )
                         .unwrap();
@@ -1254,7 +1252,11 @@ fn alt_stack_thread(
     }
 
     let handle = register
-        .register_component(ComponentId::new(alt.component(), 1), ms(200), ms(600), None)
+        .register_component(
+            ComponentId::new(alt.component(), 1),
+            Timeouts::new(ms(200), ms(600)),
+            None,
+        )
         .unwrap();
     report.after_register = current_alt_stack();
     let heap = Checksum::new();
@@ -1560,7 +1562,11 @@ fn a_thread_that_consumes_our_signals_is_sampled_again() {
             .name(name.to_owned())
             .spawn(move || {
                 let handle = register
-                    .register_component(ComponentId::new(name, 1), ms(200), ms(600), None)
+                    .register_component(
+                        ComponentId::new(name, 1),
+                        Timeouts::new(ms(200), ms(600)),
+                        None,
+                    )
                     .unwrap();
                 // SAFETY: plain signal-mask calls on sets we own.
                 let (all, old) = unsafe {

@@ -14,6 +14,7 @@ use std::time::Instant;
 use common::{expect_alert, ms, Puppet, Step};
 use hangwatch::{
     AlertKind, ComponentId, HangLevel, Monitor, ProfilingError, ProfilingOptions, Register,
+    Timeouts,
 };
 
 /// A millisecond of computing, then two of sleeping: busy, yet leaving
@@ -38,7 +39,11 @@ fn busy_component(
     let register = register.clone();
     std::thread::spawn(move || {
         let handle = register
-            .register_component(ComponentId::new("busy", n), ms(500), ms(5000), None)
+            .register_component(
+                ComponentId::new("busy", n),
+                Timeouts::new(ms(500), ms(5000)),
+                None,
+            )
             .unwrap();
         while running.load(Ordering::Relaxed) {
             let _task = handle.activity("work");

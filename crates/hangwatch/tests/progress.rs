@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{expect_alert, expect_silence, ms, GENEROUS};
-use hangwatch::{monotonic_ns, AlertKind, ComponentId, HangLevel, Monitor};
+use hangwatch::{monotonic_ns, AlertKind, ComponentId, HangLevel, Monitor, Timeouts};
 
 /// Work for `length`, one piece per millisecond, counting each in `done`;
 /// returns the stamp of the last piece.
@@ -37,7 +37,7 @@ fn an_activity_that_keeps_making_progress_is_not_a_hang() {
     let probe = done.clone();
     let component = std::thread::spawn(move || {
         let handle = register
-            .register_component(id, ms(150), ms(1_000), None)
+            .register_component(id, Timeouts::new(ms(150), ms(1_000)), None)
             .unwrap();
         handle.watch_progress(move || probe.load(Ordering::Relaxed));
         // Twice the permanent timeout in one activity, never idle.
@@ -60,7 +60,7 @@ fn a_stretch_without_progress_is_a_hang_timed_from_the_progress_around_it() {
         let id = id.clone();
         move || {
             let handle = register
-                .register_component(id, ms(150), ms(5_000), None)
+                .register_component(id, Timeouts::new(ms(150), ms(5_000)), None)
                 .unwrap();
             handle.watch_progress(move || probe.load(Ordering::Relaxed));
             let _busy = handle.activity("jobs, then one that sticks");
@@ -112,7 +112,7 @@ fn without_progress_from_its_start_an_activity_is_timed_from_its_start() {
         let id = id.clone();
         move || {
             let handle = register
-                .register_component(id, ms(100), ms(5_000), None)
+                .register_component(id, Timeouts::new(ms(100), ms(5_000)), None)
                 .unwrap();
             handle.watch_progress(|| 0);
             let began = monotonic_ns();

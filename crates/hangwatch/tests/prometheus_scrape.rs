@@ -15,7 +15,7 @@ use common::{expect_alert, ms};
 use hangwatch::integrations::metrics::{
     ALERTS_DROPPED_TOTAL, HANGS_TOTAL, HANG_DURATION_SECONDS, MONITORED_COMPONENTS, SAMPLES_TOTAL,
 };
-use hangwatch::{AlertKind, ComponentId, HangLevel, Monitor};
+use hangwatch::{AlertKind, ComponentId, HangLevel, Monitor, Timeouts};
 use prometheus::series_value;
 
 #[inline(never)]
@@ -68,7 +68,7 @@ fn the_scraped_series_appear_and_move_with_each_hang() {
         let id = id.clone();
         std::thread::spawn(move || {
             let handle = register
-                .register_component(id, ms(50), ms(150), None)
+                .register_component(id, Timeouts::new(ms(50), ms(150)), None)
                 .unwrap();
             // Each receiver is one hang, over when its sender is dropped.
             for released in steps {

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hangwatch::{ComponentId, Monitor};
+use hangwatch::{ComponentId, Monitor, Timeouts};
 use hangwatch_test_support::eventually;
 
 const INTERLEAVINGS: u64 = 10_000;
@@ -74,8 +74,7 @@ fn one_interleaving(seed: u64) {
                 let handle = register
                     .register_component(
                         ComponentId::new("racer", n as u64),
-                        Duration::from_millis(50),
-                        Duration::from_millis(500),
+                        Timeouts::new(Duration::from_millis(50), Duration::from_millis(500)),
                         Some(Box::new(move || {
                             signals[n].fetch_add(1, Ordering::SeqCst);
                         })),

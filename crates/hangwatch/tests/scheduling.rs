@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{expect_alert, ms, Puppet, GENEROUS};
-use hangwatch::{AlertKind, ComponentId, Monitor};
+use hangwatch::{AlertKind, ComponentId, Monitor, Timeouts};
 
 /// Context switches so far of this process's thread named `name`.
 fn context_switches(name: &str) -> u64 {
@@ -86,7 +86,11 @@ fn busy_components_do_not_wake_the_monitor_per_notification() {
     let keep_monitor_running = register.clone();
     let worker = std::thread::spawn(move || {
         let handle = register
-            .register_component(ComponentId::new("busy", 1), ms(100), ms(1000), None)
+            .register_component(
+                ComponentId::new("busy", 1),
+                Timeouts::new(ms(100), ms(1000)),
+                None,
+            )
             .unwrap();
         let mut events = 0u64;
         let mut longest = Duration::ZERO;

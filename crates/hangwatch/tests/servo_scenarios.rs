@@ -9,7 +9,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
 use common::{expect_alert, expect_silence, ms, Puppet, Step, GENEROUS};
-use hangwatch::{AlertKind, ComponentId, HangLevel, Monitor};
+use hangwatch::{AlertKind, ComponentId, HangLevel, Monitor, Timeouts};
 use hangwatch_test_support::eventually;
 
 fn script() -> ComponentId {
@@ -101,6 +101,7 @@ fn hang_monitoring_teardown() {
         alerts,
         control,
         thread,
+        ..
     } = Monitor::builder().start().unwrap();
     let puppet = Puppet::spawn(&register, script(), ms(10), ms(30), None).unwrap();
     puppet.step(Step::Activity("spawn pipeline"));
@@ -137,8 +138,7 @@ fn exit_signal_race(ordering: fn(register: &(dyn Fn() + Sync), exit: &(dyn Fn() 
                 let handle = register
                     .register_component(
                         script(),
-                        ms(10),
-                        ms(1000),
+                        Timeouts::new(ms(10), ms(1000)),
                         Some(Box::new(move || {
                             signals.fetch_add(1, Ordering::SeqCst);
                         })),

@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::{expect_alert, ms, GENEROUS};
-use hangwatch::{AlertKind, ComponentId, HangLevel, Monitor, NoStack, Register};
+use hangwatch::{AlertKind, ComponentId, HangLevel, Monitor, NoStack, Register, Timeouts};
 use hangwatch_test_support::eventually;
 
 /// Runs a component whose single activity blocks in `stuck_in_a_test_function`
@@ -25,7 +25,7 @@ fn hang_in_named_function(
     let register = register.clone();
     let thread = std::thread::spawn(move || {
         let handle = register
-            .register_component(id, ms(50), ms(200), None)
+            .register_component(id, Timeouts::new(ms(50), ms(200)), None)
             .unwrap();
         let _busy = handle.activity("test hang");
         stuck_in_a_test_function(&released);
@@ -192,7 +192,7 @@ fn the_ended_alert_waits_behind_the_permanent_one() {
     } = Monitor::builder().start().unwrap();
     let id = ComponentId::new("ordered", 1);
     let handle = register
-        .register_component(id.clone(), ms(20), ms(40), None)
+        .register_component(id.clone(), Timeouts::new(ms(20), ms(40)), None)
         .unwrap();
     for round in 1..=5 {
         handle.notify_activity("short hang");

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{expect_hang_alert, is_follow_up, ms, thread_id_named};
-use hangwatch::{Alert, AlertKind, ComponentId, HangLevel, Monitor};
+use hangwatch::{Alert, AlertKind, ComponentId, HangLevel, Monitor, Timeouts};
 
 /// The variants pin threads to the same CPUs: one at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -174,7 +174,7 @@ fn hang_once(
         .spawn(move || {
             pin(0, cpu);
             let handle = register
-                .register_component(id, TRANSIENT, PERMANENT, None)
+                .register_component(id, Timeouts::new(TRANSIENT, PERMANENT), None)
                 .unwrap();
             registered.send(()).unwrap();
             let before = Instant::now();

@@ -28,7 +28,9 @@ use hangwatch::integrations::tokio::{
 use hangwatch::test_util::{
     block_sample_signal_on_this_thread, unblock_sample_signal_on_this_thread,
 };
-use hangwatch::{Alert, AlertKind, ComponentId, Control, HangLevel, Monitor, SampleSignal};
+use hangwatch::{
+    Alert, AlertKind, ComponentId, Control, HangLevel, Monitor, SampleSignal, Timeouts,
+};
 use hangwatch_test_support::eventually;
 
 fn stack_names(alert: &Alert, function: &str) -> bool {
@@ -63,7 +65,8 @@ fn a_blocking_http_handler_is_caught_in_its_stack_while_other_workers_serve() {
         .symbolicate_deadline(GENEROUS)
         .start()
         .unwrap();
-    let workers = WorkerMonitor::new(&register, "http-worker", ms(100), ms(400)).unwrap();
+    let workers =
+        WorkerMonitor::new(&register, "http-worker", Timeouts::new(ms(100), ms(400))).unwrap();
     let runtime = tokio_http::runtime(&workers, 3).unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -161,7 +164,8 @@ fn the_driver_is_handed_off_when_the_alert_is_raised_not_when_its_stack_is_ready
         .symbolicate_deadline(GENEROUS)
         .start()
         .unwrap();
-    let workers = WorkerMonitor::new(&register, "handed-off", ms(100), GENEROUS).unwrap();
+    let workers =
+        WorkerMonitor::new(&register, "handed-off", Timeouts::new(ms(100), GENEROUS)).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -240,7 +244,7 @@ fn a_lock_a_cpu_loop_and_synchronous_io_are_caught_and_named() {
         .symbolicate_deadline(GENEROUS)
         .start()
         .unwrap();
-    let workers = WorkerMonitor::new(&register, "worker", ms(80), ms(300)).unwrap();
+    let workers = WorkerMonitor::new(&register, "worker", Timeouts::new(ms(80), ms(300))).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -341,7 +345,8 @@ fn tokios_own_block_in_place_is_not_reported_and_its_worker_is_taken_over() {
         control,
         ..
     } = Monitor::builder().stacks(false).start().unwrap();
-    let workers = WorkerMonitor::new(&register, "placing", ms(150), ms(1_000)).unwrap();
+    let workers =
+        WorkerMonitor::new(&register, "placing", Timeouts::new(ms(150), ms(1_000))).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -384,7 +389,8 @@ fn component_numbers_are_tokio_worker_indexes() {
     let Monitor {
         register, control, ..
     } = Monitor::builder().stacks(false).start().unwrap();
-    let workers = WorkerMonitor::new(&register, "indexed", ms(500), ms(5_000)).unwrap();
+    let workers =
+        WorkerMonitor::new(&register, "indexed", Timeouts::new(ms(500), ms(5_000))).unwrap();
     let names = std::sync::atomic::AtomicUsize::new(0);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(3)
@@ -428,12 +434,13 @@ fn a_current_thread_runtime_and_bad_timeouts_are_refused_without_panicking() {
     let Monitor {
         register, control, ..
     } = Monitor::builder().stacks(false).start().unwrap();
-    assert!(WorkerMonitor::new(&register, "bad", ms(100), ms(100)).is_err());
-    assert!(WorkerMonitor::new(&register, "bad", Duration::ZERO, ms(100)).is_err());
+    assert!(WorkerMonitor::new(&register, "bad", Timeouts::new(ms(100), ms(100))).is_err());
+    assert!(WorkerMonitor::new(&register, "bad", Timeouts::new(Duration::ZERO, ms(100))).is_err());
 
     // A current-thread runtime's park hooks run on whoever calls block_on:
     // not registered.
-    let workers = WorkerMonitor::new(&register, "current", ms(100), ms(200)).unwrap();
+    let workers =
+        WorkerMonitor::new(&register, "current", Timeouts::new(ms(100), ms(200))).unwrap();
     let mut builder = tokio::runtime::Builder::new_current_thread();
     builder.enable_all();
     workers.install(&mut builder);
@@ -456,7 +463,8 @@ fn with_tokio_unstable_a_plain_task_is_named_by_its_spawn_location() {
     let Monitor {
         register, alerts, ..
     } = Monitor::builder().stacks(false).start().unwrap();
-    let workers = WorkerMonitor::new(&register, "unstable", ms(80), ms(5_000)).unwrap();
+    let workers =
+        WorkerMonitor::new(&register, "unstable", Timeouts::new(ms(80), ms(5_000))).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -27,7 +27,7 @@ use axum::Router;
 use common::{ms, next_matching, GENEROUS};
 use hangwatch::integrations::tokio::WorkerMonitor;
 use hangwatch::integrations::tower::{RequestLayer, DEFAULT_MAX_LABELS, OVERFLOW};
-use hangwatch::{AlertKind, Monitor};
+use hangwatch::{AlertKind, Monitor, Timeouts};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -36,7 +36,8 @@ fn a_blocking_handler_is_named_by_its_route_and_timed_as_its_own_poll() {
     let Monitor {
         register, alerts, ..
     } = Monitor::builder().stacks(false).start().unwrap();
-    let workers = WorkerMonitor::new(&register, "http-worker", ms(100), ms(1000)).unwrap();
+    let workers =
+        WorkerMonitor::new(&register, "http-worker", Timeouts::new(ms(100), ms(1000))).unwrap();
     let runtime = tower_axum::runtime(&workers, 2).unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();

@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::{mpsc, Mutex, OnceLock};
 
 use common::{expect_alert, ms};
-use hangwatch::{AlertKind, ComponentId, HangLevel, Monitor};
+use hangwatch::{AlertKind, ComponentId, HangLevel, Monitor, Timeouts};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
@@ -110,7 +110,7 @@ fn each_alert_is_an_event_with_its_level_and_fields() {
             .name("traced-thread".into())
             .spawn(move || {
                 let handle = register
-                    .register_component(id, ms(50), ms(200), None)
+                    .register_component(id, Timeouts::new(ms(50), ms(200)), None)
                     .unwrap();
                 let _busy = handle.activity("parse");
                 stuck_in_a_traced_function(&released);
@@ -176,7 +176,7 @@ fn a_thread_that_exits_without_unregistering_is_an_info_event() {
         let id = id.clone();
         std::thread::spawn(move || {
             let handle = register
-                .register_component(id, ms(50), ms(200), None)
+                .register_component(id, Timeouts::new(ms(50), ms(200)), None)
                 .unwrap();
             std::mem::forget(handle);
         })

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use hangwatch::{HangMarker, Profile, ProfiledThread};
 
-use crate::frames::{frame_name, is_program_frame};
+use hangwatch::is_program_frame_name;
 
 /// How long a sample of a profile without an interval stands for when it is
 /// in no hang.
@@ -56,8 +56,8 @@ pub struct Slice<'a> {
 #[derive(Clone, Debug, PartialEq)]
 pub enum What<'a> {
     Hang(&'a HangMarker),
-    /// A frame, named as [`frame_name`] names it; whether it is the
-    /// program's own ([`is_program_frame`]).
+    /// A frame, named as [`Frame::name`](hangwatch::Frame::name) names it; whether it is the
+    /// program's own ([`is_program_frame_name`]).
     Frame {
         name: String,
         program: bool,
@@ -94,7 +94,7 @@ pub fn slices<'a>(profile: &Profile, thread: &'a ProfiledThread) -> Vec<Slice<'a
         // Outermost first.
         let frames: Vec<usize> = profile
             .frames_of(sample)
-            .map(|frame| names.id(frame_name(frame)))
+            .map(|frame| names.id(frame.name().into_owned()))
             .collect::<Vec<_>>()
             .into_iter()
             .rev()
@@ -197,7 +197,7 @@ impl Names {
             return id;
         }
         let id = self.list.len();
-        self.list.push((name.clone(), is_program_frame(&name)));
+        self.list.push((name.clone(), is_program_frame_name(&name)));
         self.ids.insert(name, id);
         id
     }

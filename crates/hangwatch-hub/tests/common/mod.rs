@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, RecvTimeoutError, Sender};
-use hangwatch::{Alert, ComponentId, Control, Monitor, Register};
+use hangwatch::{Alert, ComponentId, Control, Monitor, Register, Timeouts};
 use hangwatch_hub::{Bridge, BridgeBuilder, ChildInfo, Hub, HubEvent};
 
 /// Which role this process plays.
@@ -162,6 +162,7 @@ fn rig(builder: BridgeBuilder) -> Rig {
         alerts,
         control,
         thread,
+        ..
     } = Monitor::builder()
         // A debug build symbolicates slowly on a loaded machine; the tests
         // want the names, however long they take.
@@ -245,7 +246,7 @@ fn component(
                 let _ = quit.send(Task::Quit);
             });
             let handle = register
-                .register_component(id, transient, permanent, Some(signal))
+                .register_component(id, Timeouts::new(transient, permanent), Some(signal))
                 .expect("registration");
             drop(register);
             let mut outcome = Outcome::default();

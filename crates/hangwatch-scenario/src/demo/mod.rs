@@ -158,8 +158,8 @@ pub fn run(config: &Config, interrupted: &AtomicBool) -> Result<DemoRun, Scenari
          each child hangs 3 times",
         config.processes,
         run_for.as_secs_f64(),
-        Mode::Demo.timeouts().transient,
-        Mode::Demo.timeouts().permanent
+        Mode::Demo.timeouts().transient(),
+        Mode::Demo.timeouts().permanent()
     ));
     for script in &scripts {
         let process = driver.spawn(script)?;

@@ -113,8 +113,8 @@ pub fn run(config: &Config, interrupted: &AtomicBool) -> Result<Summary, Scenari
          {:?}; a profiling window every {:?}, a kill every {}-{} s",
         config.processes,
         config.seconds,
-        timeouts.transient,
-        timeouts.permanent,
+        timeouts.transient(),
+        timeouts.permanent(),
         PROFILE_EVERY,
         KILL_EVERY.0,
         KILL_EVERY.1
@@ -131,14 +131,11 @@ pub fn run(config: &Config, interrupted: &AtomicBool) -> Result<Summary, Scenari
     Ok(summary)
 }
 
-/// Whether `frame` is named as a function of this program: once one is,
-/// the child's own symbols are loaded (a system library's names come
-/// sooner). The program's functions are the hangwatch library's and this
-/// harness's.
+/// Whether `frame` is named as a function of this program (hangwatch's one
+/// rule, [`Frame::is_programs`], with a function name): once one is, the
+/// child's own symbols are loaded (a system library's names come sooner).
 fn is_program_frame(frame: &Frame) -> bool {
-    frame.function.as_deref().is_some_and(|name| {
-        name.starts_with("hangwatch::") || name.starts_with("hangwatch_scenario::")
-    })
+    frame.function.is_some() && frame.is_programs()
 }
 
 /// The soak under way.

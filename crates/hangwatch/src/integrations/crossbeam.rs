@@ -25,7 +25,7 @@
 //! ```
 //! use std::time::Duration;
 //! use crossbeam_channel::unbounded;
-//! use hangwatch::{Annotation, AlertKind, ComponentId, Monitor};
+//! use hangwatch::{Annotation, AlertKind, ComponentId, Monitor, Timeouts};
 //!
 //! enum Msg { Ping, Reflow(Duration) }
 //!
@@ -44,8 +44,7 @@
 //!     let handle = register
 //!         .register_component(
 //!             ComponentId::new("layout", 1),
-//!             Duration::from_millis(50),
-//!             Duration::from_millis(500),
+//!             Timeouts::new(Duration::from_millis(50), Duration::from_millis(500)),
 //!             None,
 //!         )
 //!         .expect("valid timeouts and a fresh id");
@@ -85,7 +84,7 @@
 //! ```
 //! use std::time::Duration;
 //! use crossbeam_channel::{select, unbounded};
-//! use hangwatch::{ComponentId, Monitor};
+//! use hangwatch::{ComponentId, Monitor, Timeouts};
 //!
 //! enum Event { Input(u32), Tick, Closed }
 //!
@@ -102,8 +101,7 @@
 //! let (tick, ticks) = unbounded::<()>();
 //! let handle = register.register_component(
 //!     ComponentId::new("ui", 1),
-//!     Duration::from_millis(100),
-//!     Duration::from_secs(1),
+//!     Timeouts::new(Duration::from_millis(100), Duration::from_secs(1)),
 //!     None,
 //! )?;
 //! input.send(7)?;

@@ -30,7 +30,7 @@
 //! ```
 //! use std::time::Duration;
 //! use hangwatch::integrations::metrics::{describe, HANG_DURATION_BUCKETS, HANG_DURATION_SECONDS};
-//! use hangwatch::{ComponentId, Monitor};
+//! use hangwatch::{ComponentId, Monitor, Timeouts};
 //! use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 //!
 //! // First the recorder (here one we render ourselves; use
@@ -44,8 +44,7 @@
 //! let Monitor { register, control, .. } = Monitor::builder().stacks(false).start()?;
 //! let _handle = register.register_component(
 //!     ComponentId::new("ui", 1),
-//!     Duration::from_millis(100),
-//!     Duration::from_secs(1),
+//!     Timeouts::new(Duration::from_millis(100), Duration::from_secs(1)),
 //!     None,
 //! )?;
 //! control.stats()?; // the monitor has taken the registration in

@@ -15,15 +15,14 @@
 //! use axum::{body::Body, http::Request, routing::get, Router};
 //! use hangwatch::integrations::tokio::{BuilderExt, WorkerMonitor};
 //! use hangwatch::integrations::tower::RequestLayer;
-//! use hangwatch::{AlertKind, Monitor};
+//! use hangwatch::{AlertKind, Monitor, Timeouts};
 //! use tower_service::Service;
 //!
 //! let Monitor { register, alerts, .. } = Monitor::builder().stacks(false).start()?;
 //! let workers = WorkerMonitor::new(
 //!     &register,
 //!     "http-worker",
-//!     Duration::from_millis(50), // transient
-//!     Duration::from_secs(1),    // permanent
+//!     Timeouts::new(Duration::from_millis(50), Duration::from_secs(1)),
 //! )?;
 //! let runtime = tokio::runtime::Builder::new_multi_thread()
 //!     .worker_threads(2)

@@ -22,7 +22,7 @@
 //! | `annotation` | what the component said it was doing |
 //! | `duration_ms` | how long it had been busy (for `ended`, how long the hang lasted), in milliseconds |
 //! | `thread` | the component's thread name |
-//! | `top_frame` | the first frame of the alert's stack that is the program's own code (see [`top_frame`]) |
+//! | `top_frame` | the name of the innermost frame of the alert's stack that is the program's own code ([`Stack::top_program_frame`](crate::Stack::top_program_frame), the rule the exporters use too) |
 //! | `no_stack` | why an alert that should carry a stack does not |
 //!
 //! Nothing needs calling: the events go to the global default subscriber
@@ -64,8 +64,9 @@ fn emit(alert: &Alert) {
     let top_frame = alert
         .stack
         .as_ref()
-        .and_then(top_frame)
-        .and_then(|frame| frame.function.as_deref());
+        .and_then(Stack::top_program_frame)
+        .map(Frame::name);
+    let top_frame = top_frame.as_deref();
     let no_stack = alert.no_stack.as_ref().map(display);
     // A level per event: tracing fixes an event's level where it is written.
     match alert.kind {
@@ -130,94 +131,5 @@ fn level_name(level: HangLevel) -> &'static str {
     match level {
         HangLevel::Transient => "transient",
         HangLevel::Permanent => "permanent",
-    }
-}
-
-/// The first frame of `stack` (innermost first) that is the program's own
-/// code: the first with a function name that is not in `std`, `core`,
-/// `alloc` or hangwatch, and whose module is not the system's C library or
-/// dynamic loader. `None` if there is no such frame.
-pub fn top_frame(stack: &Stack) -> Option<&Frame> {
-    stack.frames.iter().find(|frame| is_own_code(frame))
-}
-
-fn is_own_code(frame: &Frame) -> bool {
-    let Some(function) = frame.function.as_deref() else {
-        return false;
-    };
-    let path = owner_path(function);
-    const RUNTIME: [&str; 4] = ["std::", "core::", "alloc::", "hangwatch::"];
-    if RUNTIME.iter().any(|prefix| path.starts_with(prefix)) {
-        return false;
-    }
-    !frame.module.as_deref().is_some_and(is_system_library)
-}
-
-/// The path of the code a function name belongs to. For a trait method,
-/// `<Type as Trait>::method`, that is the type's path, or the trait's when the
-/// type is generic (`<&mut F as core::ops::FnOnce<A>>::call_once` is core's).
-fn owner_path(function: &str) -> &str {
-    let Some(qualified) = function.strip_prefix('<') else {
-        return function;
-    };
-    let qualified = qualified
-        .trim_start_matches('&')
-        .trim_start_matches("mut ")
-        .trim_start_matches("dyn ");
-    match qualified.split_once(" as ") {
-        Some((ty, _)) if ty.contains("::") => ty,
-        Some((_, tr)) => tr,
-        None => qualified,
-    }
-}
-
-/// The C library, the dynamic loader and the vDSO: where a blocking call
-/// ends up, never where it was made.
-fn is_system_library(module: &str) -> bool {
-    let name = module.rsplit('/').next().unwrap_or(module);
-    const SYSTEM: [&str; 6] = [
-        "libc.so",
-        "libc-",
-        "libpthread",
-        "ld-linux",
-        "linux-vdso",
-        "libgcc_s",
-    ];
-    SYSTEM.iter().any(|prefix| name.starts_with(prefix))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn frame(function: Option<&str>, module: &str) -> Frame {
-        Frame {
-            function: function.map(str::to_owned),
-            module: Some(module.to_owned()),
-            ..Frame::default()
-        }
-    }
-
-    #[test]
-    fn the_top_frame_skips_the_runtime_and_the_c_library() {
-        let stack = Stack {
-            frames: vec![
-                frame(None, "/usr/lib/x86_64-linux-gnu/libc.so.6"),
-                frame(Some("clock_nanosleep"), "/usr/lib/x86_64-linux-gnu/libc.so.6"),
-                frame(Some("std::thread::sleep"), "app"),
-                frame(
-                    Some("<hangwatch::integrations::tokio::Instrumented<F> as core::future::future::Future>::poll"),
-                    "app",
-                ),
-                frame(Some("<&mut F as core::ops::function::FnOnce<A>>::call_once"), "app"),
-                frame(Some("app::handlers::slow::{{closure}}"), "app"),
-                frame(Some("app::main"), "app"),
-            ],
-            truncated: false,
-            ..Stack::default()
-        };
-        let top = top_frame(&stack).and_then(|f| f.function.as_deref());
-        assert_eq!(top, Some("app::handlers::slow::{{closure}}"));
-        assert!(top_frame(&Stack::default()).is_none());
     }
 }

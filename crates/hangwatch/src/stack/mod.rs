@@ -29,6 +29,7 @@ pub(crate) mod capture;
 #[cfg(feature = "debuginfod")]
 mod debuginfod;
 pub(crate) mod modules;
+mod program;
 // The crate's one place for `unsafe`: a signal handler, its alternate
 // stacks, and system calls that libc does not wrap.
 #[allow(unsafe_code)]
@@ -37,6 +38,7 @@ pub(crate) mod symbolize;
 pub(crate) mod unwind;
 pub(crate) mod workers;
 
+pub use program::is_program_frame_name;
 use serde::{Deserialize, Serialize};
 
 /// Where a stack's frames get their names.

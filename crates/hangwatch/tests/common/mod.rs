@@ -6,7 +6,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
-use hangwatch::{Alert, AlertKind, ComponentId, ExitSignal, Register, RegisterError};
+use hangwatch::{Alert, AlertKind, ComponentId, ExitSignal, Register, RegisterError, Timeouts};
 use hangwatch_test_support::eventually;
 
 /// How long a test waits for something that should happen: long enough for a
@@ -48,17 +48,20 @@ impl Puppet {
         let thread = std::thread::Builder::new()
             .name(name)
             .spawn(move || {
-                let handle =
-                    match register.register_component(id, transient, permanent, exit_signal) {
-                        Ok(handle) => {
-                            let _ = registered_sender.send(Ok(()));
-                            handle
-                        }
-                        Err(error) => {
-                            let _ = registered_sender.send(Err(error));
-                            return;
-                        }
-                    };
+                let handle = match register.register_component(
+                    id,
+                    Timeouts::new(transient, permanent),
+                    exit_signal,
+                ) {
+                    Ok(handle) => {
+                        let _ = registered_sender.send(Ok(()));
+                        handle
+                    }
+                    Err(error) => {
+                        let _ = registered_sender.send(Err(error));
+                        return;
+                    }
+                };
                 for step in inbox {
                     match step {
                         Step::Activity(label) => handle.notify_activity(label),

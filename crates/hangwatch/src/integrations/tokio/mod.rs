@@ -14,14 +14,13 @@
 //! ```
 //! use std::time::Duration;
 //! use hangwatch::integrations::tokio::{spawn_named, BuilderExt, WorkerMonitor};
-//! use hangwatch::{AlertKind, Monitor};
+//! use hangwatch::{AlertKind, Monitor, Timeouts};
 //!
 //! let Monitor { register, alerts, .. } = Monitor::builder().stacks(false).start()?;
 //! let workers = WorkerMonitor::new(
 //!     &register,
 //!     "tokio-worker",
-//!     Duration::from_millis(50), // transient
-//!     Duration::from_secs(1),    // permanent
+//!     Timeouts::new(Duration::from_millis(50), Duration::from_secs(1)),
 //! )?;
 //! // The one line: `.watch_workers(&workers)` on the runtime's builder.
 //! let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -170,7 +169,6 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use ::tokio::runtime::Builder;
 
@@ -225,14 +223,13 @@ impl WorkerMonitor {
     pub fn new(
         register: &Register,
         name: impl Into<Cow<'static, str>>,
-        transient: Duration,
-        permanent: Duration,
+        timeouts: Timeouts,
     ) -> Result<WorkerMonitor, RegisterError> {
         Ok(WorkerMonitor {
             shared: Arc::new(Shared {
                 register: register.clone(),
                 name: name.into(),
-                timeouts: Timeouts::new(transient, permanent)?,
+                timeouts: timeouts.checked()?,
                 runtimes: Mutex::new(Vec::new()),
                 registered: AtomicU64::new(0),
                 errors: Mutex::new(Vec::new()),
@@ -316,12 +313,12 @@ impl WorkerMonitor {
     ///
     /// ```no_run
     /// # use std::time::Duration;
-    /// # use hangwatch::{integrations::tokio::WorkerMonitor, Monitor};
+    /// # use hangwatch::{integrations::tokio::WorkerMonitor, Monitor, Timeouts};
     /// # async fn serve() {}
     /// fn main() -> Result<(), Box<dyn std::error::Error>> {
     ///     let Monitor { register, .. } = Monitor::builder().start()?;
-    ///     let workers = WorkerMonitor::new(&register, "tokio-worker",
-    ///         Duration::from_millis(100), Duration::from_secs(1))?;
+    ///     let timeouts = Timeouts::new(Duration::from_millis(100), Duration::from_secs(1));
+    ///     let workers = WorkerMonitor::new(&register, "tokio-worker", timeouts)?;
     ///     workers.block_on(serve())?;
     ///     Ok(())
     /// }

@@ -117,12 +117,10 @@ impl WorkerMonitor {
         let id = ComponentId::new(shared.name.clone(), number);
         // Taken over: the thread that held this worker before handed it on
         // (`block_in_place`) and is no longer the one to watch.
-        match shared.register.take_over_component(
-            id.clone(),
-            shared.timeouts.transient(),
-            shared.timeouts.permanent(),
-            None,
-        ) {
+        match shared
+            .register
+            .take_over_component(id.clone(), shared.timeouts, None)
+        {
             Ok(handle) => {
                 shared.registered.fetch_add(1, Ordering::Relaxed);
                 let progress = Progress::new(runtime.metrics(), index);

@@ -53,6 +53,7 @@ pub(crate) fn registration(
             Duration::from_millis(TRANSIENT),
             Duration::from_millis(PERMANENT),
         )
+        .checked()
         .expect("valid timeouts"),
         exit_signal: None,
         thread: Some("render-thread".to_owned()),
