@@ -61,12 +61,9 @@ fn emit(alert: &Alert) {
     let annotation = alert.annotation.as_deref();
     let duration_ms = alert.duration.as_secs_f64() * 1e3;
     let thread = alert.thread.as_deref();
-    let top_frame = alert
-        .stack
-        .as_ref()
-        .and_then(Stack::top_program_frame)
-        .map(Frame::name);
-    let top_frame = top_frame.as_deref();
+    // Named inside each event, so that the name (allocated only for a frame
+    // without a function name) is made only for an event a subscriber wants.
+    let top_frame = alert.stack.as_ref().and_then(Stack::top_program_frame);
     let no_stack = alert.no_stack.as_ref().map(display);
     // A level per event: tracing fixes an event's level where it is written.
     match alert.kind {
@@ -78,7 +75,7 @@ fn emit(alert: &Alert) {
             annotation,
             duration_ms,
             thread,
-            top_frame,
+            top_frame = top_frame.map(Frame::name).as_deref(),
             no_stack,
             "transient hang"
         ),
@@ -90,7 +87,7 @@ fn emit(alert: &Alert) {
             annotation,
             duration_ms,
             thread,
-            top_frame,
+            top_frame = top_frame.map(Frame::name).as_deref(),
             no_stack,
             "permanent hang"
         ),
@@ -120,7 +117,7 @@ fn emit(alert: &Alert) {
             annotation,
             duration_ms,
             thread,
-            top_frame,
+            top_frame = top_frame.map(Frame::name).as_deref(),
             no_stack,
             "hang stack"
         ),

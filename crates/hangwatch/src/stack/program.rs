@@ -101,12 +101,22 @@ impl Frame {
 
     /// Whether this frame is the program's own code: its name says so
     /// ([`is_program_frame_name`]) and its module is not a system library.
+    /// Allocates nothing (the monitor's thread asks it of every alert it
+    /// hands to the `tracing` integration).
     pub fn is_programs(&self) -> bool {
-        let in_system_library = self
+        let module_file = self
             .module
             .as_deref()
-            .is_some_and(|module| is_runtime_module(module.rsplit('/').next().unwrap_or(module)));
-        !in_system_library && is_program_frame_name(&self.name())
+            .map(|module| module.rsplit('/').next().unwrap_or(module));
+        if module_file.is_some_and(is_runtime_module) {
+            return false;
+        }
+        match self.function.as_deref().map(str::trim) {
+            Some(function) if !function.is_empty() => is_program_frame_name(function),
+            // Named `module+0xoffset` (a module that is not a system
+            // library's: the program's) or by its bare address (nothing).
+            _ => self.module.is_some() && self.module_offset.is_some(),
+        }
     }
 }
 
@@ -205,13 +215,24 @@ fn one_line(text: &str) -> String {
     spaced.trim().to_owned()
 }
 
-/// The first segment of a Rust path (`std` in `std::thread::sleep` and in
-/// `<std::sync::Mutex<T> as Foo>::bar`), or `None` for a name with no `::`.
+/// The first segment of the path a Rust function belongs to (`std` in
+/// `std::thread::sleep` and in `<std::sync::Mutex<T> as Foo>::bar`), or
+/// `None` for a name with no `::`. A trait method, `<Type as Trait>::method`,
+/// belongs to its type, or to its trait when the type has no path of its
+/// own (a generic parameter or a primitive:
+/// `<&mut F as core::ops::FnOnce<A>>::call_once` is core's).
 fn first_path_segment(name: &str) -> Option<&str> {
     if !name.contains("::") {
         return None;
     }
-    let mut rest = name;
+    let owner = match name
+        .strip_prefix('<')
+        .and_then(|qualified| qualified.split_once(" as "))
+    {
+        Some((ty, tr)) if !ty.contains("::") => tr,
+        _ => name,
+    };
+    let mut rest = owner;
     loop {
         let before = rest;
         for prefix in ["<", "&", "mut ", "dyn ", "*const ", "*mut "] {
@@ -248,6 +269,7 @@ mod tests {
             "<std::sync::poison::mutex::MutexGuard<T> as core::ops::drop::Drop>::drop",
             "<&mut std::io::Stdout as std::io::Write>::write",
             "<&mut F as core::ops::function::FnOnce<A>>::call_once",
+            "<[u8] as core::fmt::Debug>::fmt",
             "crossbeam_channel::channel::Receiver<T>::recv",
             "parking_lot::raw_mutex::RawMutex::lock_slow",
             "tokio::runtime::park::Inner::park",
