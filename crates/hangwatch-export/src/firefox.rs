@@ -13,11 +13,11 @@
 //! | a program (or, later, each child process) | a process, with the name and pid given |
 //! | a [`ProfiledThread`] (a component) | a thread named after the component: `script#1` |
 //! | a [`ProfileSample`] | a sample at `Profile::start + sample.time`, with its stack |
-//! | a [`Frame`](hangwatch::Frame) | a frame and function named as [`Frame::name`](hangwatch::Frame::name) says; the program's frames in the *Program* category (blue), runtime and library ones in *Runtime* (grey) (see [`Frame::is_programs`](hangwatch::Frame::is_programs)) |
+//! | a [`Frame`] | a frame and function named as [`Frame::name`](hangwatch::Frame::name) says; the program's frames in the *Program* category (blue), runtime and library ones in *Runtime* (grey) (see [`Frame::is_programs`](hangwatch::Frame::is_programs)) |
 //! | a [`HangMarker`] | an interval marker from `start` to `start + duration` named `Hang: transient` or `Hang: permanent`, in the *Hang* category (red), with the fields `level`, `annotation`, `status` (`ended` or `ongoing`) and `duration` |
 //!
 //! Alerts without a profile become a profile first
-//! ([`profile_from_alerts`]): each alert with a stack is a sample at the
+//! ([`profile_from_alerts`](crate::hangs::profile_from_alerts)): each alert with a stack is a sample at the
 //! alert's time, and each hang (an `ended` alert, or a hang still going at
 //! the last alert) a marker.
 //!
@@ -112,7 +112,7 @@ impl<'a> Builder<'a> {
     }
 
     /// Adds a process named `name` with id `pid`, with what `alerts` say
-    /// (see [`profile_from_alerts`]).
+    /// (see [`profile_from_alerts`](crate::hangs::profile_from_alerts)).
     pub fn alerts(mut self, name: impl Into<String>, pid: u32, alerts: &[Alert]) -> Self {
         self.processes.push(Process::of_alerts(name, pid, alerts));
         self
@@ -164,7 +164,7 @@ pub fn from_profile(program: &str, pid: u32, profile: &Profile) -> FirefoxProfil
 }
 
 /// A profile of one program with one process, from `alerts` (see
-/// [`profile_from_alerts`]).
+/// [`profile_from_alerts`](crate::hangs::profile_from_alerts)).
 pub fn from_alerts(program: &str, pid: u32, alerts: &[Alert]) -> FirefoxProfile {
     Builder::new(program).alerts(program, pid, alerts).build()
 }

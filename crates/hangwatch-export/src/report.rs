@@ -83,20 +83,30 @@ pub const SIGNATURE_FRAMES: usize = 3;
 /// The signature of a stack given by its frame names, innermost first (see
 /// the [module docs](self)).
 pub fn signature<S: AsRef<str>>(innermost_first: &[S]) -> Vec<String> {
-    let program: Vec<String> = innermost_first
+    signature_of(innermost_first.iter().map(|name| {
+        let name = name.as_ref();
+        (name.to_owned(), is_program_frame_name(name))
+    }))
+}
+
+/// The signature of a stack given as each frame's name and whether it is
+/// the program's own, innermost first: for frames, which say that by their
+/// module too ([`Frame::is_programs`](hangwatch::Frame::is_programs)).
+fn signature_of(innermost_first: impl Iterator<Item = (String, bool)>) -> Vec<String> {
+    let frames: Vec<(String, bool)> = innermost_first.collect();
+    let program: Vec<String> = frames
         .iter()
-        .map(AsRef::as_ref)
-        .filter(|name| is_program_frame_name(name))
+        .filter(|(_, programs)| *programs)
         .take(SIGNATURE_FRAMES)
-        .map(str::to_owned)
+        .map(|(name, _)| name.clone())
         .collect();
     if !program.is_empty() {
         return program;
     }
-    innermost_first
-        .iter()
+    frames
+        .into_iter()
         .take(SIGNATURE_FRAMES)
-        .map(|name| name.as_ref().to_owned())
+        .map(|(name, _)| name)
         .collect()
 }
 
@@ -258,13 +268,14 @@ impl Report {
 fn group(hangs: &[Hang]) -> Vec<HangGroup> {
     let mut by_signature: BTreeMap<Vec<String>, Vec<&Hang>> = BTreeMap::new();
     for hang in hangs {
-        let names: Vec<String> = hang
-            .stack
-            .iter()
-            .flat_map(|stack| stack.frames.iter().map(|frame| frame.name().into_owned()))
-            .collect();
+        let frames = hang.stack.iter().flat_map(|stack| {
+            stack
+                .frames
+                .iter()
+                .map(|frame| (frame.name().into_owned(), frame.is_programs()))
+        });
         by_signature
-            .entry(signature(&names))
+            .entry(signature_of(frames))
             .or_default()
             .push(hang);
     }

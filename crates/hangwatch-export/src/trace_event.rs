@@ -27,11 +27,11 @@
 //! |---|---|
 //! | a process (the name and pid given) | a `process_name` metadata event, with `process_sort_index` in the order given |
 //! | a [`ProfiledThread`] (a component) | a thread of its process: a `thread_name` metadata event named after the component (`layout#1`), its tid the thread's OS id, `thread_sort_index` in the profile's order |
-//! | a run of [`ProfileSample`]s | one complete event per frame, outermost first and outermost lowest; named as [`frame_name`] says, category `program` for the program's frames and `runtime` for the rest ([`is_program_frame`]); no `args` (speedscope would add them to the name) |
+//! | a run of [`ProfileSample`]s | one complete event per frame, outermost first and outermost lowest; named as [`Frame::name`] says, category `program` for the program's frames and `runtime` for the rest ([`is_program_frame_name`]); no `args` (speedscope would add them to the name) |
 //! | a [`HangMarker`] | a complete event named `Hang: permanent in "reflow"` (`Hang: transient` when it has no annotation), category `hang`, with `args` `level`, `annotation` (null when none), `status` (`ended` or `ongoing`) and `duration_ms`; the frames sampled during the hang nest under it |
 //!
 //! Alerts without a profile become a profile first
-//! ([`profile_from_alerts`]): each alert's stack is a sample at the alert's
+//! ([`profile_from_alerts`](crate::hangs::profile_from_alerts)): each alert's stack is a sample at the alert's
 //! time, each hang a marker.
 //!
 //! # Time
@@ -107,8 +107,8 @@
 //! [Perfetto UI]: https://ui.perfetto.dev
 //! [speedscope]: https://www.speedscope.app
 //! [`ProfileSample`]: hangwatch::ProfileSample
-//! [`frame_name`]: hangwatch::Frame::name
-//! [`is_program_frame`]: hangwatch::is_program_frame_name
+//! [`Frame::name`]: hangwatch::Frame::name
+//! [`is_program_frame_name`]: hangwatch::is_program_frame_name
 
 mod timeline;
 
@@ -142,7 +142,7 @@ impl<'a> Builder<'a> {
     }
 
     /// Adds a process named `name` with id `pid` (0 if not known), with what
-    /// `alerts` say (see [`profile_from_alerts`]).
+    /// `alerts` say (see [`profile_from_alerts`](crate::hangs::profile_from_alerts)).
     pub fn alerts(mut self, name: impl Into<String>, pid: u32, alerts: &[Alert]) -> Self {
         self.processes.push(Process::of_alerts(name, pid, alerts));
         self
@@ -201,7 +201,7 @@ pub fn from_profile(process: &str, pid: u32, profile: &Profile) -> Trace {
     Builder::new().profile(process, pid, profile).build()
 }
 
-/// A trace of one process, from `alerts` (see [`profile_from_alerts`]).
+/// A trace of one process, from `alerts` (see [`profile_from_alerts`](crate::hangs::profile_from_alerts)).
 pub fn from_alerts(process: &str, pid: u32, alerts: &[Alert]) -> Trace {
     Builder::new().alerts(process, pid, alerts).build()
 }

@@ -66,7 +66,10 @@
 //! it cannot decode serde's flattened fields or internally tagged enums,
 //! which hangwatch's [`Alert`], [`Stats`] and [`Profile`] use for their
 //! stable JSON form. Those cross as that JSON text ([`Json`]) inside the
-//! postcard envelope; everything else here is plain data. A message that does
+//! postcard envelope; everything else here is plain data, hangwatch's
+//! [`ProfilingOptions`] and [`ExitReport`] among it. Plain data has no field
+//! names on the wire, so a field hangwatch adds to those two changes the
+//! protocol: a test holds their bytes at this [`PROTOCOL_VERSION`]. A message that does
 //! not decode, at either level, is an error the receiver reports and drops.
 //!
 //! # Invariants
@@ -428,6 +431,39 @@ mod tests {
         };
         assert_eq!(postcard_like_round_trip(&message), message);
     }
+
+    /// `ProfilingOptions` and `ExitReport` are hangwatch's types and cross
+    /// as postcard, which has no field names: a field hangwatch adds changes
+    /// these bytes, and then [`PROTOCOL_VERSION`] must change with them
+    /// (bump it, then update the bytes here).
+    #[test]
+    fn the_plain_data_core_types_keep_their_wire_bytes_at_this_protocol_version() {
+        assert_eq!(
+            PROTOCOL_VERSION, 2,
+            "update the bytes below with the version"
+        );
+        let options = ProfilingOptions {
+            rate_hz: 997,
+            max_duration: Duration::from_millis(12_345),
+            stack_bytes: 4096,
+        };
+        let mut report = ExitReport::default();
+        report.signalled = 3;
+        report.panicked = vec![ComponentId::new("script", 2)];
+        let options = postcard::to_stdvec(&options).unwrap();
+        let report = postcard::to_stdvec(&report).unwrap();
+        assert_eq!(
+            options, OPTIONS_BYTES,
+            "ProfilingOptions changed on the wire: {options:?}"
+        );
+        assert_eq!(
+            report, REPORT_BYTES,
+            "ExitReport changed on the wire: {report:?}"
+        );
+    }
+
+    const OPTIONS_BYTES: &[u8] = &[229, 7, 0, 0, 0, 0, 128, 28, 200, 64, 128, 32];
+    const REPORT_BYTES: &[u8] = &[3, 1, 6, 115, 99, 114, 105, 112, 116, 2];
 
     #[test]
     fn pieces_glue_back_into_the_text() {

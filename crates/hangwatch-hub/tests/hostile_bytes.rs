@@ -6,9 +6,11 @@
 //!
 //! The seeds are sequences of real messages, encoded as ipc-channel encodes
 //! them (postcard), made here by the ignored test `write_the_corpus`
-//! (`cargo test -p hangwatch-hub --test hostile_bytes -- --ignored`); once
-//! committed they stay as they are, so the well-formed ones also check that
-//! what earlier versions sent still decodes. Other files in the corpus
+//! (`cargo test -p hangwatch-hub --features test-util --test hostile_bytes --
+//! --ignored`); once committed they stay as they are while
+//! `PROTOCOL_VERSION` does, so the well-formed ones also check that what
+//! earlier builds of this version sent still decodes (protocol 2 rewrote
+//! them). Other files in the corpus
 //! (inputs found by fuzzing) are fed as they are.
 
 use std::time::{Duration, SystemTime};

@@ -30,7 +30,10 @@
 //! active bit cleared. The component compares the mark with its own word at
 //! its next notification (one load of a line it already owns); if it matches
 //! either way it records the end stamp in `ended`, and for an alerted
-//! activity it also wakes the monitor, so that the `Ended` alert is prompt.
+//! activity it also wakes the monitor, so that the `Ended` alert is prompt
+//! (a component that read the mark just before the monitor stored it does
+//! not ring: the monitor's look once per transient timeout at a hang past
+//! its last level finds that end, see `schedule.rs`'s loom models).
 //! Either way the activity's length is exact: a monitor that looks late (its
 //! thread waited for a CPU) still knows how long an activity it saw lasted,
 //! and raises every alert its length earned. The monitor marks at most one

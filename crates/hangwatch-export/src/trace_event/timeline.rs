@@ -25,9 +25,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use hangwatch::{HangMarker, Profile, ProfiledThread};
-
-use hangwatch::is_program_frame_name;
+use hangwatch::{Frame, HangMarker, Profile, ProfiledThread};
 
 /// How long a sample of a profile without an interval stands for when it is
 /// in no hang.
@@ -57,7 +55,7 @@ pub struct Slice<'a> {
 pub enum What<'a> {
     Hang(&'a HangMarker),
     /// A frame, named as [`Frame::name`](hangwatch::Frame::name) names it; whether it is the
-    /// program's own ([`is_program_frame_name`]).
+    /// program's own ([`Frame::is_programs`]).
     Frame {
         name: String,
         program: bool,
@@ -94,7 +92,7 @@ pub fn slices<'a>(profile: &Profile, thread: &'a ProfiledThread) -> Vec<Slice<'a
         // Outermost first.
         let frames: Vec<usize> = profile
             .frames_of(sample)
-            .map(|frame| names.id(frame.name().into_owned()))
+            .map(|frame| names.id(frame))
             .collect::<Vec<_>>()
             .into_iter()
             .rev()
@@ -192,12 +190,15 @@ struct Names {
 }
 
 impl Names {
-    fn id(&mut self, name: String) -> usize {
+    /// The id of the frame `frame`'s name, first seen whether it is the
+    /// program's own.
+    fn id(&mut self, frame: &Frame) -> usize {
+        let name = frame.name().into_owned();
         if let Some(&id) = self.ids.get(&name) {
             return id;
         }
         let id = self.list.len();
-        self.list.push((name.clone(), is_program_frame_name(&name)));
+        self.list.push((name.clone(), frame.is_programs()));
         self.ids.insert(name, id);
         id
     }

@@ -134,7 +134,7 @@ pub fn run(config: &Config, interrupted: &AtomicBool) -> Result<Summary, Scenari
 /// Whether `frame` is named as a function of this program (hangwatch's one
 /// rule, [`Frame::is_programs`], with a function name): once one is, the
 /// child's own symbols are loaded (a system library's names come sooner).
-fn is_program_frame(frame: &Frame) -> bool {
+fn is_named_program_frame(frame: &Frame) -> bool {
     frame.function.is_some() && frame.is_programs()
 }
 
@@ -343,7 +343,7 @@ impl Scenario for Soak<'_> {
                     .stack
                     .iter()
                     .flat_map(|stack| &stack.frames)
-                    .any(is_program_frame);
+                    .any(is_named_program_frame);
                 if let Some(member) = self.fleet.get(alert.child.pid) {
                     member.symbolicated |= symbolicated;
                 }
@@ -413,7 +413,7 @@ impl Scenario for Soak<'_> {
                 self.profiles += 1;
                 let symbolicated = (0..profile.frames.len())
                     .filter_map(|n| profile.frames.get(u32::try_from(n).ok()?))
-                    .any(is_program_frame);
+                    .any(is_named_program_frame);
                 if let Some(member) = self.fleet.get(child.pid) {
                     member.profiled |= symbolicated;
                 }

@@ -44,7 +44,7 @@
 //! x86-64 (`rip`, `rsp`, `rbp`) and aarch64 (`pc`, `sp`, `x29`, `x30`, with
 //! pointer authentication bits stripped from return addresses) are walked.
 //! Elsewhere the stack has just its instruction pointer frame and ends with
-//! [`WalkEnd::UnsupportedArch`].
+//! `WalkEnd::UnsupportedArch`.
 
 use std::sync::Arc;
 
