@@ -96,7 +96,9 @@ extern "C" fn on_reference_signal(_: c_int, info: *mut siginfo_t, context: *mut 
     let errno = SavedErrno::save();
     // SAFETY: the kernel passes this `SA_SIGINFO` handler its `siginfo_t`.
     if let Some(mut claim) = unsafe { Claim::accept(info) } {
-        // SAFETY: and its `ucontext_t`.
+        // SAFETY: the kernel passes an `SA_SIGINFO` handler a valid
+        // `ucontext_t` of the interrupted thread as its third argument, live
+        // until the handler returns.
         let registers = unsafe { interrupted_registers(context) };
         let (mut frames, mut truncated) = (0, false);
         let mut slots = claim.buffer().chunks_exact_mut(8);

@@ -939,7 +939,10 @@ mod loom_models {
             if state != done && self.take_back(requested) != Err(done) {
                 return None;
             }
-            // SAFETY (of the real read): the slot is `DONE`; loom checks it.
+            // SAFETY: the state is `DONE` (seen with Acquire, or handed back
+            // by `take_back`), so the handler's write happened before and no
+            // handler writes again until the slot is made idle below; loom's
+            // cell checks exactly that this read races with no write.
             let sample = self.sample.with(|sample| unsafe { *sample });
             self.state.store(word(ticket, IDLE), Release);
             Some(sample)
@@ -955,8 +958,10 @@ mod loom_models {
             if claim.is_err() {
                 return false;
             }
-            // SAFETY (of the real copy): claimed, the buffer is ours; loom
-            // checks it.
+            // SAFETY: this handler's compare-and-swap moved the state from
+            // the request to `CLAIMED`, so no other handler claims it and the
+            // sampler reads only after `DONE` below; loom's cell checks that
+            // this write races with no read.
             self.sample
                 .with_mut(|sample| unsafe { *sample = requested >> TICKET_SHIFT });
             self.state.swap(claimed | DONE, Release);
