@@ -25,8 +25,8 @@ use std::ffi::c_void;
 use std::time::Duration;
 
 use hangwatch::test_util::{
-    install_handler, interrupted_registers, monotonic_ns, Claim, HandlerSpec, SampleTarget,
-    SavedErrno,
+    install_handler, interrupted_registers, signal_safe_monotonic_ns, Claim, HandlerSpec,
+    SampleTarget, SavedErrno,
 };
 use hangwatch::{NoStack, SampleSignal, SamplerError};
 use libc::{c_int, siginfo_t};
@@ -92,7 +92,7 @@ impl ReferenceSampler {
 /// Claims the request like hangwatch's handler, then unwinds the
 /// interrupted thread into the slot's buffer.
 extern "C" fn on_reference_signal(_: c_int, info: *mut siginfo_t, context: *mut c_void) {
-    let entered = monotonic_ns();
+    let entered = signal_safe_monotonic_ns();
     let errno = SavedErrno::save();
     // SAFETY: the kernel passes this `SA_SIGINFO` handler its `siginfo_t`.
     if let Some(mut claim) = unsafe { Claim::accept(info) } {

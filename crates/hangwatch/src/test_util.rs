@@ -34,8 +34,8 @@ pub use crate::stack::modules::{LiveModules, Module, ModuleError, Modules, Modul
 ))]
 pub use crate::stack::sampler::{
     block_sample_signal_on_this_thread, install_foreign_handler_for_tests, install_handler,
-    interrupted_registers, monotonic_ns, unblock_sample_signal_on_this_thread, Claim, Handler,
-    HandlerSpec, SavedErrno,
+    interrupted_registers, monotonic_ns as signal_safe_monotonic_ns,
+    unblock_sample_signal_on_this_thread, Claim, Handler, HandlerSpec, SavedErrno,
 };
 pub use crate::stack::sampler::{
     PendingSample, SampleTarget, Sampler, ThreadLease, DEFAULT_COPY_LIMIT,
