@@ -5,7 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{expect_alert, expect_silence, ms, next_alert, Puppet, Step, GENEROUS};
+use common::{
+    expect_alert, expect_silence, expect_transient_hang, ms, next_alert, Puppet, Step, GENEROUS,
+};
 use hangwatch::{AlertKind, ComponentId, ComponentState, HangLevel, Monitor, Timeouts};
 
 #[test]
@@ -95,14 +97,7 @@ fn the_activity_guard_waits_when_dropped() {
         let _task = handle.activity("slow task");
         std::thread::sleep(ms(120));
     }
-    expect_alert(&alerts, &id, AlertKind::Transient);
-    expect_alert(
-        &alerts,
-        &id,
-        AlertKind::Ended {
-            worst: HangLevel::Transient,
-        },
-    );
+    expect_transient_hang(&alerts, &id);
     expect_silence(&alerts, ms(600));
 }
 

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{expect_alert, expect_silence, ms, GENEROUS};
-use hangwatch::{monotonic_ns, AlertKind, ComponentId, HangLevel, Monitor, Timeouts};
+use common::{expect_silence, expect_transient_hang, ms, GENEROUS};
+use hangwatch::{monotonic_ns, ComponentId, Monitor, Timeouts};
 
 /// Work for `length`, one piece per millisecond, counting each in `done`;
 /// returns the stamp of the last piece.
@@ -74,14 +74,7 @@ fn a_stretch_without_progress_is_a_hang_timed_from_the_progress_around_it() {
             (stuck_from, resumed)
         }
     });
-    let transient = expect_alert(&alerts, &id, AlertKind::Transient);
-    let ended = expect_alert(
-        &alerts,
-        &id,
-        AlertKind::Ended {
-            worst: HangLevel::Transient,
-        },
-    );
+    let (transient, ended) = expect_transient_hang(&alerts, &id);
     let (stuck_from, resumed) = component.join().unwrap();
     let started = transient.started_ns.unwrap();
     assert_eq!(ended.started_ns, Some(started));
@@ -122,14 +115,7 @@ fn without_progress_from_its_start_an_activity_is_timed_from_its_start() {
             (began, monotonic_ns())
         }
     });
-    let transient = expect_alert(&alerts, &id, AlertKind::Transient);
-    let ended = expect_alert(
-        &alerts,
-        &id,
-        AlertKind::Ended {
-            worst: HangLevel::Transient,
-        },
-    );
+    let (transient, ended) = expect_transient_hang(&alerts, &id);
     let (began, finished) = component.join().unwrap();
     let started = transient.started_ns.unwrap();
     assert!((began..=finished).contains(&started));

@@ -6,7 +6,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
-use hangwatch::{Alert, AlertKind, ComponentId, ExitSignal, Register, RegisterError, Timeouts};
+use hangwatch::{
+    Alert, AlertKind, ComponentId, ExitSignal, HangLevel, Register, RegisterError, Timeouts,
+};
 use hangwatch_test_support::eventually;
 
 /// How long a test waits for something that should happen: long enough for a
@@ -130,6 +132,20 @@ pub fn expect_alert(alerts: &Receiver<Alert>, id: &ComponentId, kind: AlertKind)
         "unexpected alert: {alert}"
     );
     alert
+}
+
+/// Asserts the next two alerts are a transient hang of `id`: its
+/// `Transient` alert, then its `Ended` with `worst` transient. Returns both.
+pub fn expect_transient_hang(alerts: &Receiver<Alert>, id: &ComponentId) -> (Alert, Alert) {
+    let transient = expect_alert(alerts, id, AlertKind::Transient);
+    let ended = expect_alert(
+        alerts,
+        id,
+        AlertKind::Ended {
+            worst: HangLevel::Transient,
+        },
+    );
+    (transient, ended)
 }
 
 /// Asserts that no alert arrives within `quiet`.
